@@ -1,0 +1,91 @@
+// How verdicts and plans are shown: one JSON shape shared by `inspect`, `list` and the daemon's
+// status, and the human tables. Sizes and offsets in JSON are byte counts (numbers); in text they
+// are hex ranges with human sizes beside them.
+
+import type { LayoutPlan } from '../core/planner.js';
+import { SUPERBLOCK_BYTES } from '../core/superblock.js';
+import type { Verdict } from '../core/validate.js';
+import { hex, hexRange, humanSize, PAGE_BYTES, toSafeNumber } from '../core/units.js';
+
+export interface VerdictJson {
+  status: Verdict['status'];
+  reason?: string;
+  message?: string;
+  source?: 'primary' | 'backup';
+  notes?: string[];
+  superblock?: {
+    version: string;
+    uuid: string;
+    namespaceUuid: string | null;
+    reservedOffset: number;
+    reservedSize: number;
+    dataOffset: number;
+    dataSize: number;
+    writer: string;
+    createdAt: number;
+  };
+  partitions: { number: number; start: number; size: number }[];
+}
+
+export function verdictToJson(verdict: Verdict): VerdictJson {
+  const json: VerdictJson = { status: verdict.status, partitions: [] };
+  if (verdict.status === 'invalid') json.reason = verdict.reason;
+  if (verdict.status !== 'valid') json.message = verdict.message;
+  const sb = verdict.status === 'absent' ? undefined : verdict.superblock;
+  if (verdict.status === 'valid') {
+    json.source = verdict.source;
+    json.notes = verdict.notes;
+  }
+  if (sb) {
+    json.superblock = {
+      version: `${sb.majorVersion}.${sb.minorVersion}`,
+      uuid: sb.uuid,
+      namespaceUuid: sb.namespaceUuid,
+      reservedOffset: toSafeNumber(sb.reservedOffset),
+      reservedSize: toSafeNumber(sb.reservedSize),
+      dataOffset: toSafeNumber(sb.dataOffset),
+      dataSize: toSafeNumber(sb.dataSize),
+      writer: sb.writer,
+      createdAt: toSafeNumber(sb.createdAt),
+    };
+  }
+  json.partitions = verdict.partitions.map((p) => ({ number: p.number, start: toSafeNumber(p.start), size: toSafeNumber(p.size) }));
+  return json;
+}
+
+/** Range columns line up for people; hex ranges are inclusive, like /proc/iomem. */
+function row(label: string, start: bigint, size: bigint, extra = ''): string {
+  return `  ${label.padEnd(22)}${hexRange(start, size).padEnd(28)}${humanSize(size).padStart(12)}${extra ? '  ' + extra : ''}`;
+}
+
+export function describePlan(device: string, plan: LayoutPlan): string {
+  const sb = BigInt(SUPERBLOCK_BYTES);
+  const costs = plan.costs;
+  const lines = [
+    `Layout for ${device}: ${humanSize(plan.deviceSize)} (${hex(plan.deviceSize)} bytes, ${plan.deviceSize / PAGE_BYTES} pages), ${plan.sectorSize}-byte sectors`,
+    row('primary super block', plan.primaryOffset, sb),
+    row('reserved for Xen', plan.reservedOffset, plan.reservedSize,
+      `Xen's minimum ${humanSize(plan.xenMinimumBytes)}; sized at ${costs.pageInfoBytes}+${costs.m2pBytes}+${costs.compatM2pBytes} bytes/page`),
+    row('data area', plan.dataOffset, plan.dataSize),
+    ...plan.partitions.map((p) => row(`  partition ${p.number}`, p.start, p.size)),
+    row('backup super block', plan.backupOffset, sb),
+  ];
+  return lines.join('\n');
+}
+
+export function describeVerdict(device: string, size: bigint, verdict: Verdict): string {
+  if (verdict.status === 'absent') return `${device}: no xen-pmem super block (${verdict.message})`;
+  if (verdict.status === 'invalid') return `${device}: invalid [${verdict.reason}]: ${verdict.message}`;
+  const sb = verdict.superblock;
+  const lines = [
+    `${device}: valid xen-pmem layout, format ${sb.majorVersion}.${sb.minorVersion}, read from the ${verdict.source} copy`,
+    `  device size           ${humanSize(size)} (${hex(size)} bytes)`,
+    `  reservation           ${sb.uuid}${sb.namespaceUuid ? `, bound to namespace ${sb.namespaceUuid}` : ''}`,
+    `  written by            ${sb.writer} at ${new Date(Number(sb.createdAt) * 1000).toISOString()}`,
+    row('reserved for Xen', sb.reservedOffset, sb.reservedSize),
+    row('data area', sb.dataOffset, sb.dataSize),
+    ...verdict.partitions.map((p) => row(`  partition ${p.number}`, p.start, p.size, p.name)),
+    ...verdict.notes.map((note) => `  note: ${note}`),
+  ];
+  return lines.join('\n');
+}

@@ -1,0 +1,131 @@
+// Opening what the operator names as DEVICE: a pmem block device or a regular (sparse) image file.
+// Every byte read goes through `read`, which counts, so tests and benchmarks can prove that a scan
+// reads O(1) bytes whatever the device size.
+
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { toSafeNumber } from '../core/units.js';
+
+export interface DeviceReader {
+  readonly path: string;
+  readonly size: bigint;
+  /** Logical sector size the partition table is written in. */
+  readonly sectorSize: number;
+  readonly isBlockDevice: boolean;
+  /** Reads up to `length` bytes at `offset`; fewer only at the end of the device. */
+  read(offset: bigint, length: number): Promise<Buffer>;
+  readonly bytesRead: number;
+  close(): Promise<void>;
+}
+
+export interface DeviceWriter extends DeviceReader {
+  write(offset: bigint, bytes: Uint8Array): Promise<void>;
+  /** Makes what was written durable before the command reports success. */
+  sync(): Promise<void>;
+}
+
+export class DeviceOpenError extends Error {}
+
+export async function openDevice(path: string, mode: 'read'): Promise<DeviceReader>;
+export async function openDevice(path: string, mode: 'write'): Promise<DeviceWriter>;
+export async function openDevice(path: string, mode: 'read' | 'write'): Promise<DeviceReader | DeviceWriter> {
+  let info;
+  try {
+    info = await stat(path, { bigint: true });
+  } catch (error) {
+    throw new DeviceOpenError(`cannot open ${path}: ${describeError(error)}`);
+  }
+  if (!info.isFile() && !info.isBlockDevice()) {
+    throw new DeviceOpenError(`${path} is neither a block device nor a regular file`);
+  }
+  let handle: FileHandle;
+  try {
+    handle = await open(path, mode === 'read' ? constants.O_RDONLY : constants.O_RDWR);
+  } catch (error) {
+    throw new DeviceOpenError(`cannot open ${path}${mode === 'write' ? ' for writing' : ''}: ${describeError(error)}`);
+  }
+  try {
+    const geometry = info.isBlockDevice() ? await blockGeometry(info.rdev) : { size: info.size, sectorSize: 512 };
+    return new OpenDevice(path, handle, geometry.size, geometry.sectorSize, info.isBlockDevice());
+  } catch (error) {
+    await handle.close();
+    throw new DeviceOpenError(`cannot read the size of ${path}: ${describeError(error)}`);
+  }
+}
+
+class OpenDevice implements DeviceWriter {
+  bytesRead = 0;
+
+  constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+    readonly size: bigint,
+    readonly sectorSize: number,
+    readonly isBlockDevice: boolean,
+  ) {}
+
+  async read(offset: bigint, length: number): Promise<Buffer> {
+    if (offset >= this.size || length <= 0) return Buffer.alloc(0);
+    const wanted = Number(this.size - offset < BigInt(length) ? this.size - offset : BigInt(length));
+    const buffer = Buffer.alloc(wanted);
+    let filled = 0;
+    while (filled < wanted) {
+      const { bytesRead } = await this.handle.read(buffer, filled, wanted - filled, toSafeNumber(offset + BigInt(filled)));
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    this.bytesRead += filled;
+    return buffer.subarray(0, filled);
+  }
+
+  async write(offset: bigint, bytes: Uint8Array): Promise<void> {
+    let written = 0;
+    while (written < bytes.length) {
+      const result = await this.handle.write(bytes, written, bytes.length - written, toSafeNumber(offset) + written);
+      written += result.bytesWritten;
+    }
+  }
+
+  async sync(): Promise<void> {
+    await this.handle.sync();
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}
+
+/**
+ * Node cannot issue BLKGETSIZE64, but sysfs carries the same numbers for every block device:
+ * `size` in 512-byte units whatever the logical block size, and the logical block size itself.
+ */
+async function blockGeometry(rdev: bigint): Promise<{ size: bigint; sectorSize: number }> {
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+  const base = `/sys/dev/block/${major}:${minor}`;
+  const sectors = BigInt((await readFile(`${base}/size`, 'utf8')).trim());
+  let sectorSize = 512;
+  try {
+    sectorSize = Number((await readFile(`${base}/queue/logical_block_size`, 'utf8')).trim());
+  } catch {
+    // Partitions have no queue/ of their own; 512 is what the kernel reports for pmem disks.
+  }
+  return { size: sectors * 512n, sectorSize };
+}
+
+export function describeError(error: unknown): string {
+  if (error && typeof error === 'object' && 'code' in error) {
+    const code = String((error as { code: unknown }).code);
+    const text: Record<string, string> = {
+      ENOENT: 'no such file or device',
+      EACCES: 'permission denied (run as root)',
+      EPERM: 'operation not permitted (run as root)',
+      EBUSY: 'device is busy',
+      EIO: 'input/output error',
+      ENXIO: 'no such device (it may have been removed)',
+      EROFS: 'read-only file system',
+    };
+    return text[code] ?? `${code}`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
