@@ -1,0 +1,140 @@
+// The only file that loads libxencall. Everything above it talks to the `XencallPort` interface,
+// so the bridge can run over the real library, the test hypervisor (same symbols, other path) or
+// an in-process stand-in in unit tests.
+
+import koffi from 'koffi';
+
+import { HYPERVISOR_PLATFORM_OP, HYPERVISOR_XEN_VERSION } from '../xen/platform-op.js';
+
+export interface HypercallResult {
+  /** What the hypercall returned; -1 on failure, as libxencall reports it. */
+  rc: number;
+  /** errno right after the call; meaningful only when rc is -1. */
+  errno: number;
+  /** The hypercall buffer's bytes after the call (Xen may have written into it). */
+  after: Buffer;
+}
+
+export interface XencallPort {
+  /** platform_op: copies `op` into a hypercall buffer, calls, copies the buffer back. */
+  platformOp(op: Buffer): HypercallResult;
+  /** xen_version(cmd, arg buffer of argBytes): rc and the buffer after the call. */
+  xenVersion(cmd: number, argBytes: number): HypercallResult;
+  close(): void;
+}
+
+export type XencallUnavailable = { error: 'not-dom0' | 'library-missing'; message: string };
+
+/** Debian's `libxencall1`. */
+export const DEFAULT_LIBXENCALL = 'libxencall.so.1';
+/** Lets tests and the lab point the daemon at the test hypervisor. */
+export const LIBXENCALL_ENV = 'XEN_PMEM_LIBXENCALL';
+
+const EBADF = 9;
+const ENOMEM = 12;
+
+interface XencallFunctions {
+  open: (logger: null, flags: number) => unknown;
+  close: (handle: unknown) => number;
+  allocBuffer: (handle: unknown, size: number) => unknown;
+  freeBuffer: (handle: unknown, buffer: unknown) => void;
+  call1: (handle: unknown, op: number, arg1: bigint) => number;
+  call2: (handle: unknown, op: number, arg1: bigint, arg2: bigint) => number;
+}
+
+// koffi keeps a library loaded for the life of the process; declaring its functions once per
+// path avoids redoing the prototype parsing on every open.
+const loaded = new Map<string, XencallFunctions>();
+
+function load(libraryPath: string): XencallFunctions {
+  const known = loaded.get(libraryPath);
+  if (known) return known;
+  const lib = koffi.load(libraryPath);
+  const functions: XencallFunctions = {
+    open: lib.func('void *xencall_open(void *logger, unsigned int open_flags)'),
+    close: lib.func('int xencall_close(void *xcall)'),
+    allocBuffer: lib.func('void *xencall_alloc_buffer(void *xcall, size_t size)'),
+    freeBuffer: lib.func('void xencall_free_buffer(void *xcall, void *p)'),
+    call1: lib.func('int xencall1(void *xcall, unsigned int op, uint64_t arg1)'),
+    call2: lib.func('int xencall2(void *xcall, unsigned int op, uint64_t arg1, uint64_t arg2)'),
+  };
+  loaded.set(libraryPath, functions);
+  return functions;
+}
+
+function errnoName(errno: number): string {
+  const entry = Object.entries(koffi.os.errno).find(([, value]) => value === errno);
+  return entry ? entry[0] : `errno ${errno}`;
+}
+
+/**
+ * Opens libxencall (the default library, or `libraryPath`). Outside a Xen Dom0 `xencall_open`
+ * fails because /dev/xen/privcmd does not exist: that comes back as `not-dom0`, never a throw.
+ * The library itself prints one line on stderr when that happens; it has no quiet mode without
+ * a logger from libxentoollog, and the line says the same thing.
+ */
+export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): XencallPort | XencallUnavailable {
+  let fns: XencallFunctions;
+  try {
+    fns = load(libraryPath);
+  } catch (error) {
+    return {
+      error: 'library-missing',
+      message: `cannot load ${libraryPath} (install Debian's libxencall1, or set ${LIBXENCALL_ENV}): ${(error as Error).message}`,
+    };
+  }
+
+  koffi.errno(0);
+  const handle = fns.open(null, 0);
+  const openErrno = koffi.errno();
+  if (handle === null) {
+    return {
+      error: 'not-dom0',
+      message: `xencall_open failed with ${errnoName(openErrno)}: this is not a Xen Dom0 with /dev/xen/privcmd (load xen-privcmd and run as root)`,
+    };
+  }
+
+  let open = true;
+  const closed = (): HypercallResult => ({ rc: -1, errno: EBADF, after: Buffer.alloc(0) });
+
+  // Hypercall arguments must live in buffers from xencall_alloc_buffer (Xen may not fault on
+  // ordinary user memory), so every call copies in, calls, and copies out before freeing.
+  const withBuffer = (bytes: Buffer, call: (address: bigint) => number): HypercallResult => {
+    const buffer = fns.allocBuffer(handle, Math.max(bytes.length, 1));
+    if (buffer === null) return { rc: -1, errno: koffi.errno() || ENOMEM, after: Buffer.alloc(0) };
+    try {
+      new Uint8Array(koffi.view(buffer, bytes.length)).set(bytes);
+      koffi.errno(0);
+      const rc = call(koffi.address(buffer));
+      // Read before anything else runs in this thread: freeing the buffer may change errno.
+      const errno = koffi.errno();
+      const after = Buffer.from(new Uint8Array(koffi.view(buffer, bytes.length)));
+      return { rc, errno, after };
+    } finally {
+      fns.freeBuffer(handle, buffer);
+    }
+  };
+
+  return {
+    platformOp(op) {
+      if (!open) return closed();
+      return withBuffer(op, (address) => fns.call1(handle, HYPERVISOR_PLATFORM_OP, address));
+    },
+    xenVersion(cmd, argBytes) {
+      if (!open) return closed();
+      if (argBytes === 0) {
+        koffi.errno(0);
+        const rc = fns.call2(handle, HYPERVISOR_XEN_VERSION, BigInt(cmd), 0n);
+        return { rc, errno: koffi.errno(), after: Buffer.alloc(0) };
+      }
+      return withBuffer(Buffer.alloc(argBytes), (address) =>
+        fns.call2(handle, HYPERVISOR_XEN_VERSION, BigInt(cmd), address),
+      );
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      fns.close(handle);
+    },
+  };
+}
