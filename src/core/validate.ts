@@ -65,7 +65,8 @@ export function judge(input: ProbeInput): Verdict {
   const where = { primary: hex(PRIMARY_OFFSET), backup: hex(backupAt) };
 
   if (primary.kind === 'absent' && backup.kind === 'absent') {
-    return { status: 'absent', message: `no xen-pmem super block at ${where.primary} or ${where.backup}`, partitions };
+    const places = input.backup === null ? where.primary : `${where.primary} or ${where.backup}`;
+    return { status: 'absent', message: `no xen-pmem super block at ${places}`, partitions };
   }
   if (primary.kind !== 'ok' && backup.kind !== 'ok') {
     const first = primary.kind === 'damaged' ? primary : backup as Extract<CopyVerdict, { kind: 'damaged' }>;

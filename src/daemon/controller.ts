@@ -1,0 +1,375 @@
+// The daemon's controller: turns udev events into per-device work, runs each device through
+// admit → scan → judge → report, and keeps state, journal and systemd informed.
+//
+// Concurrency rules, which the exactly-once guarantee rests on:
+// - one worker per device key; events that arrive while it runs mark it dirty, and it runs once
+//   more afterwards, so a burst of events collapses into at most two scans;
+// - the step from judging to recording the hypercall's answer runs under one global lock, so two
+//   devices can never be judged against the same ledger and both be reported;
+// - the ledger entry is on disk (pending) before the hypercall is made.
+
+import type { Verdict } from '../core/validate.js';
+import type { DeviceReader } from '../io/device.js';
+import { scanDevice } from '../io/scan.js';
+import { isSupportedPmem, type PmemNamespaceModel } from '../sysfs/types.js';
+import type { BridgeAnswer, Capability } from '../xen/bridge.js';
+import type { PfnRange, PmemAddRequest } from '../xen/platform-op.js';
+import type { Config } from './config.js';
+import {
+  admit, interpretAnswer, judgeForXen, removalOutcome, sameRequest,
+  type DeviceState, type LedgerEntry, type Outcome,
+} from './decide.js';
+import type { DaemonLogger, LogFields } from './log.js';
+import type { Notifier } from './notify.js';
+import type { DaemonState, DeviceRecord } from './state-store.js';
+
+export type UdevAction = 'add' | 'change' | 'remove' | 'bind' | 'unbind' | 'move' | 'online' | 'offline';
+
+export interface DeviceEvent {
+  action: string;
+  subsystem: string;
+  /** Kernel name: `pmem0`, `pmem0p1`, `namespace0.0`, `region0`. */
+  sysname: string;
+  syspath: string;
+  devtype?: string;
+}
+
+export interface DaemonPorts {
+  listNamespaces(): Promise<PmemNamespaceModel[]>;
+  readByBlockName(name: string): Promise<PmemNamespaceModel | null>;
+  readBySyspath(syspath: string): Promise<PmemNamespaceModel | null>;
+  openReader(devPath: string): Promise<DeviceReader>;
+  bridge: {
+    capability(): Capability;
+    pmemAdd(request: PmemAddRequest, alreadyReported: PfnRange[]): BridgeAnswer;
+  };
+  saveState(state: DaemonState): Promise<void>;
+  log: DaemonLogger;
+  notifier: Notifier;
+  now(): Date;
+}
+
+const PMEM_DISK = /^pmem\d+(\.\d+)?$/;
+const PMEM_PARTITION = /^(pmem\d+(?:\.\d+)?)p\d+$/;
+const ND_NAMESPACE = /^namespace\d+\.\d+$/;
+
+interface Worker {
+  running: Promise<void> | null;
+  dirty: boolean;
+  /** The last event said the device went away: confirm against sysfs before scanning. */
+  removalHint: boolean;
+  retryTimer: NodeJS.Timeout | null;
+  attempts: number;
+}
+
+export class Controller {
+  private readonly records = new Map<string, DeviceRecord>();
+  private readonly workers = new Map<string, Worker>();
+  private ledger: LedgerEntry[] = [];
+  private lock: Promise<void> = Promise.resolve();
+  private capability: Capability | null = null;
+  private ready = false;
+  private stopped = false;
+  private readonly startedAt: string;
+
+  constructor(private readonly config: Config, private readonly ports: DaemonPorts, previous: DaemonState | null) {
+    this.startedAt = ports.now().toISOString();
+    if (previous) {
+      this.ledger = previous.ledger.map((entry) => ({ ...entry, request: { ...entry.request } }));
+      // Keep what status showed before the restart; coldplug refreshes every device still present.
+      for (const record of previous.devices) this.records.set(record.device, record);
+    }
+  }
+
+  /** Probes the hypervisor once and says in plain words what that means for every device. */
+  probeHypervisor(): Capability {
+    const capability = this.ports.bridge.capability();
+    this.capability = capability;
+    if (capability.kind === 'pmem-add') {
+      this.ports.log.info({ capability: 'pmem-add', xenVersion: capability.xenVersion }, `Xen ${capability.xenVersion} implements XENPF_pmem_add; valid pmem devices will be reported`);
+    } else {
+      this.ports.log.warn({ capability: capability.reason }, `pmem will not be reported to Xen: ${capability.message}`);
+    }
+    return capability;
+  }
+
+  /** Coldplug: every pmem namespace present now, decided before the caller sends READY=1. */
+  async coldplug(): Promise<void> {
+    let namespaces: PmemNamespaceModel[] = [];
+    try {
+      namespaces = await this.ports.listNamespaces();
+    } catch (error) {
+      this.ports.log.error({ reason: 'sysfs-unreadable' }, `cannot list pmem namespaces in sysfs: ${messageOf(error)}`);
+    }
+    const present = new Set<string>();
+    for (const model of namespaces) {
+      const key = keyOf(model);
+      present.add(key);
+      this.schedule(key, false);
+    }
+    // Devices the previous run knew that are gone now.
+    for (const key of [...this.records.keys()]) {
+      if (!present.has(key) && this.records.get(key)!.state !== 'removed') this.schedule(key, true);
+    }
+    await this.idle();
+    this.ready = true;
+    await this.persist();
+  }
+
+  handleEvent(event: DeviceEvent): void {
+    if (this.stopped) return;
+    if (event.subsystem === 'block') {
+      const partition = PMEM_PARTITION.exec(event.sysname);
+      // A partition changing can cut into the reserved area: judge its disk again.
+      if (partition) this.schedule(partition[1]!, false);
+      else if (PMEM_DISK.test(event.sysname)) this.schedule(event.sysname, event.action === 'remove');
+      return;
+    }
+    if (event.subsystem === 'nd' && ND_NAMESPACE.test(event.sysname)) {
+      // Namespaces without a block device (devdax, disabled) are known only by their nd events.
+      void this.resolveNamespaceEvent(event);
+    }
+  }
+
+  private async resolveNamespaceEvent(event: DeviceEvent): Promise<void> {
+    try {
+      const model = event.action === 'remove' || event.action === 'unbind' ? null : await this.ports.readBySyspath(event.syspath);
+      if (model) {
+        this.schedule(keyOf(model), false);
+      } else if (this.records.has(event.sysname)) {
+        this.schedule(event.sysname, true);
+      }
+    } catch (error) {
+      this.ports.log.error({ device: event.sysname, reason: 'internal-error' }, `${event.sysname}: cannot resolve the namespace event: ${messageOf(error)}`);
+    }
+  }
+
+  /** Resolves when no device has work queued or running (retry timers do not count). */
+  async idle(): Promise<void> {
+    for (;;) {
+      const running = [...this.workers.values()].map((w) => w.running).filter((p): p is Promise<void> => p !== null);
+      if (running.length === 0) return;
+      await Promise.all(running);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const worker of this.workers.values()) {
+      if (worker.retryTimer) clearTimeout(worker.retryTimer);
+      worker.retryTimer = null;
+      worker.dirty = false;
+    }
+    await this.idle();
+    await this.persist();
+  }
+
+  snapshot(): DaemonState {
+    return {
+      version: 1,
+      pid: process.pid,
+      startedAt: this.startedAt,
+      updatedAt: this.ports.now().toISOString(),
+      ready: this.ready,
+      capability: this.capability,
+      devices: [...this.records.values()].sort((a, b) => a.device.localeCompare(b.device, 'en', { numeric: true })),
+      ledger: this.ledger,
+    };
+  }
+
+  summary(): string {
+    const counts = new Map<DeviceState, number>();
+    for (const record of this.records.values()) counts.set(record.state, (counts.get(record.state) ?? 0) + 1);
+    const parts = [...counts.entries()].sort().map(([state, count]) => `${count} ${state}`);
+    return parts.length === 0 ? 'no pmem devices' : `pmem devices: ${parts.join(', ')}`;
+  }
+
+  private schedule(key: string, removalHint: boolean): void {
+    if (this.stopped) return;
+    let worker = this.workers.get(key);
+    if (!worker) {
+      worker = { running: null, dirty: false, removalHint: false, retryTimer: null, attempts: 0 };
+      this.workers.set(key, worker);
+    }
+    worker.dirty = true;
+    worker.removalHint = removalHint;
+    if (worker.retryTimer) {
+      clearTimeout(worker.retryTimer);
+      worker.retryTimer = null;
+    }
+    if (!worker.running) worker.running = this.drain(key, worker);
+  }
+
+  private async drain(key: string, worker: Worker): Promise<void> {
+    // Let the rest of a burst (udev delivers several events per read) land first.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (worker.dirty && !this.stopped) {
+      worker.dirty = false;
+      const hint = worker.removalHint;
+      worker.removalHint = false;
+      let outcome: Outcome & { model?: PmemNamespaceModel };
+      try {
+        outcome = await this.decideDevice(key, hint);
+      } catch (error) {
+        outcome = { state: 'failed', reason: 'internal-error', severity: 'error', message: `${key}: unexpected error while deciding: ${messageOf(error)}` };
+      }
+      await this.record(key, outcome, worker);
+    }
+    worker.running = null;
+  }
+
+  private async decideDevice(key: string, removalHint: boolean): Promise<Outcome & { model?: PmemNamespaceModel }> {
+    const model = await this.readModel(key);
+    if (!model) return removalOutcome(key, this.records.get(key));
+    const admission = admit(model, this.config);
+    if (admission) return { ...admission, model };
+    if (!isSupportedPmem(model)) {
+      return { state: 'rejected', reason: 'not-mappable', severity: 'warn', model, message: `${key}: cannot be mapped to physical addresses` };
+    }
+    let verdict: Verdict;
+    try {
+      verdict = await this.scan(model.block.devPath, model.namespaceUuid);
+    } catch (error) {
+      // A device removed during its scan ends as removed, not as an I/O failure.
+      if (removalHint || !(await this.readModel(key))) return removalOutcome(key, this.records.get(key));
+      return { state: 'retrying', reason: 'io-error', severity: 'warn', model, message: `${key}: cannot read ${model.block.devPath}: ${messageOf(error)}` };
+    }
+    return { ...(await this.withLock(() => this.judgeAndReport(key, model, verdict))), model };
+  }
+
+  private async readModel(key: string): Promise<PmemNamespaceModel | null> {
+    if (PMEM_DISK.test(key)) return this.ports.readByBlockName(key);
+    const namespaces = await this.ports.listNamespaces();
+    return namespaces.find((model) => keyOf(model) === key) ?? null;
+  }
+
+  private async scan(devPath: string, namespaceUuid: string | null): Promise<Verdict> {
+    const reader = await this.ports.openReader(devPath);
+    try {
+      return await scanDevice(reader, { namespaceUuid });
+    } finally {
+      await reader.close().catch(() => undefined);
+    }
+  }
+
+  private async judgeAndReport(key: string, model: Parameters<typeof judgeForXen>[0], verdict: Verdict): Promise<Outcome> {
+    const capability = this.capability ?? this.probeHypervisor();
+    const judgement = judgeForXen(model, verdict, this.ledger, capability);
+    if (judgement.kind === 'outcome') return judgement.outcome;
+    const { layout, confirming } = judgement;
+    if (this.config.dryRun) {
+      return interpretAnswer(key, layout, this.ports.bridge.pmemAdd(layout.request, []), false);
+    }
+    let entry = this.ledger.find((e) => e.uuid === layout.uuid && sameRequest(e.request, layout.request));
+    if (!entry) {
+      entry = { device: key, uuid: layout.uuid, request: layout.request, status: 'pending', at: this.ports.now().toISOString() };
+      this.ledger.push(entry);
+      try {
+        await this.persist(true);
+      } catch (error) {
+        this.ledger = this.ledger.filter((e) => e !== entry);
+        return { state: 'retrying', reason: 'state-unwritable', severity: 'error', layout, message: `${key}: not reported, because the exactly-once record could not be written: ${messageOf(error)}` };
+      }
+    }
+    const already = this.ledger.filter((e) => e !== entry).map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn }));
+    const answer = this.ports.bridge.pmemAdd(layout.request, already);
+    const outcome = interpretAnswer(key, layout, answer, confirming);
+    if (outcome.state === 'reported') {
+      entry.status = 'reported';
+      entry.at = this.ports.now().toISOString();
+    } else if (!confirming) {
+      // Xen did not take it: forget the intent so a later attempt is a first attempt.
+      this.ledger = this.ledger.filter((e) => e !== entry);
+    }
+    try {
+      await this.persist(true);
+    } catch (error) {
+      this.ports.log.error({ device: key, reason: 'state-unwritable' }, `${key}: the answer from Xen could not be recorded: ${messageOf(error)}; it will be confirmed after a restart`);
+    }
+    return outcome;
+  }
+
+  private withLock<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(work);
+    this.lock = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  private async record(key: string, outcome: Outcome & { model?: PmemNamespaceModel }, worker: Worker): Promise<void> {
+    const previous = this.records.get(key);
+    const changed = !previous || previous.state !== outcome.state || previous.reason !== outcome.reason;
+    const model = outcome.model;
+    const now = this.ports.now();
+    const record: DeviceRecord = {
+      device: key,
+      devPath: model?.block?.devPath ?? previous?.devPath ?? null,
+      namespace: model?.namespace ?? previous?.namespace ?? null,
+      mode: model?.mode ?? previous?.mode ?? null,
+      region: model?.region.name ?? previous?.region ?? null,
+      state: outcome.state,
+      reason: outcome.reason,
+      message: outcome.message,
+      since: changed ? now.toISOString() : previous!.since,
+    };
+    const layout = outcome.layout ?? (outcome.state === 'removed' ? previous?.layout : undefined);
+    if (layout) record.layout = layout;
+
+    if (outcome.state === 'retrying' && !this.stopped) {
+      const delay = Math.min(this.config.retry.initialMs * 2 ** worker.attempts, this.config.retry.maxMs);
+      worker.attempts++;
+      record.nextAttempt = new Date(now.getTime() + delay).toISOString();
+      worker.retryTimer = setTimeout(() => {
+        worker.retryTimer = null;
+        this.schedule(key, false);
+      }, delay);
+      worker.retryTimer.unref();
+    } else {
+      worker.attempts = 0;
+    }
+    this.records.set(key, record);
+
+    const fields: LogFields = { device: key, state: outcome.state, reason: outcome.reason, ...layoutFields(outcome) };
+    if (changed) this.ports.log[outcome.severity](fields, outcome.message);
+    else this.ports.log.debug(fields, outcome.message);
+    if (changed) {
+      this.ports.notifier.status(this.summary());
+      try {
+        await this.persist();
+      } catch (error) {
+        this.ports.log.error({ device: key, reason: 'state-unwritable' }, `cannot write the daemon state: ${messageOf(error)}`);
+      }
+    }
+  }
+
+  private persist(mustSucceed = false): Promise<void> {
+    const saving = this.ports.saveState(this.snapshot());
+    return mustSucceed ? saving : saving.catch((error) => {
+      this.ports.log.error({ reason: 'state-unwritable' }, `cannot write the daemon state: ${messageOf(error)}`);
+    });
+  }
+}
+
+function keyOf(model: PmemNamespaceModel): string {
+  return model.block?.name ?? model.namespace;
+}
+
+function layoutFields(outcome: Outcome): LogFields {
+  const layout = outcome.layout;
+  if (!layout) return {};
+  const r = layout.request;
+  return {
+    uuid: layout.uuid,
+    regionStart: layout.region.start, regionSize: layout.region.size,
+    reservedStart: layout.reserved.start, reservedSize: layout.reserved.size,
+    dataStart: layout.data.start, dataSize: layout.data.size,
+    spfn: r.spfn, epfn: r.epfn, rsvSpfn: r.rsvSpfn, rsvEpfn: r.rsvEpfn, dataSpfn: r.dataSpfn, dataEpfn: r.dataEpfn,
+  };
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
+  }
+  return String(error);
+}

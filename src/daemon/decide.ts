@@ -1,0 +1,179 @@
+// The daemon's decision for one device, as pure functions: admit (config and device model, before
+// any I/O), then judge what the scan found against the physical map and what Xen already holds,
+// then read the hypervisor's answer. The controller only moves data between these and the ports.
+
+import type { Verdict } from '../core/validate.js';
+import { hex, hexRange, HUGE_PAGE_BYTES, isAligned, PAGE_BYTES, PAGE_SHIFT } from '../core/units.js';
+import type { SupportedPmemNamespace, PmemNamespaceModel } from '../sysfs/types.js';
+import type { BridgeAnswer, Capability } from '../xen/bridge.js';
+import { checkPmemAddLikeXen, type PfnRange, type PmemAddRequest } from '../xen/platform-op.js';
+import { configRefusal, type Config } from './config.js';
+
+export type DeviceState = 'absent' | 'rejected' | 'reported' | 'unsupported' | 'retrying' | 'failed' | 'removed';
+
+/** How loud the journal line for an outcome is. */
+export type Severity = 'debug' | 'info' | 'notice' | 'warn' | 'error';
+
+export interface PhysicalLayout {
+  /** The whole block device in physical memory: what Xen calls the pmem region. */
+  region: { start: bigint; size: bigint };
+  reserved: { start: bigint; size: bigint };
+  data: { start: bigint; size: bigint };
+  request: PmemAddRequest;
+  /** Reservation UUID from the super block: identifies this layout across restarts. */
+  uuid: string;
+}
+
+export interface Outcome {
+  state: DeviceState;
+  reason: string;
+  message: string;
+  severity: Severity;
+  layout?: PhysicalLayout;
+}
+
+/** One add this daemon asked Xen for. `pending` until the answer was recorded. */
+export interface LedgerEntry {
+  device: string;
+  uuid: string;
+  request: PmemAddRequest;
+  status: 'pending' | 'reported';
+  at: string;
+}
+
+export type Judgement =
+  | { kind: 'outcome'; outcome: Outcome }
+  /** Make the hypercall. `confirming` when a crash left the ledger entry pending. */
+  | { kind: 'report'; layout: PhysicalLayout; confirming: boolean };
+
+/** Before touching the device: is it a pmem device we can map, and does the config allow it? */
+export function admit(model: PmemNamespaceModel, config: Config): Outcome | null {
+  const name = model.block?.name ?? model.namespace;
+  if (model.unsupported) {
+    return { state: 'rejected', reason: model.unsupported.code, message: `${name}: not usable for Xen: ${model.unsupported.message}`, severity: 'warn' };
+  }
+  const refusal = configRefusal(config, { device: name, region: model.region.name, namespaceUuid: model.namespaceUuid });
+  if (refusal) return { state: 'rejected', reason: 'not-allowed', message: `${name}: not reported to Xen: ${refusal}`, severity: 'notice' };
+  return null;
+}
+
+/**
+ * From a scan verdict to what to do. Checks only the daemon can make: the physical map (4 KiB
+ * pages, a 2 MiB-aligned region), what Xen already holds (by this daemon's ledger), and Xen's own
+ * rules, so that nothing is sent that the hypervisor would refuse or that could be a second add.
+ */
+export function judgeForXen(model: SupportedPmemNamespace, verdict: Verdict, ledger: readonly LedgerEntry[], capability: Capability): Judgement {
+  const name = model.block.name;
+  if (verdict.status === 'absent') {
+    return outcome('absent', 'no-superblock', `${name}: no xen-pmem super block (${verdict.message})`, 'info');
+  }
+  if (verdict.status === 'invalid') {
+    return outcome('rejected', verdict.reason, `${name}: super block rejected [${verdict.reason}]: ${verdict.message}`, 'error');
+  }
+  const mapped = mapToPhysical(model, verdict);
+  if ('reason' in mapped) return outcome('rejected', mapped.reason, `${name}: ${mapped.message}`, 'error');
+
+  const same = ledger.find((entry) => entry.uuid === mapped.uuid && sameRequest(entry.request, mapped.request));
+  if (same?.status === 'reported') {
+    return { kind: 'outcome', outcome: { state: 'reported', reason: 'reported-earlier', message: `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} was reported to Xen at ${same.at}; Xen keeps it until reboot`, severity: 'info', layout: mapped } };
+  }
+  const others = ledger.filter((entry) => entry !== same);
+  const clash = others.find((entry) => overlapsPfn(entry.request, mapped.request));
+  if (clash) {
+    return outcome('rejected', 'overlaps-reported',
+      `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} overlaps [${hex(clash.request.spfn)}, ${hex(clash.request.epfn)}) reported for ${clash.device} (reservation ${clash.uuid}); Xen has no remove, so a new layout there needs a reboot`, 'error', mapped);
+  }
+  const xenView = checkPmemAddLikeXen(mapped.request, others.map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn })));
+  if (!xenView.ok) {
+    return outcome('rejected', `xen-rule-${xenView.rule}`, `${name}: Xen would refuse this layout (rule ${xenView.rule}): ${xenView.message}`, 'error', mapped);
+  }
+  if (capability.kind === 'unsupported') {
+    return outcome('unsupported', capability.reason, `${name}: valid layout, region ${hexRange(mapped.region.start, mapped.region.size)}, not reported: ${capability.message}`, 'warn', mapped);
+  }
+  return { kind: 'report', layout: mapped, confirming: same?.status === 'pending' };
+}
+
+/**
+ * Physical addresses of the three ranges. The region is the block device itself: its byte 0 is at
+ * physStart, and Xen's hot-add path needs it in whole 2 MiB superpages.
+ */
+export function mapToPhysical(model: SupportedPmemNamespace, verdict: Extract<Verdict, { status: 'valid' }>): PhysicalLayout | { reason: string; message: string } {
+  const start = model.block.physStart;
+  const size = model.block.size;
+  const sb = verdict.superblock;
+  if (!isAligned(start, HUGE_PAGE_BYTES) || !isAligned(size, HUGE_PAGE_BYTES)) {
+    return { reason: 'region-misaligned', message: `region ${hexRange(start, size)} (start ${hex(start)}, size ${hex(size)}) is not in whole 2 MiB superpages, which Xen requires` };
+  }
+  const regionEnd = start + size;
+  if (model.region.start > start || model.region.start + model.region.size < regionEnd) {
+    return { reason: 'outside-nd-region', message: `block range ${hexRange(start, size)} is not inside ${model.region.name} ${hexRange(model.region.start, model.region.size)}` };
+  }
+  const reserved = { start: start + sb.reservedOffset, size: sb.reservedSize };
+  const data = { start: start + sb.dataOffset, size: sb.dataSize };
+  for (const [what, area] of [['reserved', reserved], ['data', data]] as const) {
+    if (!isAligned(area.start, PAGE_BYTES) || !isAligned(area.size, PAGE_BYTES)) {
+      return { reason: 'area-misaligned', message: `${what} range ${hexRange(area.start, area.size)} is not in whole 4 KiB pages` };
+    }
+  }
+  const pfn = (address: bigint) => address >> PAGE_SHIFT;
+  return {
+    region: { start, size },
+    reserved,
+    data,
+    uuid: sb.uuid,
+    request: {
+      spfn: pfn(start), epfn: pfn(regionEnd),
+      rsvSpfn: pfn(reserved.start), rsvEpfn: pfn(reserved.start + reserved.size),
+      dataSpfn: pfn(data.start), dataEpfn: pfn(data.start + data.size),
+    },
+  };
+}
+
+/** What Xen's answer means for the device. `confirming`: an EINVAL for our own range is the proof. */
+export function interpretAnswer(name: string, layout: PhysicalLayout, answer: BridgeAnswer, confirming: boolean): Outcome {
+  const where = `region ${hexRange(layout.region.start, layout.region.size)} (reserved ${hexRange(layout.reserved.start, layout.reserved.size)}, data ${hexRange(layout.data.start, layout.data.size)})`;
+  const base = { layout };
+  switch (answer.kind) {
+    case 'reported':
+      return { ...base, state: 'reported', reason: 'reported', message: `${name}: reported ${where} to Xen`, severity: 'notice' };
+    case 'dry-run':
+      // Nothing reached Xen, so the device must not read as reported.
+      return { ...base, state: 'unsupported', reason: 'dry-run', message: `${name}: dry run, would report ${where}: ${answer.message}`, severity: 'notice' };
+    case 'unsupported':
+      return { ...base, state: 'unsupported', reason: answer.reason, message: `${name}: ${where} not reported: ${answer.message}`, severity: 'warn' };
+    case 'rejected':
+      if (confirming) {
+        return { ...base, state: 'reported', reason: 'reported-before-restart', message: `${name}: ${where} was already added to Xen by a run that stopped before recording it (Xen refused the confirming add: ${answer.message})`, severity: 'notice' };
+      }
+      return { ...base, state: 'rejected', reason: answer.reason, message: `${name}: Xen refused ${where}: ${answer.message}`, severity: 'error' };
+    case 'retry':
+      return { ...base, state: 'retrying', reason: answer.reason, message: `${name}: Xen is busy with ${where}: ${answer.message}`, severity: 'warn' };
+    case 'error':
+      return { ...base, state: 'failed', reason: answer.reason, message: `${name}: reporting ${where} failed: ${answer.message}`, severity: 'error' };
+  }
+}
+
+/** The journal line when a reported device goes away: Xen still uses its reserved area. */
+export function removalOutcome(name: string, previous: { state: DeviceState; layout?: PhysicalLayout } | undefined): Outcome {
+  if (previous?.state === 'reported' && previous.layout) {
+    const layout = previous.layout;
+    return {
+      state: 'removed', reason: 'removed-while-reported', severity: 'error', layout,
+      message: `${name}: removed after its region ${hexRange(layout.region.start, layout.region.size)} was reported to Xen; Xen still manages that memory and has no remove operation: do not reuse it, keep the NVDIMM in place and reboot the host to clear it`,
+    };
+  }
+  return { state: 'removed', reason: 'removed', message: `${name}: removed`, severity: 'info' };
+}
+
+export function sameRequest(a: PmemAddRequest, b: PmemAddRequest): boolean {
+  return a.spfn === b.spfn && a.epfn === b.epfn && a.rsvSpfn === b.rsvSpfn && a.rsvEpfn === b.rsvEpfn
+    && a.dataSpfn === b.dataSpfn && a.dataEpfn === b.dataEpfn;
+}
+
+function overlapsPfn(a: PfnRange, b: PfnRange): boolean {
+  return a.spfn < b.epfn && b.spfn < a.epfn;
+}
+
+function outcome(state: DeviceState, reason: string, message: string, severity: Severity, layout?: PhysicalLayout): Judgement {
+  return { kind: 'outcome', outcome: layout ? { state, reason, message, severity, layout } : { state, reason, message, severity } };
+}

@@ -1,0 +1,141 @@
+// What the daemon knows, kept in /run/xen-pmem/state.json: the ledger of adds asked of Xen (the
+// exactly-once guarantee across restarts rests on it) and each device's state for `xen-pmem
+// status`. /run is the right lifetime: it empties at reboot, exactly when Xen forgets its regions.
+//
+// Written atomically (temporary file, fsync, rename, fsync of the directory), so a reader or a
+// restarted daemon sees the old file or the new one, never a torn one.
+
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { DeviceState, LedgerEntry, PhysicalLayout } from './decide.js';
+
+export const DEFAULT_STATE_DIR = '/run/xen-pmem';
+export const STATE_FILE = 'state.json';
+export const STATE_VERSION = 1;
+
+export interface DeviceRecord {
+  device: string;
+  devPath: string | null;
+  namespace: string | null;
+  mode: string | null;
+  region: string | null;
+  state: DeviceState;
+  reason: string;
+  message: string;
+  /** ISO time of the last change of state or reason. */
+  since: string;
+  layout?: PhysicalLayout;
+  /** While retrying: when the next attempt is due. */
+  nextAttempt?: string;
+}
+
+export interface DaemonState {
+  version: number;
+  pid: number;
+  startedAt: string;
+  updatedAt: string;
+  /** True once coldplug finished (the moment READY=1 was sent). */
+  ready: boolean;
+  capability: { kind: string; reason?: string; message?: string; xenVersion?: string } | null;
+  devices: DeviceRecord[];
+  ledger: LedgerEntry[];
+}
+
+// On disk every 64-bit number is a hex string: JSON numbers lose precision past 2^53.
+const hexBig = z.string().regex(/^0x[0-9a-f]+$/).transform((text) => BigInt(text));
+const requestSchema = z.object({
+  spfn: hexBig, epfn: hexBig, rsvSpfn: hexBig, rsvEpfn: hexBig, dataSpfn: hexBig, dataEpfn: hexBig,
+});
+const rangeSchema = z.object({ start: hexBig, size: hexBig });
+const layoutSchema = z.object({ region: rangeSchema, reserved: rangeSchema, data: rangeSchema, request: requestSchema, uuid: z.string() });
+const stateSchema = z.object({
+  version: z.literal(STATE_VERSION),
+  pid: z.number().int(),
+  startedAt: z.string(),
+  updatedAt: z.string(),
+  ready: z.boolean(),
+  capability: z.object({ kind: z.string(), reason: z.string().optional(), message: z.string().optional(), xenVersion: z.string().optional() }).nullable(),
+  devices: z.array(z.object({
+    device: z.string(), devPath: z.string().nullable(), namespace: z.string().nullable(), mode: z.string().nullable(),
+    region: z.string().nullable(),
+    state: z.enum(['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed']),
+    reason: z.string(), message: z.string(), since: z.string(),
+    layout: layoutSchema.optional(), nextAttempt: z.string().optional(),
+  })),
+  ledger: z.array(z.object({
+    device: z.string(), uuid: z.string(), request: requestSchema, status: z.enum(['pending', 'reported']), at: z.string(),
+  })),
+});
+
+export function serializeState(state: DaemonState): string {
+  return JSON.stringify(state, (_key, value) => (typeof value === 'bigint' ? '0x' + value.toString(16) : value), 2) + '\n';
+}
+
+export type LoadResult =
+  | { kind: 'loaded'; state: DaemonState }
+  | { kind: 'missing' }
+  | { kind: 'unreadable'; message: string };
+
+export function parseState(text: string): LoadResult {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    return { kind: 'unreadable', message: `not JSON (${(error as Error).message})` };
+  }
+  const parsed = stateSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    return { kind: 'unreadable', message: `${issue.path.join('.') || '(top level)'}: ${issue.message}` };
+  }
+  return { kind: 'loaded', state: parsed.data as DaemonState };
+}
+
+export async function loadState(dir: string): Promise<LoadResult> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, STATE_FILE), 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { kind: 'missing' };
+    return { kind: 'unreadable', message: `cannot be read (${code ?? String(error)})` };
+  }
+  return parseState(text);
+}
+
+/** Serialises writes: the last state asked for is the one on disk when `save` resolves. */
+export class StateStore {
+  private writing: Promise<void> = Promise.resolve();
+  private sequence = 0;
+
+  constructor(readonly dir: string) {}
+
+  save(state: DaemonState): Promise<void> {
+    const text = serializeState(state);
+    const run = this.writing.then(() => this.writeAtomically(text));
+    // A failed write must not poison the next one; the caller of this save sees the failure.
+    this.writing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeAtomically(text: string): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    const target = join(this.dir, STATE_FILE);
+    const temporary = join(this.dir, `.${STATE_FILE}.${process.pid}.${this.sequence++}`);
+    const file = await open(temporary, 'w', 0o644);
+    try {
+      await file.writeFile(text);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, target);
+    const directory = await open(this.dir, 'r');
+    try {
+      await directory.sync();
+    } finally {
+      await directory.close();
+    }
+  }
+}

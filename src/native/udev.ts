@@ -1,0 +1,59 @@
+// The only file that touches node-udev (libudev). It turns udev's processed events (the "udev"
+// netlink group: after udevd ran its rules, so /dev nodes exist) into the daemon's DeviceEvent.
+
+import { createRequire } from 'node:module';
+import { basename } from 'node:path';
+import type { DeviceEvent } from '../daemon/controller.js';
+
+interface UdevRecord {
+  syspath: string;
+  [property: string]: string | null;
+}
+
+interface UdevMonitor {
+  on(action: string, listener: (record: UdevRecord) => void): void;
+  close(): void;
+}
+
+interface UdevModule {
+  monitor(subsystem?: string): UdevMonitor;
+}
+
+const ACTIONS = ['add', 'change', 'remove', 'bind', 'unbind', 'move', 'online', 'offline'] as const;
+
+export interface EventSource {
+  start(onEvent: (event: DeviceEvent) => void): void;
+  stop(): void;
+}
+
+/** Monitors the `nd` and `block` subsystems; the native module loads only when called. */
+export function udevEventSource(subsystems: readonly string[] = ['nd', 'block']): EventSource {
+  const require = createRequire(import.meta.url);
+  const udev = require('udev') as UdevModule;
+  const monitors: UdevMonitor[] = [];
+  return {
+    start(onEvent) {
+      for (const subsystem of subsystems) {
+        const monitor = udev.monitor(subsystem);
+        for (const action of ACTIONS) {
+          monitor.on(action, (record) => onEvent(toEvent(action, subsystem, record)));
+        }
+        monitors.push(monitor);
+      }
+    },
+    stop() {
+      for (const monitor of monitors.splice(0)) monitor.close();
+    },
+  };
+}
+
+function toEvent(action: string, subsystem: string, record: UdevRecord): DeviceEvent {
+  const event: DeviceEvent = {
+    action,
+    subsystem: record.SUBSYSTEM ?? subsystem,
+    sysname: basename(record.DEVPATH ?? record.syspath),
+    syspath: record.syspath,
+  };
+  if (record.DEVTYPE) event.devtype = record.DEVTYPE;
+  return event;
+}
