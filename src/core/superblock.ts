@@ -123,8 +123,7 @@ export function encodeSuperblock(sb: Superblock): Buffer {
   writeUuid(block, FIELDS.namespaceUuid.offset, sb.namespaceUuid ?? ZERO_UUID);
   for (const name of U64_FIELDS) block.writeBigUInt64LE(sb[name], FIELDS[name].offset);
   for (const name of U32_COST_FIELDS) block.writeUInt32LE(sb[name], FIELDS[name].offset);
-  const writer = Buffer.from(sb.writer, 'utf8').subarray(0, FIELDS.writer.size - 1);
-  writer.copy(block, FIELDS.writer.offset);
+  utf8Prefix(sb.writer, FIELDS.writer.size - 1).copy(block, FIELDS.writer.offset);
   // Checksum last, over everything else, as the kernel's pfn info block does.
   block.writeUInt32LE(superblockChecksum(block), FIELDS.checksum.offset);
   return block;
@@ -230,6 +229,16 @@ function hex32(value: number): string {
 function writeUuid(block: Buffer, offset: number, uuid: string): void {
   if (!UUID_PATTERN.test(uuid)) throw new RangeError(`not a UUID: ${uuid}`);
   Buffer.from(uuid.replaceAll('-', ''), 'hex').copy(block, offset);
+}
+
+/** At most `maxBytes` of `text` in UTF-8, cut before a character rather than inside one. */
+function utf8Prefix(text: string, maxBytes: number): Buffer {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= maxBytes) return bytes;
+  let end = maxBytes;
+  // A continuation byte (10xxxxxx) at the cut means a character straddles it: drop all of it.
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
 }
 
 function readUuid(block: Buffer, offset: number): string {
