@@ -1,0 +1,63 @@
+// Runs the built `xen-pmem` CLI as a child process, the way an operator does, with no terminal
+// on stdin (so confirmations fail closed).
+
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** dist/test/helpers/cli.js -> dist/src/cli/xen-pmem.js */
+export const CLI_PATH = fileURLToPath(new URL('../../src/cli/xen-pmem.js', import.meta.url));
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function runCli(args: string[], options: { input?: string } = {}): CliResult {
+  const result = spawnSync(process.execPath, [CLI_PATH, ...args], {
+    input: options.input ?? '',
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (result.error) throw result.error;
+  return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** `inspect --json` parsed; the exit code is returned beside it. */
+export function inspectJson(path: string): { code: number; json: InspectJson; stderr: string } {
+  const result = runCli(['inspect', path, '--json']);
+  let json: InspectJson;
+  try {
+    json = JSON.parse(result.stdout) as InspectJson;
+  } catch {
+    throw new Error(`inspect --json printed no JSON (exit ${result.code}): ${result.stdout}${result.stderr}`);
+  }
+  return { code: result.code, json, stderr: result.stderr };
+}
+
+export interface InspectJson {
+  device: string;
+  size: number;
+  status: 'valid' | 'absent' | 'invalid';
+  reason?: string;
+  message?: string;
+  source?: 'primary' | 'backup';
+  notes?: string[];
+  superblock?: {
+    version: string;
+    uuid: string;
+    namespaceUuid: string | null;
+    reservedOffset: number;
+    reservedSize: number;
+    dataOffset: number;
+    dataSize: number;
+    writer: string;
+    createdAt: number;
+  };
+  partitions: { number: number; start: number; size: number }[];
+}
+
+/** Lines a Node stack trace is made of; a clean failure prints none. */
+export function stackTraceLines(text: string): string[] {
+  return text.split('\n').filter((line) => /^\s{4}at /.test(line));
+}
