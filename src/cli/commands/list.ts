@@ -1,0 +1,107 @@
+import { parseArgs } from 'node:util';
+import type { Verdict } from '../../core/validate.js';
+import { openDevice, describeError } from '../../io/device.js';
+import { scanDevice } from '../../io/scan.js';
+import { DEFAULT_STATE_DIR, loadState, type DeviceRecord } from '../../daemon/state-store.js';
+import { listPmemNamespaces, namespaceToJson } from '../../sysfs/model.js';
+import type { PmemNamespaceModel } from '../../sysfs/types.js';
+import { EXIT_OK, type Command } from '../command.js';
+import { verdictToJson, type VerdictJson } from '../report.js';
+import { hexRange } from '../../core/units.js';
+
+export const listCommand: Command = {
+  name: 'list',
+  summary: 'list pmem namespaces, their physical ranges, super block verdicts and daemon state',
+  help: `Usage: xen-pmem list [--json] [--human]
+
+Shows every pmem namespace the kernel knows: mode, block device, physical address of
+its first byte, region and NUMA node, whether Xen can use it, the verdict on its
+xen-pmem super block, and what the running xen-pmemd decided for it.
+
+  --json          ndctl-style JSON (sizes in bytes, addresses as hex strings)
+  --human         with --json: sizes as "256.00 MiB"
+  --sys-root DIR  sysfs root (default /sys)
+  --dev-root DIR  device root (default /dev)
+  --state-dir DIR daemon state (default ${DEFAULT_STATE_DIR})
+  --help          this text
+
+Exit codes: 0 listed (even when empty), 2 usage or I/O error.`,
+
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        json: { type: 'boolean' },
+        human: { type: 'boolean' },
+        'sys-root': { type: 'string', default: '/sys' },
+        'dev-root': { type: 'string', default: '/dev' },
+        'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
+      },
+    });
+    const namespaces = await listPmemNamespaces({ sysRoot: values['sys-root'], devRoot: values['dev-root'] });
+    const state = await loadState(values['state-dir']);
+    const records = new Map((state.kind === 'loaded' ? state.state.devices : []).map((r) => [r.device, r]));
+    const rows: ListRow[] = [];
+    for (const model of namespaces) rows.push(await describe(model, records));
+    if (values.json) {
+      io.out(JSON.stringify(rows.map((row) => ({
+        ...namespaceToJson(row.model, { human: values.human === true }),
+        ...(row.superblock ? { superblock: row.superblock } : {}),
+        ...(row.daemon ? { daemon: row.daemon } : {}),
+      })), null, 2));
+      return EXIT_OK;
+    }
+    if (rows.length === 0) {
+      io.out('No pmem namespaces (is the nd_pmem driver loaded, and are there NVDIMMs?)');
+      return EXIT_OK;
+    }
+    for (const row of rows) io.out(humanRow(row));
+    return EXIT_OK;
+  },
+};
+
+interface ListRow {
+  model: PmemNamespaceModel;
+  superblock?: VerdictJson | { status: 'unreadable'; message: string };
+  daemon?: { state: string; reason: string; since: string };
+}
+
+async function describe(model: PmemNamespaceModel, records: Map<string, DeviceRecord>): Promise<ListRow> {
+  const row: ListRow = { model };
+  const key = model.block?.name ?? model.namespace;
+  const record = records.get(key);
+  if (record) row.daemon = { state: record.state, reason: record.reason, since: record.since };
+  if (model.block && model.unsupported === null) {
+    try {
+      const device = await openDevice(model.block.devPath, 'read');
+      let verdict: Verdict;
+      try {
+        verdict = await scanDevice(device, { namespaceUuid: model.namespaceUuid });
+      } finally {
+        await device.close();
+      }
+      row.superblock = verdictToJson(verdict);
+    } catch (error) {
+      row.superblock = { status: 'unreadable', message: describeError(error) };
+    }
+  }
+  return row;
+}
+
+function humanRow(row: ListRow): string {
+  const m = row.model;
+  const name = m.block?.name ?? m.namespace;
+  const lines = [`${name}  ${m.namespace}  mode ${m.mode}${m.namespaceUuid ? `  uuid ${m.namespaceUuid}` : ''}`];
+  if (m.block?.physStart != null) lines.push(`  physical   ${hexRange(m.block.physStart, m.block.size)}`);
+  if (m.region.start !== null && m.region.size !== null) {
+    lines.push(`  ${m.region.name.padEnd(9)}  ${hexRange(m.region.start, m.region.size)}${m.region.numaNode !== null ? `  NUMA node ${m.region.numaNode}` : ''}`);
+  }
+  if (m.unsupported) lines.push(`  not usable: [${m.unsupported.code}] ${m.unsupported.message}`);
+  const sb = row.superblock;
+  if (sb) {
+    const detail = sb.status === 'valid' ? `reservation ${sb.superblock?.uuid}` : ('reason' in sb && sb.reason ? `[${sb.reason}] ${sb.message}` : sb.message ?? '');
+    lines.push(`  super block ${sb.status}${detail ? ': ' + detail : ''}`);
+  }
+  if (row.daemon) lines.push(`  xen-pmemd  ${row.daemon.state} (${row.daemon.reason}) since ${row.daemon.since}`);
+  return lines.join('\n');
+}
