@@ -11,6 +11,7 @@ import {
 } from '../src/core/superblock.js';
 import { GiB, MiB, TiB, U64_MAX } from '../src/core/units.js';
 import { resealSuperblock } from './helpers/damage.js';
+import { show } from './helpers/show.js';
 
 const SAMPLE: Superblock = {
   majorVersion: MAJOR_VERSION,
@@ -32,11 +33,6 @@ const SAMPLE: Superblock = {
   compatM2pBytes: 4,
   writer: 'xen-pmem 0.1.0',
 };
-
-/** JSON for messages; BigInts as decimal strings. */
-function show(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) => typeof v === 'bigint' ? v.toString() : v);
-}
 
 function decodeOk(bytes: Uint8Array): Superblock {
   const verdict = decodeSuperblock(bytes);
