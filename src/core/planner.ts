@@ -7,7 +7,7 @@
 // partitioning tool run later refuses to put a partition over the reserved area or a super block
 // copy: the partition table itself records the gaps.
 
-import { backupOffsetFor, PRIMARY_OFFSET } from './superblock.js';
+import { BACKUP_DISTANCE_FROM_END, backupOffsetFor, PRIMARY_OFFSET } from './superblock.js';
 import { alignDown, alignUp, hex, HUGE_PAGE_BYTES, humanSize, isAligned, PAGE_BYTES } from './units.js';
 import { plannedReservedBytes, xenMinimumReservedPages, XEN_X86_64_COSTS, type PerPageCosts } from './xen-sizing.js';
 
@@ -67,9 +67,10 @@ export function planLayout(
   const backupOffset = backupOffsetFor(deviceSize);
   const dataEnd = alignDown(backupOffset, HUGE_PAGE_BYTES);
   if (dataEnd <= dataOffset) {
-    const needed = alignUp(dataOffset + HUGE_PAGE_BYTES, HUGE_PAGE_BYTES) + HUGE_PAGE_BYTES;
+    // One 2 MiB data chunk after the reserved area, then the backup copy's distance from the end.
+    const needed = dataOffset + HUGE_PAGE_BYTES + BACKUP_DISTANCE_FROM_END;
     return fail('device-too-small',
-      `a device of ${humanSize(deviceSize)} leaves no data area after ${humanSize(reservedSize)} reserved for Xen; at least ${humanSize(needed)} is needed`);
+      `a device of ${deviceSize} bytes (${humanSize(deviceSize)}) leaves no data area after ${humanSize(reservedSize)} reserved for Xen; at least ${needed} bytes (${humanSize(needed)}) are needed`);
   }
   const partitions = placePartitions(requests.length > 0 ? requests : [{ size: 'rest' }], dataOffset, dataEnd);
   if (!Array.isArray(partitions)) return partitions;
