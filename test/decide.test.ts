@@ -1,0 +1,473 @@
+// The daemon's pure decision, state by state and reason by reason. Models come from fixture sysfs
+// trees through the real device model, verdicts from the real validator, and every hypervisor
+// answer that can be produced by the test hypervisor comes through the real koffi bridge.
+
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+
+import { MiB, PAGE_BYTES } from '../src/core/units.js';
+import { judge, type Verdict } from '../src/core/validate.js';
+import { configSchema, type Config } from '../src/daemon/config.js';
+import {
+  admit, interpretAnswer, judgeForXen, mapToPhysical, removalOutcome,
+  type Judgement, type LedgerEntry, type Outcome, type PhysicalLayout,
+} from '../src/daemon/decide.js';
+import { openDevice } from '../src/io/device.js';
+import { scanDevice } from '../src/io/scan.js';
+import { openXencall } from '../src/native/libxencall.js';
+import { isSupportedPmem, listPmemNamespaces, type PmemNamespaceModel, type SupportedPmemNamespace } from '../src/sysfs/model.js';
+import { HypercallBridge, type BridgeAnswer, type Capability } from '../src/xen/bridge.js';
+import { makeDaemonHost, show, type DaemonHost } from './helpers/daemon-fixture.js';
+import { freshDevice, withBothCopies } from './helpers/fixtures.js';
+import type { SysfsTreeSpec } from './fixtures/sysfs-tree.js';
+
+const REGION_START = 0x1_0000_0000n;
+const REGION_SIZE = 256n * MiB;
+const NAMESPACE_UUID = '7c0f6a52-3d4e-4b1a-9e8f-0a1b2c3d4e5f';
+const OTHER_UUID = '11111111-2222-4333-8444-555555555555';
+const PMEM_ADD: Capability = { kind: 'pmem-add', xenVersion: '4.8-pmem-rfc' };
+
+const hosts: DaemonHost[] = [];
+async function host(label: string, spec: SysfsTreeSpec): Promise<DaemonHost> {
+  const made = await makeDaemonHost(label, spec);
+  hosts.push(made);
+  return made;
+}
+after(async () => {
+  await Promise.all(hosts.map((each) => each.cleanup()));
+  for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS', 'XEN_PMEM_LIBXENCALL']) delete process.env[name];
+});
+
+function config(raw: unknown = {}): Config {
+  return configSchema.parse(raw);
+}
+
+function supported(model: PmemNamespaceModel | undefined): SupportedPmemNamespace {
+  assert.ok(model, 'the fixture has the namespace');
+  assert.ok(isSupportedPmem(model), `supported model, got ${show(model.unsupported)}`);
+  return model;
+}
+
+function outcomeOf(judgement: Judgement): Outcome {
+  assert.equal(judgement.kind, 'outcome', `expected an outcome, got ${judgement.kind}`);
+  return (judgement as Extract<Judgement, { kind: 'outcome' }>).outcome;
+}
+
+function reportOf(judgement: Judgement): Extract<Judgement, { kind: 'report' }> {
+  assert.equal(judgement.kind, 'report', `expected a report, got ${show(judgement.kind === 'outcome' ? judgement.outcome : null)}`);
+  return judgement as Extract<Judgement, { kind: 'report' }>;
+}
+
+function validVerdict(size: bigint, namespaceUuid: string | null = NAMESPACE_UUID): Extract<Verdict, { status: 'valid' }> {
+  const verdict = judge({ ...freshDevice(size, { namespaceUuid }).input, namespaceUuid });
+  assert.equal(verdict.status, 'valid', show(verdict));
+  return verdict as Extract<Verdict, { status: 'valid' }>;
+}
+
+function layoutOf(model: SupportedPmemNamespace, verdict: Extract<Verdict, { status: 'valid' }>): PhysicalLayout {
+  const mapped = mapToPhysical(model, verdict);
+  assert.ok(!('reason' in mapped), `maps: ${show(mapped)}`);
+  return mapped;
+}
+
+function ledgerEntry(layout: PhysicalLayout, status: LedgerEntry['status'], device = 'pmem0'): LedgerEntry {
+  return { device, uuid: layout.uuid, request: { ...layout.request }, status, at: '2026-11-21T10:00:00.000Z' };
+}
+
+// A labelled raw namespace filling a 256 MiB region at 4 GiB: block byte 0 at 0x100000000.
+let model: SupportedPmemNamespace;
+before(async () => {
+  const fixture = await host('decide', {
+    regions: [{ id: 0, start: REGION_START, size: REGION_SIZE, namespaces: [{ id: 0, mode: 'raw', uuid: NAMESPACE_UUID }] }],
+  });
+  model = supported((await listPmemNamespaces(fixture.roots))[0]);
+});
+
+describe('admit: before any I/O', () => {
+  test('a supported device with the default config is admitted', () => {
+    assert.equal(admit(model, config()), null);
+  });
+
+  const refusals: [string, unknown, RegExp][] = [
+    ['allow by namespace UUID (another UUID)', { allow: { namespaces: [OTHER_UUID] } }, /not in the config's allow list \(namespace 7c0f6a52-3d4e-4b1a-9e8f-0a1b2c3d4e5f, region0, pmem0\)/],
+    ['allow by region (another region)', { allow: { regions: ['region1'] } }, /not in the config's allow list/],
+    ['allow by device (another device)', { allow: { devices: ['pmem1'] } }, /not in the config's allow list/],
+    ['deny by namespace UUID', { deny: { namespaces: [NAMESPACE_UUID.toUpperCase()] } }, /denied by config \(deny\.namespaces: 7c0f6a52-3d4e-4b1a-9e8f-0a1b2c3d4e5f\)/],
+    ['deny by region', { deny: { regions: ['region0'] } }, /denied by config \(deny\.regions: region0\)/],
+    ['deny by device', { deny: { devices: ['pmem0'] } }, /denied by config \(deny\.devices: pmem0\)/],
+    ['deny wins over allow', { allow: { devices: ['pmem0'] }, deny: { regions: ['region0'] } }, /denied by config \(deny\.regions: region0\)/],
+  ];
+  for (const [name, raw, message] of refusals) {
+    test(`rejected, not-allowed: ${name}`, () => {
+      const outcome = admit(model, config(raw));
+      assert.ok(outcome, 'refused');
+      assert.equal(outcome.state, 'rejected');
+      assert.equal(outcome.reason, 'not-allowed');
+      assert.equal(outcome.severity, 'notice');
+      assert.match(outcome.message, /^pmem0: not reported to Xen: /);
+      assert.match(outcome.message, message);
+    });
+  }
+
+  const admissions: [string, unknown][] = [
+    ['allow by namespace UUID, any case', { allow: { namespaces: [NAMESPACE_UUID.toUpperCase()] } }],
+    ['allow by region', { allow: { regions: ['region0'] } }],
+    ['allow by device', { allow: { devices: ['pmem0'] } }],
+    ['a deny entry for another device', { deny: { devices: ['pmem1'], namespaces: [OTHER_UUID] } }],
+  ];
+  for (const [name, raw] of admissions) {
+    test(`admitted: ${name}`, () => {
+      assert.equal(admit(model, config(raw)), null);
+    });
+  }
+
+  test('rejected with the model\'s own reason: sector and devdax modes, which do not map linearly', async () => {
+    const fixture = await host('decide-modes', {
+      regions: [
+        { id: 0, start: REGION_START, size: REGION_SIZE, namespaces: [{ id: 0, mode: 'sector' }] },
+        { id: 1, start: REGION_START + REGION_SIZE, size: REGION_SIZE, namespaces: [{ id: 0, mode: 'devdax' }] },
+      ],
+    });
+    const models = await listPmemNamespaces(fixture.roots);
+    const outcomes = models.map((each) => admit(each, config()));
+    assert.deepEqual(outcomes.map((each) => [each?.state, each?.reason, each?.severity]), [
+      ['rejected', 'sector-mode', 'warn'],
+      ['rejected', 'devdax-mode', 'warn'],
+    ]);
+    assert.match(outcomes[0]!.message, /^namespace0\.0: not usable for Xen: namespace0\.0 is in sector mode \(BTT, btt0\.0, block device pmem0s\)/);
+    assert.match(outcomes[1]!.message, /^namespace1\.0: not usable for Xen: namespace1\.0 is in devdax mode/);
+  });
+});
+
+describe('judgeForXen: from a scan verdict to what to do', () => {
+  test('absent: no super block', () => {
+    const blank: Verdict = { status: 'absent', message: 'no xen-pmem super block at 0x100000 or 0xff00000', partitions: [] };
+    const outcome = outcomeOf(judgeForXen(model, blank, [], PMEM_ADD));
+    assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['absent', 'no-superblock', 'info']);
+    assert.match(outcome.message, /^pmem0: no xen-pmem super block \(no xen-pmem super block at 0x100000 or 0xff00000\)$/);
+    assert.equal(outcome.layout, undefined);
+  });
+
+  test('rejected: an invalid super block carries the validator\'s reason', () => {
+    // A super block written for a device 2 MiB larger: the copies are intact, the binding is not.
+    const fixture = freshDevice(REGION_SIZE + 2n * MiB, { namespaceUuid: NAMESPACE_UUID });
+    const verdict = judge({ ...withBothCopies(fixture, {}), deviceSize: REGION_SIZE, namespaceUuid: NAMESPACE_UUID });
+    assert.equal(verdict.status, 'invalid');
+    const outcome = outcomeOf(judgeForXen(model, verdict, [], PMEM_ADD));
+    assert.equal(outcome.state, 'rejected');
+    assert.equal(outcome.reason, verdict.status === 'invalid' ? verdict.reason : '');
+    assert.equal(outcome.severity, 'error');
+    assert.match(outcome.message, new RegExp(`^pmem0: super block rejected \\[${outcome.reason}\\]: `));
+  });
+
+  test('rejected: a super block bound to another namespace', () => {
+    const verdict = judge({ ...freshDevice(REGION_SIZE, { namespaceUuid: OTHER_UUID }).input, namespaceUuid: NAMESPACE_UUID });
+    const outcome = outcomeOf(judgeForXen(model, verdict, [], PMEM_ADD));
+    assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'namespace-mismatch']);
+  });
+
+  test('rejected: a region whose start is not 2 MiB aligned', () => {
+    const shifted: SupportedPmemNamespace = { ...model, block: { ...model.block, physStart: REGION_START + PAGE_BYTES } };
+    const outcome = outcomeOf(judgeForXen(shifted, validVerdict(REGION_SIZE), [], PMEM_ADD));
+    assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['rejected', 'region-misaligned', 'error']);
+    assert.match(outcome.message, /region 0x100001000-0x110000fff \(start 0x100001000, size 0x10000000\) is not in whole 2 MiB superpages/);
+  });
+
+  test('rejected: a region whose size is not 2 MiB aligned', () => {
+    const size = REGION_SIZE - 4n * PAGE_BYTES;
+    const short: SupportedPmemNamespace = { ...model, block: { ...model.block, size } };
+    const outcome = outcomeOf(judgeForXen(short, validVerdict(size), [], PMEM_ADD));
+    assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'region-misaligned']);
+    assert.match(outcome.message, /size 0xfffc000\)/);
+  });
+
+  test('rejected: overlap with a range this daemon already reported for another device', () => {
+    const layout = layoutOf(model, validVerdict(REGION_SIZE));
+    // Another reservation whose region ends 2 MiB into ours.
+    const other: LedgerEntry = {
+      device: 'pmem7', uuid: OTHER_UUID, status: 'reported', at: '2026-11-21T10:00:00.000Z',
+      request: { spfn: 0xffe00n, epfn: 0x100200n, rsvSpfn: 0xffe00n, rsvEpfn: 0xfff00n, dataSpfn: 0xfff00n, dataEpfn: 0x100200n },
+    };
+    const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [other], PMEM_ADD));
+    assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['rejected', 'overlaps-reported', 'error']);
+    assert.match(outcome.message, /region 0x100000000-0x10fffffff overlaps \[0xffe00, 0x100200\) reported for pmem7 \(reservation 11111111-2222-4333-8444-555555555555\)/);
+    assert.deepEqual(outcome.layout?.request, layout.request);
+  });
+
+  test('rejected: a pending entry of another device counts as reported too', () => {
+    const layout = layoutOf(model, validVerdict(REGION_SIZE));
+    const other: LedgerEntry = { ...ledgerEntry(layout, 'pending', 'pmem3'), uuid: OTHER_UUID };
+    const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [other], PMEM_ADD));
+    assert.equal(outcome.reason, 'overlaps-reported');
+  });
+
+  // Super blocks the validator never produces, to reach the last line of defence: Xen's own rules
+  // applied before any hypercall.
+  const broken: [number, string, (size: bigint) => Partial<Extract<Verdict, { status: 'valid' }>['superblock']>][] = [
+    [2, 'the data area runs past the region', (size) => ({ dataSize: size })],
+    [3, 'the reserved area runs into the data area', () => ({ reservedSize: 6n * MiB })],
+    [4, 'the reserved area is below the rule-4 floor', () => ({ reservedSize: PAGE_BYTES })],
+  ];
+  for (const [rule, what, change] of broken) {
+    test(`rejected before any hypercall: Xen rule ${rule} (${what})`, () => {
+      const verdict = validVerdict(REGION_SIZE);
+      const bent = { ...verdict, superblock: { ...verdict.superblock, ...change(REGION_SIZE) } };
+      const outcome = outcomeOf(judgeForXen(model, bent, [], PMEM_ADD));
+      assert.equal(outcome.state, 'rejected');
+      assert.equal(outcome.reason, `xen-rule-${rule}`);
+      assert.match(outcome.message, new RegExp(`^pmem0: Xen would refuse this layout \\(rule ${rule}\\): `));
+    });
+  }
+
+  test('report: a valid layout with Xen proven to implement pmem_add', () => {
+    const verdict = validVerdict(REGION_SIZE);
+    const report = reportOf(judgeForXen(model, verdict, [], PMEM_ADD));
+    assert.equal(report.confirming, false);
+    assert.equal(report.layout.uuid, verdict.superblock.uuid);
+  });
+
+  test('reported, reported-earlier: the ledger says this very layout was reported', () => {
+    const verdict = validVerdict(REGION_SIZE);
+    const layout = layoutOf(model, verdict);
+    const outcome = outcomeOf(judgeForXen(model, verdict, [ledgerEntry(layout, 'reported')], PMEM_ADD));
+    assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['reported', 'reported-earlier', 'info']);
+    assert.match(outcome.message, /region 0x100000000-0x10fffffff was reported to Xen at 2026-11-21T10:00:00\.000Z; Xen keeps it until reboot/);
+    assert.deepEqual(outcome.layout, layout);
+  });
+
+  test('reported-earlier needs the same reservation: a re-setup at the same place overlaps instead', () => {
+    const verdict = validVerdict(REGION_SIZE);
+    const layout = layoutOf(model, verdict);
+    const stale = { ...ledgerEntry(layout, 'reported'), uuid: OTHER_UUID };
+    const outcome = outcomeOf(judgeForXen(model, verdict, [stale], PMEM_ADD));
+    assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'overlaps-reported']);
+  });
+
+  test('a pending ledger entry for this layout is confirmed by a new add', () => {
+    const verdict = validVerdict(REGION_SIZE);
+    const layout = layoutOf(model, verdict);
+    const report = reportOf(judgeForXen(model, verdict, [ledgerEntry(layout, 'pending')], PMEM_ADD));
+    assert.equal(report.confirming, true);
+  });
+
+});
+
+describe('unsupported: what the hypervisor probe says, through the real bridge', () => {
+  let fixture: DaemonHost;
+  beforeEach(async () => {
+    fixture = await host('decide-xen', { regions: [] });
+    fixture.useXenInProcess();
+  });
+
+  const modes: [string, string, RegExp][] = [
+    ['enosys', 'enosys', /Xen 4\.17\.7 does not implement XENPF_pmem_add/],
+    ['dom0-console', 'cmd-64-is-another-operation', /here op 64 is another operation/],
+    ['dom0-console-headless', 'cmd-64-is-another-operation', /with ENODEV/],
+  ];
+  for (const [mode, reason, message] of modes) {
+    test(`unsupported, ${reason}: test hypervisor in mode ${mode}`, () => {
+      fixture.useXenInProcess({ mode });
+      const capability = fixture.openBridge().capability();
+      const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [], capability));
+      assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['unsupported', reason, 'warn']);
+      assert.match(outcome.message, /^pmem0: valid layout, region 0x100000000-0x10fffffff, not reported: /);
+      assert.match(outcome.message, message);
+      assert.ok(outcome.layout, 'the layout is kept for status');
+      assert.equal(fixture.regionAdds().length, 0, 'no region reached the hypervisor');
+    });
+  }
+
+  test('unsupported, not-dom0: libxencall cannot open', () => {
+    fixture.useXenInProcess({ mode: 'not-dom0' });
+    const opened = openXencall(fixture.library);
+    assert.ok('error' in opened && opened.error === 'not-dom0', 'xencall_open fails');
+    const capability = new HypercallBridge(null, { dryRun: false, unavailable: opened.message }).capability();
+    const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [], capability));
+    assert.deepEqual([outcome.state, outcome.reason], ['unsupported', 'not-dom0']);
+    assert.match(outcome.message, /xencall_open failed with ENOENT: this is not a Xen Dom0/);
+  });
+});
+
+describe('interpretAnswer: what Xen\'s answer means, answers from the real bridge', () => {
+  let fixture: DaemonHost;
+  let layout: PhysicalLayout;
+  beforeEach(async () => {
+    fixture = await host('decide-answer', { regions: [] });
+    fixture.useXenInProcess();
+    layout = layoutOf(model, validVerdict(REGION_SIZE));
+  });
+
+  function expectOutcome(answer: BridgeAnswer, confirming: boolean, expected: [string, string, string]): Outcome {
+    const outcome = interpretAnswer('pmem0', layout, answer, confirming);
+    assert.deepEqual([outcome.state, outcome.reason, outcome.severity], expected, outcome.message);
+    assert.equal(outcome.layout, layout);
+    assert.match(outcome.message, /region 0x100000000-0x10fffffff \(reserved 0x100200000-0x1005fffff, data 0x100600000-0x10fdfffff\)/);
+    return outcome;
+  }
+
+  test('reported: Xen took the region', () => {
+    const answer = fixture.openBridge().pmemAdd(layout.request, []);
+    const outcome = expectOutcome(answer, false, ['reported', 'reported', 'notice']);
+    assert.match(outcome.message, /^pmem0: reported region /);
+    assert.equal(fixture.xenRegions().length, 1);
+  });
+
+  test('rejected: Xen refused the region (EINVAL) on a first attempt', () => {
+    fixture.openBridge().pmemAdd(layout.request, []);
+    const answer = fixture.openBridge().pmemAdd(layout.request, []);
+    const outcome = expectOutcome(answer, false, ['rejected', 'overlaps-earlier-add', 'error']);
+    assert.match(outcome.message, /Xen refused region .* with EINVAL/);
+  });
+
+  test('reported, reported-before-restart: EINVAL while confirming a pending entry is the proof', () => {
+    fixture.openBridge().pmemAdd(layout.request, []);
+    const answer = fixture.openBridge().pmemAdd(layout.request, []);
+    assert.equal(answer.kind, 'rejected');
+    const outcome = expectOutcome(answer, true, ['reported', 'reported-before-restart', 'notice']);
+    assert.match(outcome.message, /already added to Xen by a run that stopped before recording it/);
+    assert.equal(fixture.xenRegions().length, 1, 'Xen still holds exactly one region');
+  });
+
+  const retries: [string, string][] = [['enomem-once', 'enomem'], ['eagain', 'eagain']];
+  for (const [mode, reason] of retries) {
+    test(`retrying, ${reason}: test hypervisor in mode ${mode}`, () => {
+      fixture.useXenInProcess({ mode });
+      const answer = fixture.openBridge().pmemAdd(layout.request, []);
+      const outcome = expectOutcome(answer, false, ['retrying', reason, 'warn']);
+      assert.match(outcome.message, /^pmem0: Xen is busy with region /);
+      assert.equal(fixture.xenRegions().length, 0, 'nothing was added');
+    });
+  }
+
+  test('retrying, ebusy (no hypervisor mode answers EBUSY, so the bridge\'s answer is written out)', () => {
+    const answer: BridgeAnswer = { kind: 'retry', errno: 16, reason: 'ebusy', message: 'Xen answered XENPF_pmem_add with EBUSY' };
+    expectOutcome(answer, false, ['retrying', 'ebusy', 'warn']);
+  });
+
+  test('failed: any other errno (EPERM after the probe proved pmem_add)', () => {
+    const bridge = fixture.openBridge();
+    assert.equal(bridge.capability().kind, 'pmem-add');
+    fixture.useXenInProcess({ mode: 'eperm' });
+    const answer = bridge.pmemAdd(layout.request, []);
+    const outcome = expectOutcome(answer, false, ['failed', 'eperm', 'error']);
+    assert.match(outcome.message, /^pmem0: reporting region .* failed: Xen answered XENPF_pmem_add .* with EPERM$/);
+  });
+
+  test('failed is not softened while confirming: only EINVAL proves an earlier add', () => {
+    const bridge = fixture.openBridge();
+    bridge.capability();
+    fixture.useXenInProcess({ mode: 'eperm' });
+    expectOutcome(bridge.pmemAdd(layout.request, []), true, ['failed', 'eperm', 'error']);
+  });
+
+  test('unsupported answers from the bridge stay unsupported (op 64 is another operation)', () => {
+    fixture.useXenInProcess({ mode: 'dom0-console' });
+    const answer = fixture.openBridge().pmemAdd(layout.request, []);
+    expectOutcome(answer, false, ['unsupported', 'cmd-64-is-another-operation', 'warn']);
+    expectOutcome(answer, true, ['unsupported', 'cmd-64-is-another-operation', 'warn']);
+    assert.equal(fixture.regionAdds().length, 0);
+  });
+
+  test('dry-run: nothing reached Xen, so the state is not reported', () => {
+    const answer = fixture.openBridge(true).pmemAdd(layout.request, []);
+    const outcome = interpretAnswer('pmem0', layout, answer, false);
+    assert.notEqual(outcome.state, 'reported');
+    assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['unsupported', 'dry-run', 'notice']);
+    assert.match(outcome.message, /would report .* spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100600 data_spfn=0x100600 data_epfn=0x10fe00/);
+    assert.equal(fixture.xenCalls().length, 0, 'no hypercall at all, not even the probe');
+  });
+});
+
+describe('removalOutcome', () => {
+  test('removed: a device that was never reported', () => {
+    for (const previous of [undefined, { state: 'absent' as const }, { state: 'rejected' as const, layout: undefined }]) {
+      const outcome = removalOutcome('pmem0', previous);
+      assert.deepEqual([outcome.state, outcome.reason, outcome.severity, outcome.message], ['removed', 'removed', 'info', 'pmem0: removed']);
+    }
+  });
+
+  test('removed, removed-while-reported: an error, because Xen still manages that memory', () => {
+    const layout = layoutOf(model, validVerdict(REGION_SIZE));
+    const outcome = removalOutcome('pmem0', { state: 'reported', layout });
+    assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['removed', 'removed-while-reported', 'error']);
+    assert.equal(outcome.layout, layout);
+    assert.match(outcome.message, /^pmem0: removed after its region 0x100000000-0x10fffffff was reported to Xen; .*reboot the host/);
+  });
+
+  test('a device that was unsupported when removed is only removed', () => {
+    const layout = layoutOf(model, validVerdict(REGION_SIZE));
+    assert.equal(removalOutcome('pmem0', { state: 'unsupported', layout }).reason, 'removed');
+  });
+});
+
+describe('mapToPhysical: six PFNs from fixture trees, computed by hand', () => {
+  test('raw: block byte 0 is the namespace resource', async () => {
+    const fixture = await host('decide-raw', {
+      regions: [{ id: 0, start: REGION_START, size: REGION_SIZE, namespaces: [{ id: 0, mode: 'raw' }] }],
+    });
+    const prepared = await fixture.prepare('pmem0');
+    const raw = supported((await listPmemNamespaces(fixture.roots))[0]);
+    const verdict = await scanOf(prepared.devPath);
+    // 256 MiB at 0x1_0000_0000: 0x10000 pages from PFN 0x100000. The planner puts the reserved
+    // area at 2 MiB (PFN +0x200), 4 MiB long (65,536 pages * 44 bytes rounded up to 2 MiB = 0x400
+    // pages), and the data after it up to the 2 MiB boundary below the backup copy at 255 MiB
+    // (254 MiB = PFN +0xfe00).
+    assert.equal(prepared.superblock.reservedOffset, 2n * MiB);
+    assert.equal(prepared.superblock.reservedSize, 4n * MiB);
+    assert.equal(prepared.superblock.dataOffset, 6n * MiB);
+    assert.equal(prepared.superblock.dataSize, 248n * MiB);
+    const layout = layoutOf(raw, verdict);
+    assert.deepEqual(layout.request, {
+      spfn: 0x100000n, epfn: 0x110000n,
+      rsvSpfn: 0x100200n, rsvEpfn: 0x100600n,
+      dataSpfn: 0x100600n, dataEpfn: 0x10fe00n,
+    });
+    assert.deepEqual(layout.region, { start: 0x1_0000_0000n, size: 0x1000_0000n });
+    assert.deepEqual(layout.reserved, { start: 0x1_0020_0000n, size: 0x40_0000n });
+    assert.deepEqual(layout.data, { start: 0x1_0060_0000n, size: 0xf80_0000n });
+    assert.equal(layout.uuid, prepared.superblock.uuid);
+  });
+
+  test('fsdax: block byte 0 is the pfn device\'s resource, after the kernel\'s memmap', async () => {
+    const fixture = await host('decide-fsdax', {
+      regions: [{ id: 0, start: REGION_START, size: REGION_SIZE, namespaces: [{ id: 0, mode: 'fsdax', map: 'dev' }] }],
+    });
+    const fsdax = supported((await listPmemNamespaces(fixture.roots))[0]);
+    // The kernel keeps 8 KiB of info block and 64 bytes of struct page for each of the
+    // (256 MiB - 8 KiB) / 4 KiB = 65,534 pages: 0x402080 bytes, rounded up to 2 MiB = 6 MiB. So
+    // the block device starts at 0x100600000 and holds 250 MiB.
+    assert.equal(fsdax.block.physStart, 0x1_0060_0000n);
+    assert.equal(fsdax.block.size, 250n * MiB);
+    const prepared = await fixture.prepare('pmem0');
+    const verdict = await scanOf(prepared.devPath);
+    // 250 MiB = 64,000 pages * 44 bytes = 2,816,000, rounded up to 2 MiB: 4 MiB reserved again;
+    // data from 6 MiB to the 2 MiB boundary below the backup at 249 MiB: 248 MiB - 6 MiB = 242 MiB.
+    assert.equal(prepared.superblock.reservedSize, 4n * MiB);
+    assert.equal(prepared.superblock.dataSize, 242n * MiB);
+    const layout = layoutOf(fsdax, verdict);
+    assert.deepEqual(layout.request, {
+      spfn: 0x100600n, epfn: 0x110000n,
+      rsvSpfn: 0x100800n, rsvEpfn: 0x100c00n,
+      dataSpfn: 0x100c00n, dataEpfn: 0x10fe00n,
+    });
+  });
+
+  test('a block range outside its nd region is refused', () => {
+    const outside: SupportedPmemNamespace = { ...model, region: { ...model.region, size: REGION_SIZE - 2n * MiB } };
+    const mapped = mapToPhysical(outside, validVerdict(REGION_SIZE));
+    assert.ok('reason' in mapped);
+    assert.equal(mapped.reason, 'outside-nd-region');
+    assert.match(mapped.message, /block range 0x100000000-0x10fffffff is not inside region0 0x100000000-0x10fdfffff/);
+  });
+});
+
+async function scanOf(devPath: string): Promise<Extract<Verdict, { status: 'valid' }>> {
+  const reader = await openDevice(devPath, 'read');
+  try {
+    const verdict = await scanDevice(reader, { namespaceUuid: null });
+    assert.equal(verdict.status, 'valid', show(verdict));
+    return verdict as Extract<Verdict, { status: 'valid' }>;
+  } finally {
+    await reader.close();
+  }
+}
