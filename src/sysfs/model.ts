@@ -1,0 +1,255 @@
+// The thin sysfs reader: it finds pmem namespaces under injected roots, reads the few attributes
+// the model needs (in parallel, about a dozen small reads per namespace, because this runs on
+// every udev event) and hands the texts to the pure builder. See docs/device-model.md.
+//
+// Disappearance: a namespace whose own directory is gone reads as null ("gone": a remove event
+// is on its way). A namespace that is still there while a device it names (its pfn/btt holder,
+// its block device) vanished reads as unsupported with code `device-vanished`: it is being
+// reconfigured and a later event will bring its new shape.
+
+import { readFile, readdir, realpath, stat } from 'node:fs/promises';
+import { basename, dirname, join, sep } from 'node:path';
+import { buildNamespaceModel, isIdleSeed } from './build-model.js';
+import {
+  attributeProblem,
+  attributeText,
+  claimKindOf,
+  type AttributeRead,
+  type BlockFacts,
+  type BlockListing,
+  type ClaimFacts,
+  type NamespaceFacts,
+} from './facts.js';
+import { DEFAULT_ROOTS, type PmemNamespaceModel, type SysfsRoots } from './types.js';
+
+export * from './types.js';
+export { buildNamespaceModel, isIdleSeed } from './build-model.js';
+export type { NamespaceFacts, AttributeRead, BlockFacts, BlockListing, ClaimFacts } from './facts.js';
+export { namespaceToJson, type NamespaceJson, type NamespaceJsonOptions } from './json.js';
+
+const NAMESPACE_NAME = /^namespace(\d+)\.(\d+)$/;
+const ND_DEVICE_NAME = /^(namespace|pfn|btt|dax)\d+\.\d+$/;
+const REGION_NAME = /^region\d+$/;
+const BLOCK_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** Where udev (and the kernel) say sysfs is; syspaths under it are re-rooted onto `sysRoot`. */
+const KERNEL_SYSFS = '/sys';
+
+/** The nd bus itself could not be listed (not ENOENT: that just means no pmem at all). */
+export class SysfsReadError extends Error {
+  readonly code = 'sysfs-unreadable';
+  constructor(message: string) {
+    super(message);
+  }
+}
+
+function errnoOf(error: unknown): string {
+  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string'
+    ? error.code
+    : 'EIO';
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readAttribute(deviceDir: string, attribute: string): Promise<AttributeRead> {
+  try {
+    const text = await readFile(join(deviceDir, attribute), 'utf8');
+    return attributeText(text.endsWith('\n') ? text.slice(0, -1) : text);
+  } catch (error) {
+    const errno = errnoOf(error);
+    if (errno === 'ENOENT') {
+      return attributeProblem((await exists(deviceDir)) ? 'missing' : 'device-gone', errno);
+    }
+    if (errno === 'EACCES' || errno === 'EPERM') return attributeProblem('denied', errno);
+    return attributeProblem('unreadable', errno);
+  }
+}
+
+async function listBlocks(ownerDir: string, devRoot: string): Promise<BlockListing> {
+  const owner = basename(ownerDir);
+  let names: string[];
+  try {
+    names = await readdir(join(ownerDir, 'block'));
+  } catch (error) {
+    const errno = errnoOf(error);
+    if (errno !== 'ENOENT') return { state: 'unreadable', owner, errno };
+    return (await exists(ownerDir)) ? { state: 'listed', devices: [] } : { state: 'owner-gone', owner };
+  }
+  const devices = await Promise.all(
+    names.sort().map(async (name): Promise<BlockFacts> => {
+      const syspath = join(ownerDir, 'block', name);
+      const [size, logicalBlockSize] = await Promise.all([
+        readAttribute(syspath, 'size'),
+        readAttribute(syspath, 'queue/logical_block_size'),
+      ]);
+      return { name, devPath: join(devRoot, name), syspath, size, logicalBlockSize };
+    }),
+  );
+  return { state: 'listed', devices };
+}
+
+async function readClaim(claimDir: string, withRange: boolean): Promise<ClaimFacts> {
+  const [namespace, resource, size] = await Promise.all([
+    readAttribute(claimDir, 'namespace'),
+    withRange ? readAttribute(claimDir, 'resource') : null,
+    withRange ? readAttribute(claimDir, 'size') : null,
+  ]);
+  return { name: basename(claimDir), namespace, resource, size };
+}
+
+function deviceGone(read: AttributeRead | null): boolean {
+  return read !== null && !read.ok && read.problem === 'device-gone';
+}
+
+/** Reads one namespace (its directory given as a real path); null when it is gone. */
+async function readNamespaceFacts(namespaceDir: string, devRoot: string): Promise<NamespaceFacts | null> {
+  const regionDir = dirname(namespaceDir);
+  const [mode, holder, size, resource, uuid, regionResource, regionSize, regionNumaNode] = await Promise.all([
+    readAttribute(namespaceDir, 'mode'),
+    readAttribute(namespaceDir, 'holder'),
+    readAttribute(namespaceDir, 'size'),
+    readAttribute(namespaceDir, 'resource'),
+    readAttribute(namespaceDir, 'uuid'),
+    readAttribute(regionDir, 'resource'),
+    readAttribute(regionDir, 'size'),
+    readAttribute(regionDir, 'numa_node'),
+  ]);
+  if ([mode, holder, size, resource].some(deviceGone)) return null;
+
+  const claimKind = holder.ok ? claimKindOf(holder.text) : null;
+  let claim: ClaimFacts | null = null;
+  let blocks: BlockListing;
+  if (holder.ok && claimKind !== null && claimKind !== '') {
+    const claimDir = join(regionDir, holder.text);
+    claim = await readClaim(claimDir, claimKind === 'pfn');
+    blocks = claimKind === 'dax' ? { state: 'not-applicable' } : await listBlocks(claimDir, devRoot);
+  } else {
+    blocks = await listBlocks(namespaceDir, devRoot);
+  }
+
+  const somethingVanished =
+    deviceGone(claim?.namespace ?? null) ||
+    blocks.state === 'owner-gone' ||
+    (blocks.state === 'listed' && blocks.devices.some((device) => deviceGone(device.size)));
+  // A vanished part may mean the whole namespace went: then it is gone, not "being reconfigured".
+  if (somethingVanished && !(await exists(namespaceDir))) return null;
+
+  return {
+    namespace: basename(namespaceDir),
+    region: basename(regionDir),
+    mode,
+    holder,
+    size,
+    resource,
+    uuid,
+    regionResource,
+    regionSize,
+    regionNumaNode,
+    claim,
+    blocks,
+  };
+}
+
+async function readNamespace(namespaceDir: string, devRoot: string): Promise<PmemNamespaceModel | null> {
+  const facts = await readNamespaceFacts(namespaceDir, devRoot);
+  return facts === null ? null : buildNamespaceModel(facts);
+}
+
+function namespaceOrder(name: string): [number, number] {
+  const match = NAMESPACE_NAME.exec(name);
+  return match ? [Number(match[1]), Number(match[2])] : [Infinity, Infinity];
+}
+
+/**
+ * Every pmem namespace with capacity, ordered by region then namespace number. Empty when the
+ * kernel has no nd bus (libnvdimm not loaded). Unconfigured size-0 namespaces are left out, as
+ * `ndctl list` does.
+ */
+export async function listPmemNamespaces(roots: SysfsRoots = DEFAULT_ROOTS): Promise<PmemNamespaceModel[]> {
+  const busDevices = join(roots.sysRoot, 'bus', 'nd', 'devices');
+  let names: string[];
+  try {
+    names = await readdir(busDevices);
+  } catch (error) {
+    const errno = errnoOf(error);
+    if (errno === 'ENOENT') return [];
+    throw new SysfsReadError(`Listing ${busDevices} failed with ${errno}.`);
+  }
+  const namespaces = names.filter((name) => NAMESPACE_NAME.test(name));
+  namespaces.sort((a, b) => {
+    const [regionA, idA] = namespaceOrder(a);
+    const [regionB, idB] = namespaceOrder(b);
+    return regionA - regionB || idA - idB;
+  });
+  const facts = await Promise.all(
+    namespaces.map(async (name) => {
+      let namespaceDir: string;
+      try {
+        namespaceDir = await realpath(join(busDevices, name));
+      } catch {
+        return null;
+      }
+      return readNamespaceFacts(namespaceDir, roots.devRoot);
+    }),
+  );
+  return facts.filter((each): each is NamespaceFacts => each !== null && !isIdleSeed(each)).map(buildNamespaceModel);
+}
+
+/**
+ * Resolves a block device name (`pmem1`, `pmem1.2`, `pmem1s`) to its namespace's model. Null
+ * when no such block device exists (any more), when it is not a pmem namespace's whole disk (a
+ * partition, a loop device), or when the name cannot be a block device name.
+ */
+export async function readPmemByBlockName(roots: SysfsRoots, name: string): Promise<PmemNamespaceModel | null> {
+  if (!BLOCK_NAME.test(name)) return null;
+  let syspath: string;
+  try {
+    syspath = await realpath(join(roots.sysRoot, 'class', 'block', name));
+  } catch {
+    return null;
+  }
+  return readResolved(roots, syspath);
+}
+
+/**
+ * Resolves a udev syspath to its namespace's model: the block device (`…/block/pmem0`), the
+ * namespace, or the pfn/btt/dax device that holds it. A syspath under `/sys` is re-rooted onto
+ * `roots.sysRoot`. Null when the path is gone, outside sysfs, or not part of a pmem namespace
+ * (partitions included: Xen is told about whole namespaces only).
+ */
+export async function readPmemBySyspath(roots: SysfsRoots, syspath: string): Promise<PmemNamespaceModel | null> {
+  const rooted = rerooted(roots.sysRoot, syspath);
+  if (rooted === null) return null;
+  let real: string;
+  try {
+    real = await realpath(rooted);
+  } catch {
+    return null;
+  }
+  return readResolved(roots, real);
+}
+
+function rerooted(sysRoot: string, syspath: string): string | null {
+  const root = sysRoot.endsWith(sep) ? sysRoot.slice(0, -1) : sysRoot;
+  if (syspath === root || syspath.startsWith(root + sep)) return syspath;
+  if (syspath.startsWith(KERNEL_SYSFS + sep)) return root + syspath.slice(KERNEL_SYSFS.length);
+  return null;
+}
+
+/** `real` is a real path: a block device directory or an nd device directory. */
+async function readResolved(roots: SysfsRoots, real: string): Promise<PmemNamespaceModel | null> {
+  const ownerDir = basename(dirname(real)) === 'block' ? dirname(dirname(real)) : real;
+  const ownerName = basename(ownerDir);
+  const regionDir = dirname(ownerDir);
+  if (!ND_DEVICE_NAME.test(ownerName) || !REGION_NAME.test(basename(regionDir))) return null;
+  if (NAMESPACE_NAME.test(ownerName)) return readNamespace(ownerDir, roots.devRoot);
+  const held = await readAttribute(ownerDir, 'namespace');
+  if (!held.ok || !NAMESPACE_NAME.test(held.text)) return null;
+  return readNamespace(join(regionDir, held.text), roots.devRoot);
+}
