@@ -21,6 +21,7 @@ export type ReasonCode =
   | 'misaligned' | 'area-empty' | 'area-outside-device' | 'areas-overlap'
   | 'partition-table-missing' | 'partition-table-not-gpt' | 'partition-table-invalid'
   | 'superblock-overlaps-partition-table' | 'reserved-overlaps-partition-table'
+  | 'data-overlaps-partition-table' | 'area-overlaps-superblock'
   | 'superblock-inside-partition' | 'reserved-overlaps-partition' | 'partition-outside-data-area'
   | 'reserved-too-small';
 
@@ -198,6 +199,14 @@ function checkAgainstDevice(sb: Superblock, input: ProbeInput): Failure | null {
   }
   const tableHit = tableAreas.find((area) => overlaps(reserved, area));
   if (tableHit) return fail('reserved-overlaps-partition-table', `the reserved area ${show(reserved)} overlaps the ${tableHit.what} ${show(tableHit)}`);
+  // Xen takes the reserved pages for itself and hands the data pages to guests: neither may hold
+  // the partition table or a super block copy, or a guest (or Xen) would overwrite them.
+  const dataTableHit = tableAreas.find((area) => overlaps(data, area));
+  if (dataTableHit) return fail('data-overlaps-partition-table', `the data area ${show(data)} overlaps the ${dataTableHit.what} ${show(dataTableHit)}`);
+  for (const area of [reserved, data]) {
+    const copy = copies.find((c) => overlaps(c, area));
+    if (copy) return fail('area-overlaps-superblock', `the ${area.what} ${show(area)} covers the ${copy.what} at ${hex(copy.start)}`);
+  }
   for (const partition of table.partitions) {
     const range: Range = { start: partition.start, end: partition.start + partition.size, what: `partition ${partition.number}` };
     const copy = copies.find((c) => overlaps(c, range));
