@@ -1,0 +1,64 @@
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { install, type InstallReport } from '../../install/install.js';
+import { DEFAULT_PREFIX, InstallError, UNIT_NAME } from '../../install/layout.js';
+import { CommandError, EXIT_OK, EXIT_USAGE_OR_IO, type Command, type CommandIO } from '../command.js';
+
+// dist/src/cli/commands/install.js → the project directory four levels up.
+const PROJECT_DIR = fileURLToPath(new URL('../../../../', import.meta.url));
+
+export const installCommand: Command = {
+  name: 'install',
+  summary: 'install the daemon, its launchers, the systemd unit and the udev rule',
+  help: `Usage: xen-pmem install [--prefix DIR] [--root DIR] [--no-reload]
+
+Copies the built xen-pmem (JavaScript, package.json and the production packages of
+node_modules) to PREFIX/lib/xen-pmem, writes the launchers PREFIX/sbin/xen-pmem and
+PREFIX/sbin/xen-pmemd, installs /etc/systemd/system/${UNIT_NAME} and
+/etc/udev/rules.d/69-xen-pmem.rules, and asks systemd and udevd to reload when they
+run. Everything written is recorded, so "xen-pmem uninstall" removes exactly that.
+Run it from a built source tree (npm ci && npm run build).
+
+  --prefix DIR   where the program goes (default ${DEFAULT_PREFIX})
+  --root DIR     install below DIR instead of / (a staging tree); nothing is reloaded
+  --no-reload    do not run systemctl daemon-reload or udevadm control --reload
+  --help         this text
+
+Exit codes: 0 installed, 2 usage or I/O error, or a reload that failed.`,
+
+  async run(args, io) {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        prefix: { type: 'string' },
+        root: { type: 'string' },
+        'no-reload': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      io.out(installCommand.help);
+      return EXIT_OK;
+    }
+    if (positionals.length > 0) throw new CommandError(`install takes no arguments, got: ${positionals.join(' ')}`);
+    let report: InstallReport;
+    try {
+      report = install({ projectDir: PROJECT_DIR, prefix: values.prefix, root: values.root, reload: !values['no-reload'] });
+    } catch (error) {
+      if (error instanceof InstallError) throw new CommandError(`${error.message} [${error.code}]`);
+      throw error;
+    }
+    const where = report.root === '/' ? report.layout.prefix : `${report.layout.prefix} below ${report.root}`;
+    io.out(`installed ${report.files.length} files for ${where}: ${report.layout.sbinDir}/xen-pmemd, ${report.layout.unit}, ${report.layout.rule}`);
+    return finish(report, io);
+  },
+};
+
+/** Notes go to stdout; failed steps to stderr and exit code 2. Shared with uninstall. */
+export function finish(report: InstallReport, io: CommandIO): number {
+  for (const note of report.notes) io.out(`note: ${note}`);
+  for (const problem of report.problems) io.err(`error: ${problem}`);
+  return report.problems.length > 0 ? EXIT_USAGE_OR_IO : EXIT_OK;
+}
