@@ -49,6 +49,9 @@ export interface DaemonPorts {
   now(): Date;
 }
 
+/** What a dry run judges against: it never learns what Xen implements. */
+const DRY_RUN_ASSUMPTION: Capability = { kind: 'pmem-add', xenVersion: 'unknown (dry run)' };
+
 const PMEM_DISK = /^pmem\d+(\.\d+)?$/;
 const PMEM_PARTITION = /^(pmem\d+(?:\.\d+)?)p\d+$/;
 const ND_NAMESPACE = /^namespace\d+\.\d+$/;
@@ -81,8 +84,19 @@ export class Controller {
     }
   }
 
-  /** Probes the hypervisor once and says in plain words what that means for every device. */
-  probeHypervisor(): Capability {
+  /**
+   * Probes the hypervisor once and says in plain words what that means for every device. A dry
+   * run makes no hypercall, the probe included, so it learns nothing and returns null.
+   */
+  probeHypervisor(): Capability | null {
+    if (this.config.dryRun) {
+      this.ports.log.notice({ capability: 'dry-run' }, 'dry run: no hypercall is made, not even the probe of the hypervisor; each valid pmem device is logged with the XENPF_pmem_add it would get');
+      return null;
+    }
+    return this.probe();
+  }
+
+  private probe(): Capability {
     const capability = this.ports.bridge.capability();
     this.capability = capability;
     if (capability.kind === 'pmem-add') {
@@ -253,7 +267,9 @@ export class Controller {
   }
 
   private async judgeAndReport(key: string, model: Parameters<typeof judgeForXen>[0], verdict: Verdict): Promise<Outcome> {
-    const capability = this.capability ?? this.probeHypervisor();
+    // In a dry run nothing is asked of Xen: judge as if it implemented pmem_add, so that the
+    // outcome carries the exact request instead of "not a Dom0".
+    const capability = this.config.dryRun ? DRY_RUN_ASSUMPTION : this.capability ?? this.probe();
     const judgement = judgeForXen(model, verdict, this.ledger, capability);
     if (judgement.kind === 'outcome') return judgement.outcome;
     const { layout, confirming } = judgement;
