@@ -556,6 +556,14 @@ describe('the pure model builder', () => {
     assert.equal(model.unsupported?.code, 'sector-mode');
   });
 
+  test('attribute text that names an Object member is just an unknown word', () => {
+    for (const word of ['toString', '__proto__', 'constructor', 'hasOwnProperty']) {
+      const model = buildNamespaceModel(rawFacts({ mode: attributeText(word) }));
+      assert.equal(model.mode, 'unknown', word);
+      assert.equal(model.unsupported?.code, 'unknown-mode', word);
+    }
+  });
+
   test('a holder of the wrong kind for the mode', () => {
     const model = buildNamespaceModel(rawFacts({ mode: attributeText('raw'), holder: attributeText('pfn0.0') }));
     assert.equal(model.unsupported?.code, 'holder-mismatch');
@@ -576,6 +584,7 @@ describe('the pure model builder', () => {
       fc.bigInt({ min: 0n, max: 1n << 66n }).map((n) => attributeText(n.toString())),
       fc.bigInt({ min: 0n, max: 1n << 66n }).map((n) => attributeText(hex(n))),
       fc.constantFrom('raw', 'memory', 'safe', 'dax', '', 'pfn0.0', 'btt0.0', '-1', '512').map(attributeText),
+      fc.constantFrom('toString', '__proto__', 'constructor').map(attributeText),
       fc.constantFrom('missing', 'device-gone', 'denied', 'unreadable' as const).map((p) => attributeProblem(p, 'EIO')),
     );
     fc.assert(

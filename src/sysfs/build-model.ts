@@ -20,15 +20,16 @@ export const SECTOR_BYTES = 512n;
  * ndctl renamed them for users. Both are accepted so that a kernel that adopts ndctl's words
  * keeps working.
  */
-const MODE_WORDS: Record<string, Exclude<PmemMode, 'unknown'>> = {
-  raw: 'raw',
-  memory: 'fsdax',
-  fsdax: 'fsdax',
-  safe: 'sector',
-  sector: 'sector',
-  dax: 'devdax',
-  devdax: 'devdax',
-};
+// A Map, not an object literal: attribute text such as "toString" must not find Object's members.
+const MODE_WORDS: ReadonlyMap<string, Exclude<PmemMode, 'unknown'>> = new Map([
+  ['raw', 'raw'],
+  ['memory', 'fsdax'],
+  ['fsdax', 'fsdax'],
+  ['safe', 'sector'],
+  ['sector', 'sector'],
+  ['dax', 'devdax'],
+  ['devdax', 'devdax'],
+]);
 
 /** Which claim kinds each mode allows; '' means "no holder". */
 const HOLDERS_BY_MODE: Record<Exclude<PmemMode, 'unknown'>, ReadonlyArray<ClaimKind | ''>> = {
@@ -170,7 +171,7 @@ export function buildNamespaceModel(facts: NamespaceFacts): PmemNamespaceModel {
   let mode: PmemMode = 'unknown';
   const modeText = verdict.take(parseText(ns, 'mode', facts.mode));
   if (modeText !== null) {
-    const known = MODE_WORDS[modeText];
+    const known = MODE_WORDS.get(modeText);
     if (known !== undefined) mode = known;
     else
       verdict.note(
