@@ -36,7 +36,9 @@ export function verdictToJson(verdict: Verdict): VerdictJson {
     json.source = verdict.source;
     json.notes = verdict.notes;
   }
-  if (sb) {
+  // A damaged-but-checksummed block can carry any 64-bit value; JSON numbers hold 53 bits. Such a
+  // block is described by the message (which names its numbers) rather than failing the report.
+  if (sb && [sb.reservedOffset, sb.reservedSize, sb.dataOffset, sb.dataSize, sb.createdAt].every(fitsJsonNumber)) {
     json.superblock = {
       version: `${sb.majorVersion}.${sb.minorVersion}`,
       uuid: sb.uuid,
@@ -52,6 +54,20 @@ export function verdictToJson(verdict: Verdict): VerdictJson {
   json.partitions = verdict.partitions.map((p) => ({ number: p.number, start: toSafeNumber(p.start), size: toSafeNumber(p.size) }));
   return json;
 }
+
+function fitsJsonNumber(value: bigint): boolean {
+  return value >= 0n && value <= BigInt(Number.MAX_SAFE_INTEGER);
+}
+
+/** ISO time when the seconds fit a JavaScript Date, the raw count otherwise. */
+function describeTime(secondsSinceEpoch: bigint): string {
+  const milliseconds = Number(secondsSinceEpoch) * 1000;
+  if (!Number.isFinite(milliseconds) || milliseconds > MAX_DATE_MS) return `${secondsSinceEpoch} s after the epoch`;
+  return new Date(milliseconds).toISOString();
+}
+
+/** ECMAScript's largest valid time value. */
+const MAX_DATE_MS = 8.64e15;
 
 /** Range columns line up for people; hex ranges are inclusive, like /proc/iomem. */
 function row(label: string, start: bigint, size: bigint, extra = ''): string {
@@ -81,7 +97,7 @@ export function describeVerdict(device: string, size: bigint, verdict: Verdict):
     `${device}: valid xen-pmem layout, format ${sb.majorVersion}.${sb.minorVersion}, read from the ${verdict.source} copy`,
     `  device size           ${humanSize(size)} (${hex(size)} bytes)`,
     `  reservation           ${sb.uuid}${sb.namespaceUuid ? `, bound to namespace ${sb.namespaceUuid}` : ''}`,
-    `  written by            ${sb.writer} at ${new Date(Number(sb.createdAt) * 1000).toISOString()}`,
+    `  written by            ${sb.writer} at ${describeTime(sb.createdAt)}`,
     row('reserved for Xen', sb.reservedOffset, sb.reservedSize),
     row('data area', sb.dataOffset, sb.dataSize),
     ...verdict.partitions.map((p) => row(`  partition ${p.number}`, p.start, p.size, p.name)),
