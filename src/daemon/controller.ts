@@ -334,6 +334,8 @@ export class Controller {
       const delay = Math.min(this.config.retry.initialMs * 2 ** worker.attempts, this.config.retry.maxMs);
       worker.attempts++;
       record.nextAttempt = new Date(now.getTime() + delay).toISOString();
+      // A burst can end several passes in retrying: only the last one's retry stays due.
+      if (worker.retryTimer) clearTimeout(worker.retryTimer);
       worker.retryTimer = setTimeout(() => {
         worker.retryTimer = null;
         this.schedule(key, false);
