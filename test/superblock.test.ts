@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import zlib from 'node:zlib';
 
@@ -106,6 +107,29 @@ describe('super block layout (the struct is the spec)', () => {
     // An unaligned tail is ignored: the backup stays on a whole page.
     assert.equal(backupOffsetFor(1n * GiB + 1000n), 1023n * MiB);
     assert.equal(backupOffsetFor(1n * GiB + 5000n), 1023n * MiB + 4096n);
+  });
+});
+
+describe('docs/superblock.md', () => {
+  // dist/test/ -> the repository root.
+  const doc = readFileSync(new URL('../../docs/superblock.md', import.meta.url), 'utf8');
+
+  it('documents every field at the offset and size FIELDS gives it, and nothing else', () => {
+    const rows = [...doc.matchAll(/^\| *(\d+) *\| *(\d+) *\| *`(\w+)` *\| *(.+?) *\|$/gm)]
+      .map((m) => ({ name: m[3]!, offset: Number(m[1]), size: Number(m[2]), meaning: m[4]! }));
+    assert.deepEqual(
+      rows.map(({ name, offset, size }) => ({ name, offset, size })),
+      Object.entries(FIELDS).map(([name, f]) => ({ name, offset: f.offset, size: f.size })),
+    );
+    for (const row of rows) assert.ok(row.meaning.length > 5, `${row.name} has a meaning`);
+  });
+
+  it('documents the padding after the v1.0 header', () => {
+    const padding = /^\| *(\d+) *\| *(\d+) *\| *\(padding\) *\|/m.exec(doc);
+    assert.ok(padding, 'a (padding) row');
+    assert.equal(Number(padding[1]), HEADER_BYTES_V1_0);
+    assert.equal(Number(padding[2]), SUPERBLOCK_BYTES - HEADER_BYTES_V1_0);
+    assert.ok(doc.includes(`\`${SIGNATURE}\``), 'the signature is spelled out');
   });
 });
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
 import type { GptTable } from '../src/core/gpt.js';
@@ -304,5 +305,19 @@ describe('judge: the partition table', () => {
     expectInvalid(input, 'misaligned');
     // Overlapping areas and no partition table: the areas are checked before the table.
     expectInvalid({ ...withBothCopies(fixture, { dataOffset: 12n * MiB }), table: { kind: 'none' } }, 'areas-overlap');
+  });
+});
+
+describe('docs/superblock.md', () => {
+  it('explains every reason code judge can return, and no other', () => {
+    // ReasonCode is a type, so its members are read from the source (dist/test/ -> repository root).
+    const source = readFileSync(new URL('../../src/core/validate.ts', import.meta.url), 'utf8');
+    const union = /export type ReasonCode =([^;]+);/.exec(source);
+    assert.ok(union, 'ReasonCode is declared in src/core/validate.ts');
+    const codes = [...union[1]!.matchAll(/'([a-z0-9-]+)'/g)].map((m) => m[1]!).sort();
+    assert.ok(codes.length >= 29);
+    const doc = readFileSync(new URL('../../docs/superblock.md', import.meta.url), 'utf8');
+    const documented = [...doc.matchAll(/^\| `([a-z0-9-]+)` \| \d \| (.+) \|$/gm)].map((m) => m[1]!).sort();
+    assert.deepEqual(documented, codes);
   });
 });
