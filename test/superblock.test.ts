@@ -328,7 +328,7 @@ describe('differingFields', () => {
 
 // ---- properties ---------------------------------------------------------------------------
 
-const PROPERTY_RUNS = 400;
+const PROPERTY_RUNS = 1000;
 
 const hexDigits = (n: number) => fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: n, maxLength: n });
 const uuidArb = fc.tuple(hexDigits(8), hexDigits(4), hexDigits(4), hexDigits(4), hexDigits(12))
