@@ -126,12 +126,15 @@ async function main(): Promise<number> {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
   });
   notifier.stopping();
-  events.stop();
   await controller.stop();
   notifier.stop();
   log.info({}, 'xen-pmemd stopped');
   log.flush();
-  return 0;
+  // Not events.stop(): node-udev 1.0.1's close() releases the monitor's handle, and the garbage
+  // collector's finalizer then stops and unrefs it a second time (a SIGSEGV at the next
+  // collection or at exit). The monitors stay open and the process ends here; the controller
+  // is stopped, so events that still arrive are ignored.
+  process.exit(0);
 }
 
 main().then((code) => { process.exitCode = code; });
