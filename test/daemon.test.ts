@@ -1,0 +1,259 @@
+// The real entry point, xen-pmemd, as a child process on a fixture host: sysfs and /dev from the
+// fixture, libxencall replaced by the test hypervisor (XEN_PMEM_LIBXENCALL), a unix datagram
+// socket as $NOTIFY_SOCKET (bound by python3: Node cannot bind datagram unix sockets), and the
+// state directory in a temporary folder.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterEach, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { MiB } from '../src/core/units.js';
+import { parseState, type DaemonState } from '../src/daemon/state-store.js';
+import { makeDaemonHost, show, waitFor, type DaemonHost, type XenEnvOptions } from './helpers/daemon-fixture.js';
+import { stackTraceLines } from './helpers/cli.js';
+
+const DAEMON = fileURLToPath(new URL('../src/daemon/xen-pmemd.js', import.meta.url));
+const EX_CONFIG = 78;
+const START_TIMEOUT_MS = 15_000;
+
+// Prints one JSON string per datagram received on the socket at argv[1], after a first line
+// saying it is bound.
+const NOTIFY_LISTENER = `
+import json, socket, sys
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+listener.bind(sys.argv[1])
+print(json.dumps("bound"), flush=True)
+while True:
+    print(json.dumps(listener.recv(65536).decode("utf-8", "replace")), flush=True)
+`;
+
+const hasPython = spawnSync('python3', ['-c', 'import socket'], { stdio: 'ignore' }).status === 0;
+
+interface NotifySocket {
+  path: string;
+  messages: string[];
+  close(): void;
+}
+
+let sockets = 0;
+async function listenForNotifications(dir: string): Promise<NotifySocket> {
+  const path = join(dir, `notify-${sockets++}.sock`);
+  const python = spawn('python3', ['-c', NOTIFY_LISTENER, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const messages: string[] = [];
+  let bound = false;
+  let ended = false;
+  python.on('exit', () => { ended = true; });
+  createInterface({ input: python.stdout! }).on('line', (line) => {
+    const message = JSON.parse(line) as string;
+    if (message === 'bound') bound = true;
+    else messages.push(message);
+  });
+  await waitFor('the notify socket to be bound', () => {
+    if (ended && !bound) throw new Error(`python3 could not bind ${path}`);
+    return bound;
+  }, 10_000);
+  return { path, messages, close: () => python.kill('SIGKILL') };
+}
+
+interface RunningDaemon {
+  child: ChildProcess;
+  stdout: string[];
+  stderr: string[];
+  notify: NotifySocket;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const running: { daemon: ChildProcess; notify: NotifySocket }[] = [];
+const hosts: DaemonHost[] = [];
+afterEach(async () => {
+  for (const { daemon, notify } of running.splice(0)) {
+    if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+    notify.close();
+  }
+  await Promise.all(hosts.splice(0).map((host) => host.cleanup()));
+});
+
+async function fixtureHost(label: string): Promise<DaemonHost> {
+  const host = await makeDaemonHost(`daemon-${label}`, {
+    regions: [{ id: 0, start: 0x1_0000_0000n, size: 256n * MiB, namespaces: [{ id: 0, mode: 'raw' }] }],
+  });
+  hosts.push(host);
+  return host;
+}
+
+function daemonArgs(host: DaemonHost, extra: string[] = []): string[] {
+  return [
+    DAEMON,
+    '--sys-root', host.roots.sysRoot,
+    '--dev-root', host.roots.devRoot,
+    '--state-dir', host.stateDir,
+    '--config', join(host.dir, 'config.json'),
+    ...extra,
+  ];
+}
+
+/** The environment of a daemon started by hand: no journald stream, the test hypervisor. */
+function daemonEnv(host: DaemonHost, xen: XenEnvOptions, notifySocket: string | null): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...host.xenEnv(xen) };
+  if (notifySocket !== null) env.NOTIFY_SOCKET = notifySocket;
+  return env;
+}
+
+async function startDaemon(host: DaemonHost, options: { xen?: XenEnvOptions; args?: string[] } = {}): Promise<RunningDaemon> {
+  const notify = await listenForNotifications(host.dir);
+  const child = spawn(process.execPath, daemonArgs(host, options.args), {
+    env: daemonEnv(host, options.xen ?? {}, notify.path),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.push({ daemon: child, notify });
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => stdout.push(line));
+  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return { child, stdout, stderr, notify, exited };
+}
+
+async function untilReady(daemon: RunningDaemon): Promise<string> {
+  let exited = false;
+  void daemon.exited.then(() => { exited = true; });
+  await waitFor('READY=1 on the notify socket', () => {
+    if (exited) throw new Error(`xen-pmemd exited before READY=1; stderr: ${daemon.stderr.join('\n')}; stdout: ${daemon.stdout.join('\n')}`);
+    return daemon.notify.messages.some((message) => message.split('\n').includes('READY=1'));
+  }, START_TIMEOUT_MS);
+  return daemon.notify.messages.find((message) => message.split('\n').includes('READY=1'))!;
+}
+
+async function terminate(daemon: RunningDaemon): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  daemon.child.kill('SIGTERM');
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('xen-pmemd did not exit within 10 s of SIGTERM')), 10_000).unref());
+  return Promise.race([daemon.exited, timeout]);
+}
+
+async function stateFile(host: DaemonHost): Promise<DaemonState> {
+  const parsed = parseState(await readFile(join(host.stateDir, 'state.json'), 'utf8'));
+  assert.equal(parsed.kind, 'loaded', show(parsed));
+  return (parsed as Extract<typeof parsed, { kind: 'loaded' }>).state;
+}
+
+interface JsonLine {
+  level: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
+function jsonLines(daemon: RunningDaemon): JsonLine[] {
+  return daemon.stdout.map((line) => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      assert.fail(`stdout line is not JSON: ${line}`);
+    }
+    assert.ok(typeof parsed === 'object' && parsed !== null && 'level' in parsed && 'msg' in parsed, `a log entry: ${line}`);
+    return parsed as JsonLine;
+  });
+}
+
+describe('xen-pmemd as a child process', { skip: hasPython ? false : 'python3 is missing: it binds the notify socket' }, () => {
+  test('reports the prepared device, says READY, writes state.json, stops on SIGTERM with STOPPING=1', async () => {
+    const host = await fixtureHost('report');
+    await host.prepare('pmem0');
+    const daemon = await startDaemon(host);
+
+    const ready = await untilReady(daemon);
+    assert.match(ready, /^READY=1\nSTATUS=pmem devices: 1 reported$/);
+
+    const state = await stateFile(host);
+    assert.equal(state.ready, true);
+    assert.equal(state.pid, daemon.child.pid);
+    assert.deepEqual(state.capability, { kind: 'pmem-add', xenVersion: '4.8-pmem-rfc' });
+    assert.deepEqual(state.devices.map((each) => [each.device, each.state, each.reason]), [['pmem0', 'reported', 'reported']]);
+    assert.deepEqual(state.ledger.map((entry) => [entry.device, entry.status, entry.request.spfn, entry.request.epfn]), [['pmem0', 'reported', 0x100000n, 0x110000n]]);
+    assert.deepEqual(host.regionAdds().map((call) => [call.spfn, call.epfn, call.rsvSpfn, call.rsvEpfn, call.dataSpfn, call.dataEpfn, call.result]), [
+      [0x100000n, 0x110000n, 0x100200n, 0x100600n, 0x100600n, 0x10fe00n, 'OK'],
+    ]);
+
+    const exit = await terminate(daemon);
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.ok(daemon.notify.messages.includes('STOPPING=1'), `STOPPING=1 among ${show(daemon.notify.messages)}`);
+
+    const lines = jsonLines(daemon);
+    assert.ok(lines.length >= 3, 'the daemon logged its start, the device and its stop');
+    const reported = lines.find((line) => line.device === 'pmem0' && line.state === 'reported');
+    assert.ok(reported, 'a JSON line for pmem0 being reported');
+    assert.equal(reported.level, 'notice');
+    assert.equal(reported.spfn, '0x100000', 'PFNs in hex');
+    assert.equal(reported.dataEpfn, '0x10fe00');
+    assert.equal(lines.at(-1)?.msg, 'xen-pmemd stopped');
+    assert.deepEqual(stackTraceLines(daemon.stderr.join('\n')), []);
+  });
+
+  test('a restarted daemon reports nothing twice: reported-earlier, no new pmem_add', async () => {
+    const host = await fixtureHost('restart');
+    await host.prepare('pmem0');
+    const first = await startDaemon(host);
+    await untilReady(first);
+    assert.equal((await terminate(first)).code, 0);
+    first.notify.close();
+
+    const second = await startDaemon(host);
+    await untilReady(second);
+    const state = await stateFile(host);
+    assert.deepEqual(state.devices.map((each) => [each.device, each.state, each.reason]), [['pmem0', 'reported', 'reported-earlier']]);
+    assert.equal(host.regionAdds().length, 1, 'one pmem_add over both runs');
+    assert.equal((await terminate(second)).code, 0);
+  });
+
+  test('op 64 as another operation (XENPF_get_dom0_console) never leads to reported', async () => {
+    const host = await fixtureHost('dom0-console');
+    await host.prepare('pmem0');
+    const daemon = await startDaemon(host, { xen: { mode: 'dom0-console' } });
+    const ready = await untilReady(daemon);
+    assert.match(ready, /STATUS=pmem devices: 1 unsupported/);
+    const state = await stateFile(host);
+    assert.equal(state.capability?.reason, 'cmd-64-is-another-operation');
+    assert.deepEqual(state.devices.map((each) => [each.state, each.reason]), [['unsupported', 'cmd-64-is-another-operation']]);
+    assert.deepEqual(state.ledger, []);
+    assert.equal(host.regionAdds().length, 0, 'no region was sent to an op 64 that is not pmem_add');
+    assert.equal((await terminate(daemon)).code, 0);
+    assert.ok(!jsonLines(daemon).some((line) => line.state === 'reported'));
+  });
+
+  test('--dry-run makes no hypercall at all and logs the request it would make', async () => {
+    const host = await fixtureHost('dry-run');
+    await host.prepare('pmem0');
+    const daemon = await startDaemon(host, { args: ['--dry-run'] });
+    await untilReady(daemon);
+    const state = await stateFile(host);
+    assert.deepEqual(state.devices.map((each) => [each.state, each.reason]), [['unsupported', 'dry-run']]);
+    assert.match(state.devices[0]!.message, /XENPF_pmem_add spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100600 data_spfn=0x100600 data_epfn=0x10fe00/);
+    assert.deepEqual(host.xenCalls(), []);
+    assert.equal((await terminate(daemon)).code, 0);
+  });
+
+  test('a bad config file: exit 78 with one line naming the field, nothing else done', async () => {
+    const host = await fixtureHost('bad-config');
+    await host.prepare('pmem0');
+    const configPath = await host.writeConfig({ allow: { namespaces: ['pmem0'] } });
+    const result = spawnSync(process.execPath, daemonArgs(host), { env: daemonEnv(host, {}, null), encoding: 'utf8', timeout: 20_000 });
+    assert.equal(result.status, EX_CONFIG, result.stderr);
+    assert.equal(result.stdout, '');
+    assert.equal(result.stderr, `xen-pmemd: configuration error: ${configPath}: allow.namespaces.0: expected a UUID such as 8e0c5b3a-1f7e-4c55-9d0e-2a6f3b1c4d5e\n`);
+    assert.deepEqual(host.xenCalls(), []);
+  });
+
+  test('an unknown log level is a configuration error too', async () => {
+    const host = await fixtureHost('bad-level');
+    const result = spawnSync(process.execPath, daemonArgs(host, ['--log-level', 'loud']), { env: daemonEnv(host, {}, null), encoding: 'utf8', timeout: 20_000 });
+    assert.equal(result.status, EX_CONFIG);
+    assert.equal(result.stderr.trim().split('\n').length, 1);
+    assert.match(result.stderr, /^xen-pmemd: configuration error: --log-level: unknown log level "loud"/);
+  });
+});
