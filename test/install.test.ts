@@ -318,14 +318,17 @@ describe('install and uninstall into a staging root', () => {
     const before = tree(root);
     assert.throws(
       () => install({ projectDir: project, prefix: '/opt/xp', root, host: fakeHost(false, false) }),
-      (error: unknown) => error instanceof InstallError && error.code === 'would-overwrite' && error.message.includes('69-xen-pmem.rules'),
+      (error: unknown) =>
+        error instanceof InstallError && error.code === 'would-overwrite' && error.message.endsWith('69-xen-pmem.rules exists and was not written by xen-pmem install: move it away first (installed under another prefix? run xen-pmem uninstall --prefix with that prefix)'),
     );
     assert.deepEqual(tree(root), before);
     rmSync(join(root, 'etc'), { recursive: true });
   });
 
-  it('says when there is nothing to uninstall', () => {
+  it('says when there is nothing to uninstall, or no such root', () => {
     expectInstallError('not-installed', () => uninstall({ prefix: '/opt/none', root, host: fakeHost(false, false) }));
+    expectInstallError('root-invalid', () => install({ projectDir: project, root: join(base, 'no-such-root'), host: fakeHost(false, false) }));
+    assert.ok(!existsSync(join(base, 'no-such-root')));
   });
 
   it('keeps a directory it created when an operator put a file of their own in it', () => {

@@ -66,6 +66,10 @@ function oneLine(text: string): string {
   return text.replace(/[\r\n]+/g, ' ').trim();
 }
 
+/**
+ * `env` decides whether there is anything to talk to and what the watchdog is; pass
+ * `process.env`. libsystemd's sd_notify reads $NOTIFY_SOCKET from the process environment itself.
+ */
 export function createNotifier(env: NodeJS.ProcessEnv, options: NotifierOptions = {}): Notifier {
   const socket = env.NOTIFY_SOCKET;
   const active = socket !== undefined && socket !== '';

@@ -92,7 +92,7 @@ interface PlannedFile {
 
 export function install(options: InstallOptions): InstallReport {
   const prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
-  const root = checkRoot(options.root ?? DEFAULT_ROOT);
+  const root = existingRoot(options.root ?? DEFAULT_ROOT);
   const layout = layoutFor(prefix);
   const nodePath = options.nodePath ?? process.execPath;
   const host = options.host ?? realHost;
@@ -132,6 +132,9 @@ export function install(options: InstallOptions): InstallReport {
   if (HIDDEN_FROM_SERVICE.some((dir) => nodePath.startsWith(dir))) {
     notes.push(`node is ${nodePath}, which ProtectHome=yes hides from the service: install node under /usr and run install again`);
   }
+  if (HIDDEN_FROM_SERVICE.some((dir) => `${prefix}/`.startsWith(dir))) {
+    notes.push(`prefix ${prefix} is hidden from the service by ProtectHome=yes: the unit cannot start the daemon there; install under /usr/local or /opt`);
+  }
   const reloaded = askManagersToReload(root, options.reload ?? true, host);
   notes.push(...reloaded.notes);
   problems.push(...reloaded.problems);
@@ -143,7 +146,7 @@ export function install(options: InstallOptions): InstallReport {
 
 export function uninstall(options: UninstallOptions = {}): InstallReport {
   const prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
-  const root = checkRoot(options.root ?? DEFAULT_ROOT);
+  const root = existingRoot(options.root ?? DEFAULT_ROOT);
   const layout = layoutFor(prefix);
   const host = options.host ?? realHost;
   const reload = options.reload ?? true;
@@ -301,8 +304,8 @@ function refuseForeignFiles(root: string, plan: readonly PlannedFile[], ours: Re
   const foreign = plan.filter((file) => !ours.has(file.target) && lstatOrNull(underRoot(root, file.target)) !== null);
   if (foreign.length === 0) return;
   const first = underRoot(root, foreign[0]!.target);
-  const more = foreign.length > 1 ? ` and ${foreign.length - 1} more` : '';
-  throw new InstallError('would-overwrite', `${first}${more} already exist and were not written by xen-pmem install: move them away first (another prefix? run xen-pmem uninstall --prefix with that prefix)`);
+  const [what, them] = foreign.length > 1 ? [`${first} and ${foreign.length - 1} more files exist that were`, 'them'] : [`${first} exists and was`, 'it'];
+  throw new InstallError('would-overwrite', `${what} not written by xen-pmem install: move ${them} away first (installed under another prefix? run xen-pmem uninstall --prefix with that prefix)`);
 }
 
 function ensureParents(root: string, target: string, created: string[]): void {
@@ -416,6 +419,12 @@ export function releaseUnit(root: string, reload: boolean, host: HostPort): Step
   const result = host.run(argv);
   if (result.status === 0) return { notes: [], problems: [] };
   return { notes: [`${describeFailure(argv, result)}; remove any ${UNIT_NAME} links under ${underRoot(root, '/etc/systemd/system')} by hand`], problems: [] };
+}
+
+function existingRoot(root: string): string {
+  const checked = checkRoot(root);
+  if (!isDirectory(checked)) throw new InstallError('root-invalid', `root ${checked} is not an existing directory`);
+  return checked;
 }
 
 // --- small helpers --------------------------------------------------------------------
