@@ -304,3 +304,51 @@ describe('structured entries through libsystemd to a journal socket', { skip: jo
     ]);
   });
 });
+
+// Without libsystemd (hidden behind an empty file in a private mount namespace) the binding
+// loads as null, the logger writes JSON lines even under journald, and the notifier is silent.
+const WITHOUT_LIBSYSTEMD = `
+import { fstatSync } from 'node:fs';
+import { loadLibSystemd } from ${JSON.stringify(fileURLToPath(new URL('../src/native/libsystemd.js', import.meta.url)))};
+import { createLogger } from ${JSON.stringify(LOG_MODULE)};
+import { createNotifier } from ${JSON.stringify(fileURLToPath(new URL('../src/daemon/notify.js', import.meta.url)))};
+const out = fstatSync(1, { bigint: true });
+const log = createLogger({ level: 'info', env: { JOURNAL_STREAM: out.dev + ':' + out.ino } });
+const notifier = createNotifier({ NOTIFY_SOCKET: '/run/nowhere' });
+notifier.ready('up');
+log.info({ device: 'pmem0', library: loadLibSystemd() === null ? 'missing' : 'loaded', sink: log.sink }, 'still logging');
+`;
+
+function libsystemdPath(): string | null {
+  const run = spawnSync('ldconfig', ['-p'], { encoding: 'utf8' });
+  const match = /libsystemd\.so\.0 \([^)]*\) => (\S+)/.exec(run.stdout ?? '');
+  return match ? match[1]! : null;
+}
+
+function hideLibrarySkip(): string | false {
+  if (process.getuid?.() !== 0) return 'needs root for a private mount namespace';
+  if (libsystemdPath() === null) return 'ldconfig does not list libsystemd.so.0';
+  if (spawnSync('unshare', ['--mount', '--propagation', 'private', 'true']).status !== 0) return 'unshare --mount does not work here';
+  return false;
+}
+
+describe('without libsystemd', { skip: hideLibrarySkip() }, () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'xen-pmem-nolib-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('the binding is null, entries become JSON lines and notifications are dropped without a throw', () => {
+    const script = join(dir, 'child.mjs');
+    writeFileSync(script, WITHOUT_LIBSYSTEMD);
+    const run = spawnSync(
+      'unshare',
+      ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind /dev/null "$0" && exec "$1" "$2"', libsystemdPath()!, process.execPath, script],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const record = JSON.parse(run.stdout) as Record<string, unknown>;
+    assert.deepEqual([record.level, record.msg, record.device, record.library, record.sink], ['info', 'still logging', 'pmem0', 'missing', 'json']);
+  });
+});
