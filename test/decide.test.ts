@@ -328,6 +328,17 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
     assert.equal(fixture.xenRegions().length, 1, 'Xen still holds exactly one region');
   });
 
+  test('rejected while confirming when the EINVAL is explained by another rule, not by the overlap', () => {
+    // The request breaks rule 4 (reserved area one page): Xen's EINVAL says nothing about an
+    // earlier add, so it must not be taken as proof of one.
+    const starved = { ...layout.request, rsvEpfn: layout.request.rsvSpfn + 1n };
+    const answer = fixture.openBridge().pmemAdd(starved, []);
+    assert.equal(answer.kind, 'rejected');
+    const outcome = interpretAnswer('pmem0', { ...layout, request: starved }, answer, true);
+    assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'reserved-too-small'], outcome.message);
+    assert.equal(fixture.xenRegions().length, 0);
+  });
+
   const retries: [string, string][] = [['enomem-once', 'enomem'], ['eagain', 'eagain']];
   for (const [mode, reason] of retries) {
     test(`retrying, ${reason}: test hypervisor in mode ${mode}`, () => {

@@ -130,6 +130,9 @@ export class Controller {
     await this.persist();
   }
 
+  private readonly lookups = new Set<Promise<void>>();
+  private readonly recordedThisRun = new Set<string>();
+
   handleEvent(event: DeviceEvent): void {
     if (this.stopped) return;
     if (event.subsystem === 'block') {
@@ -141,7 +144,8 @@ export class Controller {
     }
     if (event.subsystem === 'nd' && ND_NAMESPACE.test(event.sysname)) {
       // Namespaces without a block device (devdax, disabled) are known only by their nd events.
-      void this.resolveNamespaceEvent(event);
+      const lookup = this.resolveNamespaceEvent(event).finally(() => this.lookups.delete(lookup));
+      this.lookups.add(lookup);
     }
   }
 
@@ -158,10 +162,11 @@ export class Controller {
     }
   }
 
-  /** Resolves when no device has work queued or running (retry timers do not count). */
+  /** Resolves when no device has work queued or running, nor a namespace event being looked up (retry timers do not count). */
   async idle(): Promise<void> {
     for (;;) {
       const running = [...this.workers.values()].map((w) => w.running).filter((p): p is Promise<void> => p !== null);
+      running.push(...this.lookups);
       if (running.length === 0) return;
       await Promise.all(running);
     }
@@ -311,8 +316,15 @@ export class Controller {
     return run;
   }
 
-  private async record(key: string, outcome: Outcome & { model?: PmemNamespaceModel }, worker: Worker): Promise<void> {
+  private async record(key: string, found: Outcome & { model?: PmemNamespaceModel }, worker: Worker): Promise<void> {
     const previous = this.records.get(key);
+    // Within one run, a reported device stays as it was reported: a rescan that finds it in the
+    // ledger says nothing new, and status keeps the sentence of the moment Xen took it. After a
+    // restart, reported-earlier is news and is recorded.
+    const outcome = previous?.state === 'reported' && found.reason === 'reported-earlier' && this.recordedThisRun.has(key)
+      ? { ...found, reason: previous.reason, message: previous.message }
+      : found;
+    this.recordedThisRun.add(key);
     const changed = !previous || previous.state !== outcome.state || previous.reason !== outcome.reason;
     const model = outcome.model;
     const now = this.ports.now();

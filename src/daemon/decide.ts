@@ -142,7 +142,8 @@ export function interpretAnswer(name: string, layout: PhysicalLayout, answer: Br
     case 'unsupported':
       return { ...base, state: 'unsupported', reason: answer.reason, message: `${name}: ${where} not reported: ${answer.message}`, severity: 'warn' };
     case 'rejected':
-      if (confirming) {
+      // Only an overlap proves the earlier add; any other rule the request breaks is its own refusal.
+      if (confirming && answer.reason === 'overlaps-earlier-add') {
         return { ...base, state: 'reported', reason: 'reported-before-restart', message: `${name}: ${where} was already added to Xen by a run that stopped before recording it (Xen refused the confirming add: ${answer.message})`, severity: 'notice' };
       }
       return { ...base, state: 'rejected', reason: answer.reason, message: `${name}: Xen refused ${where}: ${answer.message}`, severity: 'error' };

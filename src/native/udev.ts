@@ -12,7 +12,6 @@ interface UdevRecord {
 
 interface UdevMonitor {
   on(action: string, listener: (record: UdevRecord) => void): void;
-  close(): void;
 }
 
 interface UdevModule {
@@ -31,18 +30,24 @@ export function udevEventSource(subsystems: readonly string[] = ['nd', 'block'])
   const require = createRequire(import.meta.url);
   const udev = require('udev') as UdevModule;
   const monitors: UdevMonitor[] = [];
+  let stopped = false;
   return {
     start(onEvent) {
       for (const subsystem of subsystems) {
         const monitor = udev.monitor(subsystem);
         for (const action of ACTIONS) {
-          monitor.on(action, (record) => onEvent(toEvent(action, subsystem, record)));
+          monitor.on(action, (record) => {
+            if (!stopped) onEvent(toEvent(action, subsystem, record));
+          });
         }
         monitors.push(monitor);
       }
     },
+    // node-udev 1.0.1's close() frees the monitor's poll handle and its finalizer frees it again
+    // (a SIGSEGV at the next garbage collection), so stopping only stops delivering events; the
+    // sockets close when the process exits.
     stop() {
-      for (const monitor of monitors.splice(0)) monitor.close();
+      stopped = true;
     },
   };
 }
