@@ -1,3 +1,4 @@
+import { xenMinimumReservedPages } from '../src/core/xen-sizing.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,6 @@ import {
   encodePmemAdd,
   PLATFORM_OP_BYTES,
   PLATFORM_OP_OFFSETS,
-  rfcMinimumReservedPages,
   XENPF_INTERFACE_VERSION,
   XENPF_PMEM_ADD,
   type PfnRange,
@@ -110,9 +110,9 @@ describe('checkPmemAddLikeXen', () => {
   });
 
   it('computes the rule 4 minimum from 32 + 8 bytes per page', () => {
-    assert.equal(rfcMinimumReservedPages(65536n), 640n); // 256 MiB
-    assert.equal(rfcMinimumReservedPages(1n << 28n), 2621440n); // 1 TiB
-    assert.equal(rfcMinimumReservedPages(127n), 0n);
+    assert.equal(xenMinimumReservedPages(65536n), 640n); // 256 MiB
+    assert.equal(xenMinimumReservedPages(1n << 28n), 2621440n); // 1 TiB
+    assert.equal(xenMinimumReservedPages(127n), 0n);
   });
 
   const cases: [number, string, PmemAddRequest, PfnRange[], RegExp][] = [

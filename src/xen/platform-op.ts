@@ -2,6 +2,7 @@
 // RFC for Xen, and the checks that RFC's hypervisor applies to it. Pure: no I/O. This module is
 // the spec of those 136 bytes; the hypercall shell and the test hypervisor both follow it.
 
+import { xenMinimumReservedPages } from '../core/xen-sizing.js';
 import { hex, U64_MAX } from '../core/units.js';
 
 /** `sizeof(struct xen_platform_op)` on x86-64: cmd, interface_version and a 128-byte union. */
@@ -116,16 +117,8 @@ export function describePmemAdd(req: PmemAddRequest): string {
   return PFN_FIELDS.map((field) => `${WIRE_NAMES[field]}=${hex(req[field])}`).join(' ');
 }
 
-/** Per-page management cost the RFC hypervisor demands: `struct page_info` and one M2P entry. */
-export const RFC_PAGE_INFO_BYTES = 32n;
-export const RFC_M2P_ENTRY_BYTES = 8n;
 /** Memory hot-add granularity the RFC enforced on the region bounds: 2 MiB in 4 KiB pages. */
 export const RFC_REGION_ALIGN_PAGES = 512n;
-
-/** Reserved pages rule 4 demands for a region of `totalPages` (the floor, not a safe size). */
-export function rfcMinimumReservedPages(totalPages: bigint): bigint {
-  return (RFC_PAGE_INFO_BYTES * totalPages) / 4096n + (RFC_M2P_ENTRY_BYTES * totalPages) / 4096n;
-}
 
 export type XenRuleReason =
   | 'empty-range'
@@ -192,7 +185,7 @@ export function checkPmemAddLikeXen(req: PmemAddRequest, alreadyAdded: PfnRange[
   }
 
   const totalPages = req.epfn - req.spfn;
-  const neededPages = rfcMinimumReservedPages(totalPages);
+  const neededPages = xenMinimumReservedPages(totalPages);
   const reservedPages = req.rsvEpfn - req.rsvSpfn;
   if (reservedPages < neededPages) {
     return fail(
