@@ -132,6 +132,8 @@ export class Controller {
 
   private readonly lookups = new Set<Promise<void>>();
   private readonly recordedThisRun = new Set<string>();
+  private queuedSave: Promise<void> | null = null;
+  private lastSave: Promise<void> = Promise.resolve();
 
   handleEvent(event: DeviceEvent): void {
     if (this.stopped) return;
@@ -371,8 +373,21 @@ export class Controller {
     }
   }
 
+  /**
+   * Saves the state as it is when the write starts. Calls that arrive while a write is queued share
+   * it, so a coldplug of a thousand devices costs a handful of writes, not a thousand; a call that
+   * arrives while a write is under way gets the next one, which will include its change.
+   */
   private persist(mustSucceed = false): Promise<void> {
-    const saving = this.ports.saveState(this.snapshot());
+    if (!this.queuedSave) {
+      const queued: Promise<void> = this.lastSave.then(() => {
+        if (this.queuedSave === queued) this.queuedSave = null;
+        return this.ports.saveState(this.snapshot());
+      });
+      this.queuedSave = queued;
+      this.lastSave = queued.catch(() => undefined);
+    }
+    const saving = this.queuedSave;
     return mustSucceed ? saving : saving.catch((error) => {
       this.ports.log.error({ reason: 'state-unwritable' }, `cannot write the daemon state: ${messageOf(error)}`);
     });
