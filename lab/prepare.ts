@@ -1,0 +1,370 @@
+// Makes the lab's boot pieces ready: Debian packages on the host, Xen and the Dom0 kernel
+// extracted into a cache outside the repository, modules indexed, a tiny initramfs built.
+// Everything lands in the cache and is described by manifest.json; a second run that finds the
+// manifest matching the recipe only checks that the files are still there.
+//
+// Run on its own: `node dist/lab/prepare.js` prints the artifacts as JSON.
+
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { gunzipSync } from 'node:zlib';
+
+import { LabError, LabUnavailableError } from './errors.js';
+import { findBzImagePayload, isElf } from './kernel-image.js';
+import { moduleLoadOrder } from './kernel-modules.js';
+import { stderrProgress, type ProgressLog } from './progress.js';
+import { runChecked, runCommand } from './run-command.js';
+
+/** Bump when the layout of the cache or the way a piece is built changes. */
+const LAB_RECIPE_VERSION = 2;
+
+export const DEFAULT_CACHE_DIR = '/var/cache/xen-pmem-lab';
+
+/**
+ * Host packages and a file each one installs. The guest's root is the host's root, so udev,
+ * kmod, ndctl, libxencall and node inside the Dom0 are these very files.
+ */
+const HOST_PACKAGES: ReadonlyArray<{ name: string; proves: string }> = [
+  { name: 'qemu-system-x86', proves: '/usr/bin/qemu-system-x86_64' },
+  { name: 'busybox-static', proves: '/bin/busybox' },
+  { name: 'udev', proves: '/usr/bin/udevadm' },
+  { name: 'kmod', proves: '/usr/bin/kmod' },
+  { name: 'libxencall1', proves: '/usr/lib/x86_64-linux-gnu/libxencall.so.1' },
+  { name: 'ndctl', proves: '/usr/bin/ndctl' },
+  { name: 'fdisk', proves: '/usr/sbin/sfdisk' },
+  { name: 'cpio', proves: '/usr/bin/cpio' },
+  { name: 'util-linux', proves: '/usr/bin/setpriv' },
+  { name: 'xz-utils', proves: '/usr/bin/xz' },
+];
+
+const XEN_PACKAGE = 'xen-hypervisor-4.17-amd64';
+const XEN_IMAGE_IN_PACKAGE = 'boot/xen-4.17-amd64.gz';
+
+/** What the initramfs must load before it can mount the host root over 9p under an overlay. */
+const INITRAMFS_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'overlay'] as const;
+
+export interface LabArtifacts {
+  cacheDir: string;
+  /** Xen as an uncompressed multiboot ELF, ready for QEMU's -kernel. */
+  xenImage: string;
+  xenPackageVersion: string;
+  /** The Dom0 kernel: the ELF inside Debian's bzImage, or the bzImage when that cannot be unpacked. */
+  kernelImage: string;
+  kernelPackage: string;
+  kernelPackageVersion: string;
+  /** `uname -r` of the Dom0 kernel, e.g. `6.1.0-56-amd64`. */
+  kernelRelease: string;
+  /** The indexed module tree the guest sees at /lib/modules/<kernelRelease>. */
+  modulesDir: string;
+  initramfs: string;
+  qemu: string;
+}
+
+interface Manifest {
+  recipe: number;
+  initramfsInputs: string;
+  artifacts: LabArtifacts;
+}
+
+export interface PrepareOptions {
+  /** Defaults to $XEN_PMEM_LAB_CACHE, then /var/cache/xen-pmem-lab. */
+  cacheDir?: string;
+  log?: ProgressLog;
+}
+
+export function labCacheDir(): string {
+  return process.env.XEN_PMEM_LAB_CACHE || DEFAULT_CACHE_DIR;
+}
+
+/** lab/guest in the source tree, found from this file whether it runs from lab/ or dist/lab/. */
+export function guestSourceDir(): string {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  const candidates = [resolve(here, 'guest'), resolve(here, '..', '..', 'lab', 'guest')];
+  for (const candidate of candidates) {
+    if (existsSync(join(candidate, 'initramfs-init'))) return candidate;
+  }
+  throw new LabError('prepare-failed', `lab/guest/initramfs-init was not found near ${here}`);
+}
+
+/** The repository's top directory, which the guest sees at the same path through the host root. */
+export function repositoryDir(): string {
+  return resolve(guestSourceDir(), '..', '..');
+}
+
+/**
+ * Makes every boot piece ready and returns where they are. Idempotent: with a matching manifest
+ * it touches nothing. Throws LabUnavailableError when this machine cannot have the lab.
+ */
+export async function prepareLab(options: PrepareOptions = {}): Promise<LabArtifacts> {
+  const cacheDir = resolve(options.cacheDir ?? labCacheDir());
+  const log = options.log ?? stderrProgress('lab prepare');
+  const initScript = join(guestSourceDir(), 'initramfs-init');
+
+  const cached = await readManifest(cacheDir);
+  if (cached && (await hostPackagesMissing()).length === 0) {
+    const inputs = await initramfsInputs(initScript, cached.artifacts.modulesDir, cached.artifacts.kernelRelease);
+    if (inputs.digest === cached.initramfsInputs && (await artifactsExist(cached.artifacts))) {
+      return cached.artifacts;
+    }
+  }
+
+  if (process.getuid?.() !== 0) {
+    throw new LabUnavailableError('not-root', 'the lab needs root (apt-get, a host root shared with the guest); run it as root');
+  }
+  try {
+    return await buildEverything(cacheDir, initScript, log);
+  } catch (error) {
+    if (error instanceof LabError) throw error;
+    throw new LabUnavailableError('prepare-failed', `preparing the lab failed: ${(error as Error).message}`);
+  }
+}
+
+async function buildEverything(cacheDir: string, initScript: string, log: ProgressLog): Promise<LabArtifacts> {
+  await mkdir(cacheDir, { recursive: true });
+  await installHostPackages(log);
+
+  const kernelPackage = await newestKernelPackage(log);
+  const debsDir = join(cacheDir, 'debs');
+  await mkdir(debsDir, { recursive: true });
+
+  const kernelDeb = await downloadPackage(kernelPackage, debsDir, log);
+  const xenDeb = await downloadPackage(XEN_PACKAGE, debsDir, log);
+
+  const kernelTree = join(cacheDir, `${kernelPackage}_${kernelDeb.version}`);
+  await extractOnce(kernelDeb.path, kernelTree, log);
+  const kernelRelease = kernelPackage.replace(/^linux-image-/, '');
+  const kernelImage = join(kernelTree, 'boot', `vmlinuz-${kernelRelease}`);
+  const modulesDir = join(kernelTree, 'lib', 'modules', kernelRelease);
+  if (!existsSync(kernelImage) || !existsSync(modulesDir)) {
+    throw new Error(`${kernelPackage} ${kernelDeb.version} has no boot/vmlinuz-${kernelRelease} or lib/modules/${kernelRelease}`);
+  }
+  const dom0Kernel = await unpackKernel(kernelImage, log);
+  if (!existsSync(join(modulesDir, 'modules.dep'))) {
+    log(`depmod ${kernelRelease}`);
+    await runChecked('depmod', ['-b', kernelTree, kernelRelease]);
+  }
+
+  const xenTree = join(cacheDir, `${XEN_PACKAGE}_${xenDeb.version}`);
+  await extractOnce(xenDeb.path, xenTree, log);
+  const xenImage = join(xenTree, 'xen.elf');
+  if (!existsSync(xenImage)) {
+    // QEMU's multiboot loader takes an ELF, not the gzip Debian ships for GRUB.
+    const packed = await readFile(join(xenTree, XEN_IMAGE_IN_PACKAGE));
+    await writeFile(`${xenImage}.tmp`, gunzipSync(packed));
+    await rename(`${xenImage}.tmp`, xenImage);
+  }
+
+  const inputs = await initramfsInputs(initScript, modulesDir, kernelRelease);
+  const initramfs = join(cacheDir, `initramfs-${kernelRelease}.cpio.gz`);
+  log(`building the initramfs (${inputs.modules.map((module) => module.name).join(' ')})`);
+  await buildInitramfs(initramfs, initScript, modulesDir, inputs.modules.map((module) => module.path));
+
+  const artifacts: LabArtifacts = {
+    cacheDir,
+    xenImage,
+    xenPackageVersion: xenDeb.version,
+    kernelImage: dom0Kernel,
+    kernelPackage,
+    kernelPackageVersion: kernelDeb.version,
+    kernelRelease,
+    modulesDir,
+    initramfs,
+    qemu: '/usr/bin/qemu-system-x86_64',
+  };
+  const manifest: Manifest = { recipe: LAB_RECIPE_VERSION, initramfsInputs: inputs.digest, artifacts };
+  await writeFile(join(cacheDir, 'manifest.json.tmp'), JSON.stringify(manifest, null, 2) + '\n');
+  await rename(join(cacheDir, 'manifest.json.tmp'), join(cacheDir, 'manifest.json'));
+  log(`ready: Xen ${xenDeb.version}, Linux ${kernelRelease} (${kernelDeb.version}) in ${cacheDir}`);
+  return artifacts;
+}
+
+async function readManifest(cacheDir: string): Promise<Manifest | null> {
+  try {
+    const manifest = JSON.parse(await readFile(join(cacheDir, 'manifest.json'), 'utf8')) as Manifest;
+    if (manifest.recipe !== LAB_RECIPE_VERSION || manifest.artifacts?.cacheDir !== cacheDir) return null;
+    return manifest;
+  } catch {
+    return null;
+  }
+}
+
+async function artifactsExist(artifacts: LabArtifacts): Promise<boolean> {
+  const paths = [artifacts.xenImage, artifacts.kernelImage, join(artifacts.modulesDir, 'modules.dep'), artifacts.initramfs, artifacts.qemu];
+  return paths.every((path) => existsSync(path));
+}
+
+/** Names of host packages whose proof file is missing. Cheap: one stat per package. */
+async function hostPackagesMissing(): Promise<string[]> {
+  return HOST_PACKAGES.filter((pkg) => !existsSync(pkg.proves)).map((pkg) => pkg.name);
+}
+
+async function installHostPackages(log: ProgressLog): Promise<void> {
+  const wanted = HOST_PACKAGES.map((pkg) => pkg.name);
+  // busybox (dynamic) also provides /bin/busybox; the initramfs needs the static build.
+  const status = await runCommand('dpkg-query', ['-W', '-f', '${Package} ${db:Status-Status}\n', ...wanted]);
+  const installed = new Set(
+    status.stdout.split('\n').filter((line) => line.endsWith(' installed')).map((line) => line.split(' ')[0]),
+  );
+  const missing = wanted.filter((name) => !installed.has(name));
+  if (missing.length === 0) return;
+
+  log(`apt-get install ${missing.join(' ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const args = ['install', '-y', '--no-install-recommends', ...missing];
+  const first = await runCommand('apt-get', args, { env });
+  if (first.code === 0) return;
+  log('apt-get install failed; running apt-get update once and retrying');
+  await runChecked('apt-get', ['update'], { env });
+  await runChecked('apt-get', args, { env });
+}
+
+/** The newest `linux-image-6.1.0-<abi>-amd64` the package index offers now. */
+async function newestKernelPackage(log: ProgressLog): Promise<string> {
+  const pattern = /^linux-image-6\.1\.0-(\d+)-amd64$/;
+  const search = async (): Promise<string[]> => {
+    const out = await runChecked('apt-cache', ['search', '--names-only', '^linux-image-6\\.1\\.0-[0-9]+-amd64$']);
+    return out.split('\n').map((line) => line.split(' ')[0] ?? '').filter((name) => pattern.test(name));
+  };
+  let names = await search();
+  if (names.length === 0) {
+    log('the package index knows no linux-image-6.1.0-*-amd64; running apt-get update');
+    await runChecked('apt-get', ['update']);
+    names = await search();
+  }
+  const abi = (name: string): number => Number(pattern.exec(name)?.[1] ?? -1);
+  const newest = names.sort((a, b) => abi(b) - abi(a))[0];
+  if (newest === undefined) throw new Error('Debian\'s package index offers no linux-image-6.1.0-*-amd64');
+  return newest;
+}
+
+/** Downloads a package's .deb once; later runs reuse the file already in `dir`. */
+async function downloadPackage(name: string, dir: string, log: ProgressLog): Promise<{ path: string; version: string }> {
+  const policy = await runChecked('apt-cache', ['policy', name]);
+  const version = /Candidate:\s*(\S+)/.exec(policy)?.[1];
+  if (version === undefined || version === '(none)') throw new Error(`the package index has no candidate for ${name}`);
+  // apt-get download names files with the epoch's colon escaped as %3a.
+  const fileName = `${name}_${version.replace(':', '%3a')}_amd64.deb`;
+  const path = join(dir, fileName);
+  if (!existsSync(path)) {
+    log(`apt-get download ${name}=${version}`);
+    await runChecked('apt-get', ['download', `${name}=${version}`], { cwd: dir });
+    if (!existsSync(path)) throw new Error(`apt-get download ${name} left no ${fileName} in ${dir}`);
+  }
+  return { path, version };
+}
+
+/** Extracts a .deb into `target` unless a finished extraction is already there. */
+async function extractOnce(deb: string, target: string, log: ProgressLog): Promise<void> {
+  if (existsSync(join(target, '.extracted'))) return;
+  log(`dpkg-deb -x ${deb.slice(deb.lastIndexOf('/') + 1)}`);
+  const partial = `${target}.partial`;
+  await rm(partial, { recursive: true, force: true });
+  await rm(target, { recursive: true, force: true });
+  await runChecked('dpkg-deb', ['-x', deb, partial]);
+  await writeFile(join(partial, '.extracted'), '');
+  await rename(partial, target);
+}
+
+/** Decompresses the ELF kernel out of a bzImage once, next to it; falls back to the bzImage. */
+async function unpackKernel(bzImage: string, log: ProgressLog): Promise<string> {
+  const elf = `${bzImage}.elf`;
+  if (existsSync(elf)) return elf;
+  const image = await readFile(bzImage);
+  const payload = findBzImagePayload(image);
+  if (payload === null || (payload.format !== 'xz' && payload.format !== 'gzip')) {
+    log(`${bzImage} has a ${payload?.format ?? 'unrecognised'} payload; Xen will decompress it at every boot`);
+    return bzImage;
+  }
+  log(`unpacking the ${payload.format} kernel inside ${bzImage.slice(bzImage.lastIndexOf('/') + 1)}`);
+  const compressed = image.subarray(payload.offset, payload.offset + payload.length);
+  // The kernel build appends the decompressed size after the stream; both decoders stop at the
+  // stream's end instead of treating those bytes as a second stream.
+  const unpacked = payload.format === 'gzip'
+    ? gunzipSync(compressed)
+    : await decompressXz(compressed);
+  if (!isElf(unpacked)) throw new Error(`the payload of ${bzImage} did not decompress to an ELF kernel`);
+  await writeFile(`${elf}.tmp`, unpacked);
+  await rename(`${elf}.tmp`, elf);
+  return elf;
+}
+
+function decompressXz(compressed: Uint8Array): Promise<Buffer> {
+  return new Promise((resolveXz, reject) => {
+    const child = spawn('xz', ['--decompress', '--stdout', '--single-stream'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const chunks: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) resolveXz(Buffer.concat(chunks));
+      else reject(new Error(`xz exited ${code}: ${stderr.trim()}`));
+    });
+    child.stdin.end(compressed);
+  });
+}
+
+/** What the initramfs is made of, and a digest that changes whenever any of it does. */
+async function initramfsInputs(initScript: string, modulesDir: string, kernelRelease: string) {
+  const [script, modulesDep, modulesBuiltin, busybox] = await Promise.all([
+    readFile(initScript),
+    readFile(join(modulesDir, 'modules.dep'), 'utf8').catch(() => ''),
+    readFile(join(modulesDir, 'modules.builtin'), 'utf8').catch(() => ''),
+    stat('/bin/busybox').catch(() => null),
+  ]);
+  const modules = modulesDep ? moduleLoadOrder(modulesDep, modulesBuiltin, INITRAMFS_MODULES) : [];
+  const digest = createHash('sha256')
+    .update(script)
+    .update(`\0${kernelRelease}\0${modules.map((module) => module.path).join(' ')}`)
+    .update(`\0busybox ${busybox?.size ?? 0} ${busybox?.mtimeMs ?? 0}`)
+    .digest('hex');
+  return { modules, digest };
+}
+
+async function buildInitramfs(output: string, initScript: string, modulesDir: string, modulePaths: string[]): Promise<void> {
+  const staging = `${output}.staging`;
+  await rm(staging, { recursive: true, force: true });
+  for (const dir of ['bin', 'modules', 'proc', 'sys', 'dev', 'host', 'rw', 'newroot']) {
+    await mkdir(join(staging, dir), { recursive: true });
+  }
+  await copyFile('/bin/busybox', join(staging, 'bin', 'busybox'));
+  await chmod(join(staging, 'bin', 'busybox'), 0o755);
+  await symlink('busybox', join(staging, 'bin', 'sh'));
+  await copyFile(initScript, join(staging, 'init'));
+  await chmod(join(staging, 'init'), 0o755);
+  const order: string[] = [];
+  for (const path of modulePaths) {
+    const base = path.slice(path.lastIndexOf('/') + 1);
+    await copyFile(join(modulesDir, path), join(staging, 'modules', base));
+    order.push(base);
+  }
+  await writeFile(join(staging, 'modules', 'order'), order.join('\n') + '\n');
+
+  // cpio and gzip are the kernel's own initramfs format; newc with root ownership.
+  await runChecked('sh', ['-c', `find . -print0 | cpio --null --quiet -o -H newc -R 0:0 | gzip -1 > '${output}.tmp'`], { cwd: staging });
+  await rename(`${output}.tmp`, output);
+  await rm(staging, { recursive: true, force: true });
+}
+
+async function main(): Promise<void> {
+  const startedAt = Date.now();
+  try {
+    const artifacts = await prepareLab();
+    process.stdout.write(JSON.stringify(artifacts, null, 2) + '\n');
+    process.stderr.write(`[lab prepare] done in ${Date.now() - startedAt} ms\n`);
+  } catch (error) {
+    const reason = error instanceof LabError ? error.reason : 'prepare-failed';
+    process.stderr.write(`xen-pmem lab: ${reason}: ${(error as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  await main();
+}

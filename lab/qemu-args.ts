@@ -1,0 +1,153 @@
+// The QEMU command line of a lab VM, built from plain data so it can be checked without a VM.
+// Facts behind the choices (measured on this machine kind, see docs/lab.md): TCG only, because
+// KVM hangs; `qemu64,+x2apic` because `-cpu max` crashes the PV Dom0; Xen is the multiboot
+// kernel and the Dom0 kernel plus initramfs are its modules. rdrand seeds the Dom0's random
+// pool at once (without it the first getrandom() waited tens of seconds for entropy).
+
+import { MiB } from '../src/core/units.js';
+import { LabError } from './errors.js';
+
+export interface NvdimmSpec {
+  /** QEMU device id, e.g. `nv0`; the memory backend is named `<id>-mem`. */
+  id: string;
+  /** Sparse image file on the host; what the guest writes to the pmem device lands here. */
+  imagePath: string;
+  sizeBytes: bigint;
+  /** With a label area the region is labelled (namespaces made by ndctl); without, one raw namespace. */
+  labelSizeBytes?: bigint;
+}
+
+export interface VmConfig {
+  qemu: string;
+  xenImage: string;
+  kernelImage: string;
+  initramfs: string;
+  /** Host directory of the Dom0 kernel's modules (`.../lib/modules/<release>`). */
+  modulesDir: string;
+  /** Host directory of the guest scripts and units (`lab/guest`). */
+  guestDir: string;
+  /** The guest script the lab unit runs. */
+  scenarioPath: string;
+  /** Host directory shared writable with the guest at /lab/results. */
+  resultsDir: string;
+  serialLogPath: string;
+  qmpSocketPath: string;
+  nvdimms: readonly NvdimmSpec[];
+  memoryMiB: number;
+  dom0MemoryMiB: number;
+  cpus: number;
+  /** DIMM slots and address space left free for NVDIMMs hotplugged later. */
+  hotplugSlots: number;
+  hotplugBytes: bigint;
+  /** Extra words for the Dom0 kernel command line. */
+  kernelArgs?: readonly string[];
+  /** Extra words for Xen's command line. */
+  xenArgs?: readonly string[];
+}
+
+export const LAB_TARGET = 'xen-pmem-lab.target';
+export const HOST_ROOT_TAG = 'hostroot';
+export const RESULTS_TAG = 'labresults';
+
+/** QEMU option values separate fields with commas; a literal comma is written twice. */
+export function escapeOptionValue(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
+const NVDIMM_ID = /^[a-zA-Z][a-zA-Z0-9_-]{0,30}$/;
+
+export function checkNvdimm(spec: NvdimmSpec): void {
+  if (!NVDIMM_ID.test(spec.id)) {
+    throw new LabError('bad-options', `NVDIMM id "${spec.id}" must be a letter then up to 30 letters, digits, _ or -`);
+  }
+  if (spec.sizeBytes <= 0n || spec.sizeBytes % (4n * 1024n) !== 0n) {
+    throw new LabError('bad-options', `NVDIMM ${spec.id} is ${spec.sizeBytes} bytes; it must be a positive multiple of 4096`);
+  }
+  const label = spec.labelSizeBytes;
+  if (label !== undefined && (label < 128n * 1024n || label >= spec.sizeBytes)) {
+    throw new LabError('bad-options', `NVDIMM ${spec.id} label-size ${label} must be at least 131072 and below its size ${spec.sizeBytes}`);
+  }
+}
+
+/** The address space the guest may grow into: RAM, the NVDIMMs at boot, and room for hotplug. */
+export function maxMemoryBytes(config: Pick<VmConfig, 'memoryMiB' | 'nvdimms' | 'hotplugBytes'>): bigint {
+  const atBoot = config.nvdimms.reduce((sum, nvdimm) => sum + nvdimm.sizeBytes, 0n);
+  const total = BigInt(config.memoryMiB) * MiB + atBoot + config.hotplugBytes;
+  // QEMU wants maxmem page aligned; round up to 1 GiB to keep the number readable in ps.
+  const GiB = 1024n * MiB;
+  return ((total + GiB - 1n) / GiB) * GiB;
+}
+
+export function dom0CommandLine(config: VmConfig): string[] {
+  return [
+    'console=hvc0',
+    // A Dom0 panic reboots at once; QEMU's -no-reboot then ends the run instead of hanging.
+    'panic=-1',
+    'loglevel=4',
+    `systemd.unit=${LAB_TARGET}`,
+    `xen_pmem_lab.modules=${config.modulesDir}`,
+    `xen_pmem_lab.guest=${config.guestDir}`,
+    `xen_pmem_lab.scenario=${config.scenarioPath}`,
+    ...(config.kernelArgs ?? []),
+  ];
+}
+
+export function qemuArguments(config: VmConfig): string[] {
+  config.nvdimms.forEach(checkNvdimm);
+  const ids = new Set<string>();
+  for (const nvdimm of config.nvdimms) {
+    if (ids.has(nvdimm.id)) throw new LabError('bad-options', `NVDIMM id ${nvdimm.id} is used twice`);
+    ids.add(nvdimm.id);
+  }
+  for (const [what, path] of [['modules directory', config.modulesDir], ['guest directory', config.guestDir], ['scenario', config.scenarioPath]] as const) {
+    if (/[\s,]/.test(path)) {
+      throw new LabError('bad-options', `the ${what} path "${path}" contains a space or comma, which the kernel command line cannot carry`);
+    }
+  }
+
+  const xenCommandLine = [
+    `dom0_mem=${config.dom0MemoryMiB}M,max:${config.dom0MemoryMiB}M`,
+    `dom0_max_vcpus=${config.cpus}`,
+    'console=com1',
+    'com1=115200,8n1',
+    // Scrubbing free RAM at boot costs seconds of emulated CPU and protects nothing here.
+    'bootscrub=0',
+    ...(config.xenArgs ?? []),
+  ].join(' ');
+  // Multiboot modules: "<file> <its command line>", separated by commas.
+  const modules = [
+    `${config.kernelImage} ${dom0CommandLine(config).join(' ')}`,
+    config.initramfs,
+  ].map(escapeOptionValue).join(',');
+
+  const slots = config.nvdimms.length + config.hotplugSlots;
+  const args = [
+    '-name', 'xen-pmem-lab',
+    '-machine', 'pc,nvdimm=on',
+    '-accel', 'tcg',
+    '-cpu', 'qemu64,+x2apic,+rdrand',
+    '-smp', String(config.cpus),
+    '-m', `${config.memoryMiB}M,slots=${slots},maxmem=${maxMemoryBytes(config)}`,
+    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    '-serial', `file:${config.serialLogPath}`,
+    '-qmp', `unix:${escapeOptionValue(config.qmpSocketPath)},server=on,wait=off`,
+    '-kernel', config.xenImage,
+    '-append', xenCommandLine,
+    '-initrd', modules,
+    '-virtfs', `local,path=/,mount_tag=${HOST_ROOT_TAG},security_model=none,readonly=on,multidevs=remap`,
+    '-virtfs', `local,path=${escapeOptionValue(config.resultsDir)},mount_tag=${RESULTS_TAG},security_model=none,multidevs=remap`,
+  ];
+  for (const nvdimm of config.nvdimms) {
+    args.push('-object', memoryBackendOption(nvdimm), '-device', nvdimmDeviceOption(nvdimm));
+  }
+  return args;
+}
+
+export function memoryBackendOption(nvdimm: NvdimmSpec): string {
+  return `memory-backend-file,id=${nvdimm.id}-mem,share=on,mem-path=${escapeOptionValue(nvdimm.imagePath)},size=${nvdimm.sizeBytes}`;
+}
+
+export function nvdimmDeviceOption(nvdimm: NvdimmSpec): string {
+  const label = nvdimm.labelSizeBytes === undefined ? '' : `,label-size=${nvdimm.labelSizeBytes}`;
+  return `nvdimm,id=${nvdimm.id},memdev=${nvdimm.id}-mem${label}`;
+}
