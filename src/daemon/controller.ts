@@ -52,6 +52,12 @@ export interface DaemonPorts {
 /** What a dry run judges against: it never learns what Xen implements. */
 const DRY_RUN_ASSUMPTION: Capability = { kind: 'pmem-add', xenVersion: 'unknown (dry run)' };
 
+/**
+ * pmem2 before pmem10. One collator for every snapshot: localeCompare with options builds a new
+ * one per comparison, which made each state write cost milliseconds on a host with 1024 devices.
+ */
+const DEVICE_ORDER = new Intl.Collator('en', { numeric: true });
+
 const PMEM_DISK = /^pmem\d+(\.\d+)?$/;
 const PMEM_PARTITION = /^(pmem\d+(?:\.\d+)?)p\d+$/;
 const ND_NAMESPACE = /^namespace\d+\.\d+$/;
@@ -193,7 +199,7 @@ export class Controller {
       updatedAt: this.ports.now().toISOString(),
       ready: this.ready,
       capability: this.capability,
-      devices: [...this.records.values()].sort((a, b) => a.device.localeCompare(b.device, 'en', { numeric: true })),
+      devices: [...this.records.values()].sort((a, b) => DEVICE_ORDER.compare(a.device, b.device)),
       ledger: this.ledger,
     };
   }
