@@ -38,7 +38,8 @@
 #define XENPF_PMEM_ADD 64
 #define XENPF_INTERFACE_VERSION 0x03000001u
 #define REGION_ALIGN_PAGES 512u
-#define MAX_REGIONS 256
+/* Past this an add is ENOMEM; benchmarks add hundreds of regions to one hypervisor. */
+#define MAX_REGIONS 4096
 
 struct pmem_add {
     uint64_t spfn, epfn, rsv_spfn, rsv_epfn, data_spfn, data_epfn;
