@@ -231,7 +231,8 @@ export class HypercallBridge {
     return {
       kind: 'error',
       errno,
-      reason: name.toLowerCase(),
+      // A reason is a code to match on: "errno 4000" would be the one with a space in it.
+      reason: name.toLowerCase().replace(' ', '-'),
       message: `Xen answered XENPF_pmem_add ${described} with ${name}`,
     };
   }
