@@ -1,0 +1,607 @@
+// Faults: I/O errors on the device, devices that vanish in the middle of a decision, every kind
+// of answer from the hypervisor, a hypervisor that is slow, a state directory that cannot be
+// written, a configuration that cannot be read. Each must leave the daemon deciding other
+// devices and the device in a state with a reason, and must never lose a device or report one
+// twice. The controller runs over a fixture host with the real sysfs reader, real images set up
+// with sfdisk, the real state store and the real bridge; faults are injected at the ports.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, afterEach, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { MiB } from '../src/core/units.js';
+import type { Config } from '../src/daemon/config.js';
+import { Controller, type DaemonPorts, type DeviceEvent } from '../src/daemon/controller.js';
+import { loadState, parseState, type DaemonState, type DeviceRecord } from '../src/daemon/state-store.js';
+import { openDevice, type DeviceReader } from '../src/io/device.js';
+import { scanDevice } from '../src/io/scan.js';
+import { openXencall, type HypercallResult, type XencallPort } from '../src/native/libxencall.js';
+import { readPmemByBlockName } from '../src/sysfs/model.js';
+import { HypercallBridge, pmemAddProbe } from '../src/xen/bridge.js';
+import type { RegionSpec } from './fixtures/sysfs-tree.js';
+import { stackTraceLines } from './helpers/cli.js';
+import {
+  makeDaemonHost, recordingLogger, testConfig, waitFor, type DaemonHost, type RecordingLogger, type XenEnvOptions,
+} from './helpers/daemon-fixture.js';
+import { hasCommand } from './helpers/images.js';
+
+const DAEMON = fileURLToPath(new URL('../src/daemon/xen-pmemd.js', import.meta.url));
+const GiB4 = 0x1_0000_0000n;
+const SIZE = 256n * MiB;
+const EX_CONFIG = 78;
+const skip = hasCommand('sfdisk') ? false : 'sfdisk is not installed (Debian package fdisk): devices are set up with the real setup path';
+
+const ERRNO = { EPERM: 1, ENOENT: 2, EIO: 5, ENXIO: 6, E2BIG: 7, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16, ENODEV: 19, EINVAL: 22, ENOSPC: 28, EROFS: 30, ENOSYS: 38 } as const;
+
+function rawRegion(id: number): RegionSpec {
+  return { id, start: GiB4 + BigInt(id) * SIZE, size: SIZE, namespaces: [{ id: 0, mode: 'raw' }] };
+}
+const spfnOf = (id: number): bigint => (GiB4 + BigInt(id) * SIZE) >> 12n;
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS', 'XEN_PMEM_LIBXENCALL']) delete process.env[name];
+});
+
+async function makeHost(label: string, devices: number, xen: XenEnvOptions = {}): Promise<DaemonHost> {
+  const host = await makeDaemonHost(`faults-${label}`, { regions: Array.from({ length: devices }, (_, id) => rawRegion(id)) });
+  cleanups.push(() => host.cleanup());
+  host.useXenInProcess(xen);
+  for (let id = 0; id < devices; id++) await host.prepare(`pmem${id}`);
+  return host;
+}
+
+interface Rig { controller: Controller; log: RecordingLogger; ports: DaemonPorts }
+
+function rig(host: DaemonHost, options: { config?: Config; ports?: Partial<DaemonPorts>; previous?: DaemonState | null } = {}): Rig {
+  const log = recordingLogger();
+  const ports = host.ports({ log, ...options.ports });
+  const controller = new Controller(options.config ?? testConfig(), ports, options.previous ?? null);
+  cleanups.push(() => controller.stop());
+  return { controller, log, ports };
+}
+
+function recordOf(controller: Controller, device: string): DeviceRecord {
+  const record = controller.snapshot().devices.find((each) => each.device === device);
+  assert.ok(record, `a record for ${device}`);
+  return record;
+}
+
+function stateOf(controller: Controller, device: string): [string, string] {
+  const record = recordOf(controller, device);
+  return [record.state, record.reason];
+}
+
+function blockEvent(sysname: string, action = 'change'): DeviceEvent {
+  return { action, subsystem: 'block', sysname, syspath: `/sys/devices/virtual/block/${sysname}`, devtype: 'disk' };
+}
+
+/** Successful adds per region start, from the test hypervisor's call log. */
+function addsFor(host: DaemonHost, spfn: bigint): string[] {
+  return host.regionAdds().filter((call) => call.spfn === spfn).map((call) => call.result ?? '?');
+}
+
+function errnoError(code: keyof typeof ERRNO, what: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: ${what}`), { code, errno: -ERRNO[code], syscall: 'read' });
+}
+
+/** The real reader with reads that fail when `fails(offset, nth read)` says so. */
+function faultyReader(reader: DeviceReader, fails: (offset: bigint, nth: number) => NodeJS.ErrnoException | null): DeviceReader {
+  let reads = 0;
+  return {
+    path: reader.path, size: reader.size, sectorSize: reader.sectorSize, isBlockDevice: reader.isBlockDevice,
+    get bytesRead() { return reader.bytesRead; },
+    async read(offset, length) {
+      const failure = fails(offset, ++reads);
+      if (failure) throw failure;
+      return reader.read(offset, length);
+    },
+    close: () => reader.close(),
+  };
+}
+
+describe('I/O errors on the device', { skip }, () => {
+  test('EIO on every read of pmem0: retrying with a growing delay, pmem1 reported meanwhile; pmem0 reported once the reads work', async () => {
+    const host = await makeHost('eio', 2);
+    let faulty = true;
+    const opens: number[] = [];
+    const started = Date.now();
+    const { controller, log } = rig(host, {
+      config: testConfig({ retry: { initialMs: 20, maxMs: 80 } }),
+      ports: {
+        openReader: async (devPath) => {
+          const reader = await openDevice(devPath, 'read');
+          if (!devPath.endsWith('/pmem0')) return reader;
+          opens.push(Date.now() - started);
+          return faultyReader(reader, () => (faulty ? errnoError('EIO', 'i/o error, read') : null));
+        },
+      },
+    });
+    controller.probeHypervisor();
+    await controller.coldplug();
+    const failing = recordOf(controller, 'pmem0');
+    assert.deepEqual([failing.state, failing.reason], ['retrying', 'io-error']);
+    assert.match(failing.message, /^pmem0: cannot read .*\/pmem0: EIO: i\/o error, read$/);
+    assert.ok(failing.nextAttempt, 'the next attempt is on record');
+    assert.deepEqual(stateOf(controller, 'pmem1'), ['reported', 'reported'], 'the other device is not held up');
+
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const tries = opens.length;
+    // 20, 40, 80, 80, ... ms: several retries, but a bounded number, not a busy loop.
+    assert.ok(tries >= 4 && tries <= 12, `${tries} attempts in 400 ms: ${opens.join(', ')}`);
+    assert.deepEqual(addsFor(host, spfnOf(0)), [], 'nothing is reported from a device that cannot be read');
+    const warnings = log.entries.filter((entry) => entry.fields.device === 'pmem0' && entry.fields.reason === 'io-error');
+    assert.equal(warnings.filter((entry) => entry.level === 'warn').length, 1, 'one warning, repeats are debug');
+
+    faulty = false;
+    await waitFor('pmem0 to be reported after the fault cleared', () => recordOf(controller, 'pmem0').state === 'reported');
+    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK']);
+    assert.deepEqual(addsFor(host, spfnOf(1)), ['OK']);
+  });
+
+  test('EIO on the backup copy only, after the table and the primary were read: retrying, not half a scan trusted', async () => {
+    const host = await makeHost('eio-backup', 1);
+    const backupAt = SIZE - MiB;
+    let faulty = true;
+    const { controller } = rig(host, {
+      ports: {
+        openReader: async (devPath) => faultyReader(await openDevice(devPath, 'read'), (offset) => (faulty && offset === backupAt ? errnoError('EIO', 'i/o error, read') : null)),
+      },
+    });
+    await controller.coldplug();
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['retrying', 'io-error']);
+    assert.deepEqual(addsFor(host, spfnOf(0)), []);
+    faulty = false;
+    await waitFor('pmem0 reported', () => recordOf(controller, 'pmem0').state === 'reported');
+    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK']);
+  });
+
+  test('EIO opening the device: retrying io-error, no hypercall', async () => {
+    const host = await makeHost('eio-open', 1);
+    const { controller } = rig(host, {
+      config: testConfig({ retry: { initialMs: 5000, maxMs: 5000 } }),
+      ports: { openReader: async () => { throw errnoError('EIO', 'i/o error, open'); } },
+    });
+    await controller.coldplug();
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['retrying', 'io-error']);
+    assert.equal(host.regionAdds().length, 0);
+  });
+
+  const dm = deviceMapperAvailable();
+  test('a real EIO: the backup copy behind a device-mapper error target', { skip: dm === true ? false : dm }, async () => {
+    const host = await makeHost('dm-error', 1);
+    const image = join(host.dir, 'pmem0-backing.img');
+    await writeFile(image, '');
+    // The prepared image becomes the loop device's backing file.
+    spawnSync('cp', ['--sparse=always', host.devPath('pmem0'), image]);
+    const loop = run('losetup', ['--find', '--show', image]).trim();
+    const name = `xen-pmem-eio-${process.pid}`;
+    cleanups.push(async () => { run('losetup', ['-d', loop]); });
+    const sectors = SIZE / 512n;
+    const backup = (SIZE - MiB) / 512n;
+    run('dmsetup', ['create', name, '--table', [
+      `0 ${backup} linear ${loop} 0`,
+      `${backup} 8 error`,
+      `${backup + 8n} ${sectors - backup - 8n} linear ${loop} ${backup + 8n}`,
+    ].join('\n')]);
+    cleanups.push(async () => { run('dmsetup', ['remove', '--retry', name]); });
+    const mapped = `/dev/mapper/${name}`;
+
+    const reader = await openDevice(mapped, 'read');
+    await assert.rejects(scanDevice(reader), (error: NodeJS.ErrnoException) => error.code === 'EIO');
+    await reader.close();
+
+    await rm(host.devPath('pmem0'));
+    await symlink(mapped, host.devPath('pmem0'));
+    const { controller } = rig(host, { config: testConfig({ retry: { initialMs: 5000, maxMs: 5000 } }) });
+    await controller.coldplug();
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['retrying', 'io-error']);
+    assert.match(recordOf(controller, 'pmem0').message, /input\/output error|EIO/i);
+    assert.equal(host.regionAdds().length, 0);
+  });
+});
+
+function run(command: string, args: string[]): string {
+  const result = spawnSync(command, args, { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${result.stderr}`);
+  return result.stdout;
+}
+
+function deviceMapperAvailable(): true | string {
+  if (process.getuid?.() !== 0) return 'needs root (losetup, dmsetup)';
+  if (!hasCommand('dmsetup') || !hasCommand('losetup')) return 'dmsetup or losetup missing (Debian packages dmsetup, mount)';
+  if (!existsSync('/dev/mapper/control') || spawnSync('dmsetup', ['version'], { stdio: 'ignore' }).status !== 0) {
+    return 'no device-mapper in this kernel (no /dev/mapper/control): the lab Dom0 has it; here the injected reader above stands in';
+  }
+  return true;
+}
+
+describe('devices that vanish', { skip }, () => {
+  test('gone after the first read (ENXIO, and gone from sysfs): removed, no retry, no hypercall', async () => {
+    const host = await makeHost('vanish', 1);
+    let gone = false;
+    const { controller, log } = rig(host, {
+      ports: {
+        readByBlockName: async (name) => (gone ? null : readPmemByBlockName(host.roots, name)),
+        openReader: async (devPath) => faultyReader(await openDevice(devPath, 'read'), (_offset, nth) => {
+          if (nth === 1) return null;
+          gone = true;
+          return errnoError('ENXIO', 'no such device or address, read');
+        }),
+      },
+    });
+    controller.handleEvent(blockEvent('pmem0', 'add'));
+    await controller.idle();
+    const record = recordOf(controller, 'pmem0');
+    assert.deepEqual([record.state, record.reason], ['removed', 'removed']);
+    assert.equal(record.nextAttempt, undefined);
+    assert.deepEqual(log.entries.filter((entry) => entry.fields.device === 'pmem0').map((entry) => entry.fields.state), ['removed']);
+    assert.equal(host.regionAdds().length, 0);
+  });
+
+  test('a remove event while the scan is held, then reads fail: removed; the device comes back and is reported once', async () => {
+    const host = await makeHost('remove-event', 1);
+    let gone = false;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    let opens = 0;
+    const { controller } = rig(host, {
+      ports: {
+        readByBlockName: async (name) => (gone ? null : readPmemByBlockName(host.roots, name)),
+        openReader: async (devPath) => {
+          const nth = ++opens;
+          const reader = await openDevice(devPath, 'read');
+          if (nth > 1) return reader;
+          await held;
+          return faultyReader(reader, () => errnoError('ENODEV', 'no such device, read'));
+        },
+      },
+    });
+    controller.handleEvent(blockEvent('pmem0', 'add'));
+    await waitFor('the first scan to start', () => opens === 1);
+    gone = true;
+    controller.handleEvent(blockEvent('pmem0', 'remove'));
+    release();
+    await controller.idle();
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['removed', 'removed']);
+    assert.equal(host.regionAdds().length, 0);
+
+    gone = false;
+    controller.handleEvent(blockEvent('pmem0', 'add'));
+    await controller.idle();
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
+    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK']);
+  });
+
+  test('removed while its hypercall is under way: reported, then removed-while-reported, and the ledger keeps the region', async () => {
+    const host = await makeHost('remove-during-add', 1);
+    let gone = false;
+    const real = host.openBridge();
+    let controller!: Controller;
+    const rigged = rig(host, {
+      ports: {
+        readByBlockName: async (name) => (gone ? null : readPmemByBlockName(host.roots, name)),
+        bridge: {
+          capability: () => real.capability(),
+          pmemAdd: (request, already) => {
+            // The NVDIMM is pulled while Xen works on the add; udev tells the daemon afterwards.
+            gone = true;
+            setImmediate(() => controller.handleEvent(blockEvent('pmem0', 'remove')));
+            return real.pmemAdd(request, already);
+          },
+        },
+      },
+    });
+    controller = rigged.controller;
+    await controller.coldplug();
+    await controller.idle();
+    const record = recordOf(controller, 'pmem0');
+    assert.deepEqual([record.state, record.reason], ['removed', 'removed-while-reported']);
+    assert.equal(record.layout?.request.spfn, spfnOf(0));
+    assert.equal(rigged.log.entries.find((entry) => entry.fields.reason === 'removed-while-reported')?.level, 'error');
+    assert.deepEqual(controller.snapshot().ledger.map((entry) => [entry.device, entry.status]), [['pmem0', 'reported']]);
+    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK']);
+  });
+});
+
+/** A stand-in hypervisor behind the XencallPort interface: the probe proves pmem_add, adds answer as told. */
+function scriptedPort(answer: () => HypercallResult | 'throw'): XencallPort & { adds: number } {
+  const probe = pmemAddProbe();
+  const port = {
+    adds: 0,
+    platformOp(op: Buffer): HypercallResult {
+      if (op.equals(probe)) return { rc: -1, errno: ERRNO.EINVAL, after: Buffer.from(op) };
+      port.adds++;
+      const result = answer();
+      if (result === 'throw') throw new Error('koffi: segmentation fault in xencall1');
+      return { ...result, after: Buffer.from(op) };
+    },
+    xenVersion(cmd: number): HypercallResult {
+      return { rc: cmd === 0 ? (4 << 16) | 8 : 0, errno: 0, after: Buffer.alloc(16) };
+    },
+    close() {},
+  };
+  return port;
+}
+
+interface ErrnoRow {
+  answer: string;
+  result: HypercallResult | 'throw';
+  state: string;
+  reason: string;
+}
+
+const ok = (rc: number): HypercallResult => ({ rc, errno: 0, after: Buffer.alloc(0) });
+const fail = (errno: number): HypercallResult => ({ rc: -1, errno, after: Buffer.alloc(0) });
+
+const ERRNO_ROWS: ErrnoRow[] = [
+  { answer: 'rc 0', result: ok(0), state: 'reported', reason: 'reported' },
+  { answer: 'rc 32', result: ok(32), state: 'reported', reason: 'reported' },
+  { answer: 'EINVAL (every rule holds, so an overlap)', result: fail(ERRNO.EINVAL), state: 'rejected', reason: 'overlaps-earlier-add' },
+  { answer: 'EAGAIN', result: fail(ERRNO.EAGAIN), state: 'retrying', reason: 'eagain' },
+  { answer: 'EBUSY', result: fail(ERRNO.EBUSY), state: 'retrying', reason: 'ebusy' },
+  { answer: 'ENOMEM', result: fail(ERRNO.ENOMEM), state: 'retrying', reason: 'enomem' },
+  { answer: 'EPERM', result: fail(ERRNO.EPERM), state: 'failed', reason: 'eperm' },
+  { answer: 'EACCES', result: fail(ERRNO.EACCES), state: 'failed', reason: 'eacces' },
+  { answer: 'EFAULT', result: fail(ERRNO.EFAULT), state: 'failed', reason: 'efault' },
+  { answer: 'EIO', result: fail(ERRNO.EIO), state: 'failed', reason: 'eio' },
+  { answer: 'ENODEV', result: fail(ERRNO.ENODEV), state: 'failed', reason: 'enodev' },
+  { answer: 'ENOSYS (after the probe proved pmem_add)', result: fail(ERRNO.ENOSYS), state: 'failed', reason: 'enosys' },
+  { answer: 'E2BIG', result: fail(ERRNO.E2BIG), state: 'failed', reason: 'e2big' },
+  { answer: 'ENOSPC', result: fail(ERRNO.ENOSPC), state: 'failed', reason: 'enospc' },
+  { answer: 'an errno no table knows (4000)', result: fail(4000), state: 'failed', reason: 'errno-4000' },
+  { answer: 'a throw inside the native call', result: 'throw', state: 'failed', reason: 'exception' },
+];
+
+describe('every answer from the hypervisor', { skip }, () => {
+  // One host for the whole matrix: the answers come from a stand-in port, not from its hypervisor.
+  let shared: DaemonHost | null = null;
+  after(async () => { await shared?.cleanup(); });
+
+  for (const row of ERRNO_ROWS) {
+    test(`${row.answer}: ${row.state}, ${row.reason}; the daemon goes on and reports the device once the hypervisor takes it`, async () => {
+      if (!shared) {
+        shared = await makeDaemonHost('faults-errno', { regions: [rawRegion(0), rawRegion(1)] });
+        for (const device of ['pmem0', 'pmem1']) await shared.prepare(device);
+      }
+      const host = shared;
+      let healed = false;
+      const port = scriptedPort(() => (healed ? ok(0) : row.result));
+      const bridge = new HypercallBridge(port, { dryRun: false });
+      const { controller, log } = rig(host, { ports: { bridge } });
+      controller.probeHypervisor();
+      controller.handleEvent(blockEvent('pmem0', 'add'));
+      await controller.idle();
+
+      const record = recordOf(controller, 'pmem0');
+      assert.deepEqual([record.state, record.reason], [row.state, row.reason], record.message);
+      assert.ok(!record.message.includes('\n') && stackTraceLines(record.message).length === 0, record.message);
+      assert.match(record.message, /region 0x100000000-0x10fffffff/, 'the sentence names the region');
+      const ledger = controller.snapshot().ledger;
+      if (row.state === 'reported') assert.deepEqual(ledger.map((entry) => entry.status), ['reported']);
+      else assert.deepEqual(ledger, [], 'a refused or failed add leaves no entry behind');
+      const level = log.entries.find((entry) => entry.fields.device === 'pmem0')?.level;
+      assert.equal(level, { reported: 'notice', rejected: 'error', retrying: 'warn', failed: 'error' }[row.state]);
+
+      // The daemon keeps working: the next device is decided as usual.
+      healed = true;
+      controller.handleEvent(blockEvent('pmem1', 'add'));
+      await controller.idle();
+      assert.deepEqual(stateOf(controller, 'pmem1'), ['reported', 'reported']);
+      if (row.state === 'retrying') {
+        await waitFor('the retry of pmem0', () => recordOf(controller, 'pmem0').state === 'reported');
+      } else if (row.state !== 'reported') {
+        // Not retried on its own: an event (an operator's `udevadm trigger`) decides it again.
+        controller.handleEvent(blockEvent('pmem0'));
+        await controller.idle();
+      }
+      assert.equal(recordOf(controller, 'pmem0').state, 'reported');
+      assert.deepEqual(controller.snapshot().ledger.map((entry) => [entry.device, entry.status]).sort(), [['pmem0', 'reported'], ['pmem1', 'reported']]);
+      const pmem0Adds = row.state === 'reported' ? 1 : 2;
+      assert.equal(port.adds, pmem0Adds + 1, 'pmem0 sent once per decision, pmem1 once');
+    });
+  }
+
+  const MODES: [string, [string, string], string[]][] = [
+    ['rfc', ['reported', 'reported'], ['OK']],
+    ['slow', ['reported', 'reported'], ['OK']],
+    ['enomem-once', ['retrying', 'enomem'], ['ENOMEM']],
+    ['eagain', ['retrying', 'eagain'], ['EAGAIN']],
+    ['enosys', ['unsupported', 'enosys'], []],
+    ['dom0-console', ['unsupported', 'cmd-64-is-another-operation'], []],
+    ['dom0-console-headless', ['unsupported', 'cmd-64-is-another-operation'], []],
+    ['eperm', ['unsupported', 'probe-failed'], []],
+    ['no-such-mode', ['unsupported', 'probe-failed'], []],
+    ['not-dom0', ['unsupported', 'not-dom0'], []],
+  ];
+  test('every mode of the test hypervisor, through libxencall and koffi: a state and a reason, never a throw', async () => {
+    const host = await makeHost('modes', 1);
+    for (const [mode, expected, adds] of MODES) {
+      await rm(host.xenStatePath, { force: true });
+      await rm(host.xenLogPath, { force: true });
+      host.useXenInProcess({ mode, delayMs: 20 });
+      const opened = openXencall(host.library);
+      const bridge = 'error' in opened ? new HypercallBridge(null, { dryRun: false, unavailable: opened.message }) : new HypercallBridge(opened, { dryRun: false });
+      const log = recordingLogger();
+      const controller = new Controller(testConfig({ retry: { initialMs: 60_000, maxMs: 60_000 } }), host.ports({ log, bridge }), null);
+      controller.probeHypervisor();
+      await controller.coldplug();
+      await controller.stop();
+      assert.deepEqual(stateOf(controller, 'pmem0'), expected, `mode ${mode}`);
+      assert.deepEqual(host.regionAdds().map((call) => call.result), adds, `mode ${mode}: region adds`);
+      if (!('error' in opened)) opened.close();
+    }
+  });
+});
+
+describe('a slow hypervisor', { skip }, () => {
+  test('250 ms per hypercall: three devices reported once each, one at a time; the stall is measured', async (t) => {
+    const host = await makeHost('slow', 3, { mode: 'slow', delayMs: 250 });
+    const { controller } = rig(host);
+    let last = performance.now();
+    let worstGapMs = 0;
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      worstGapMs = Math.max(worstGapMs, now - last);
+      last = now;
+    }, 5);
+    try {
+      controller.probeHypervisor();
+      await controller.coldplug();
+    } finally {
+      clearInterval(ticker);
+    }
+    for (const id of [0, 1, 2]) {
+      assert.deepEqual(stateOf(controller, `pmem${id}`), ['reported', 'reported']);
+      assert.deepEqual(addsFor(host, spfnOf(id)), ['OK']);
+    }
+    // libxencall is called synchronously (koffi), so the event loop waits out each hypercall:
+    // this is the measurement docs/security.md quotes, not a requirement.
+    t.diagnostic(`longest event-loop stall during coldplug: ${Math.round(worstGapMs)} ms with 250 ms per hypercall`);
+    assert.ok(worstGapMs >= 200, `the synchronous call blocks the loop (${Math.round(worstGapMs)} ms)`);
+  });
+});
+
+describe('a state directory that cannot be written', { skip }, () => {
+  test('ENOSPC writing the pending record: no hypercall at all; reported once the directory takes writes again', async () => {
+    const host = await makeHost('enospc', 1);
+    let full = true;
+    const saves: string[] = [];
+    const { controller } = rig(host, {
+      config: testConfig({ retry: { initialMs: 20, maxMs: 40 } }),
+      ports: {
+        saveState: async (state) => {
+          saves.push(state.ledger.map((entry) => entry.status).join(','));
+          if (full) throw errnoError('ENOSPC', 'no space left on device, write');
+          return host.ports({ log: recordingLogger() }).saveState(state);
+        },
+      },
+    });
+    controller.probeHypervisor();
+    await controller.coldplug();
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['retrying', 'state-unwritable']);
+    assert.equal(host.regionAdds().length, 0, 'no add without the exactly-once record on disk');
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(host.regionAdds().length, 0);
+    assert.ok(saves.filter((each) => each === 'pending').length >= 2, 'each retry tried to write the record first');
+
+    full = false;
+    await waitFor('pmem0 reported', () => recordOf(controller, 'pmem0').state === 'reported');
+    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK']);
+    const onDisk = await loadState(host.stateDir);
+    assert.equal(onDisk.kind, 'loaded');
+    assert.deepEqual(onDisk.kind === 'loaded' ? onDisk.state.ledger.map((entry) => entry.status) : [], ['reported']);
+  });
+
+  test('the answer cannot be recorded: reported and logged; a restart from what is on disk confirms it without a second add', async () => {
+    const host = await makeHost('answer-lost', 1);
+    let pendingWritten = false;
+    const store = host.ports({ log: recordingLogger() });
+    const first = rig(host, {
+      ports: {
+        saveState: async (state) => {
+          if (pendingWritten) throw errnoError('EROFS', 'read-only file system, open');
+          await store.saveState(state);
+          if (state.ledger.some((entry) => entry.status === 'pending')) pendingWritten = true;
+        },
+      },
+    });
+    first.controller.probeHypervisor();
+    await first.controller.coldplug();
+    assert.deepEqual(stateOf(first.controller, 'pmem0'), ['reported', 'reported'], 'Xen took it, so it is reported');
+    assert.ok(first.log.entries.some((entry) => entry.level === 'error' && entry.fields.reason === 'state-unwritable'), 'the lost record is logged as an error');
+    await first.controller.stop();
+
+    const onDisk = await loadState(host.stateDir);
+    assert.equal(onDisk.kind, 'loaded');
+    const previous = (onDisk as Extract<typeof onDisk, { kind: 'loaded' }>).state;
+    assert.deepEqual(previous.ledger.map((entry) => entry.status), ['pending'], 'the disk still says pending');
+
+    const second = rig(host, { previous, ports: { bridge: host.openBridge() } });
+    second.controller.probeHypervisor();
+    await second.controller.coldplug();
+    assert.deepEqual(stateOf(second.controller, 'pmem0'), ['reported', 'reported-before-restart']);
+    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK', 'EINVAL'], 'one add, one confirmation Xen refused');
+    assert.equal(host.xenRegions().length, 1);
+  });
+});
+
+interface DaemonRun { code: number | null; stdout: string; stderr: string }
+
+/** xen-pmemd as a child process until state.json says it is ready, then SIGTERM. */
+async function runDaemonUntilReady(host: DaemonHost, extraArgs: string[] = []): Promise<DaemonRun & { state: DaemonState }> {
+  const child = spawn(process.execPath, [
+    DAEMON, '--sys-root', host.roots.sysRoot, '--dev-root', host.roots.devRoot, '--state-dir', host.stateDir,
+    '--config', join(host.dir, 'config.json'), ...extraArgs,
+  ], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...host.xenEnv() }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  cleanups.push(async () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
+  let state: DaemonState | null = null;
+  await waitFor('xen-pmemd to finish coldplug', async () => {
+    if (child.exitCode !== null) throw new Error(`xen-pmemd exited with ${child.exitCode}: ${stderr}`);
+    try {
+      const parsed = parseState(await readFile(join(host.stateDir, 'state.json'), 'utf8'));
+      if (parsed.kind === 'loaded' && parsed.state.ready && parsed.state.pid === child.pid) state = parsed.state;
+    } catch { /* not written yet */ }
+    return state !== null;
+  }, 20_000);
+  child.kill('SIGTERM');
+  const code = await exited;
+  return { code, stdout, stderr, state: state! };
+}
+
+describe('a state file that cannot be read at start', { skip }, () => {
+  test('garbage in state.json: kept aside, the daemon starts afresh, and Xen\'s refusal keeps the device from a second add', async () => {
+    const host = await makeHost('corrupt-state', 1);
+    const first = await runDaemonUntilReady(host);
+    assert.deepEqual(first.state.devices.map((each) => [each.state, each.reason]), [['reported', 'reported']]);
+    await writeFile(join(host.stateDir, 'state.json'), '{"version": 1, "ledger": [tor');
+
+    const second = await runDaemonUntilReady(host);
+    assert.equal(second.code, 0);
+    assert.deepEqual(stackTraceLines(second.stderr), []);
+    assert.match(second.stdout, /previous state in .* is unreadable \(not JSON .*\); kept as .*state\.json\.unreadable/);
+    assert.ok(existsSync(join(host.stateDir, 'state.json.unreadable')));
+    // The daemon cannot prove the earlier add was its own, so it does not call the device
+    // reported; Xen refused the second add, so nothing was registered twice.
+    assert.deepEqual(second.state.devices.map((each) => [each.state, each.reason]), [['rejected', 'overlaps-earlier-add']]);
+    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK', 'EINVAL']);
+    assert.equal(host.xenRegions().length, 1);
+  });
+});
+
+describe('a configuration that cannot be read', { skip }, () => {
+  for (const [what, make, message] of [
+    ['a directory where the file should be', async (path: string) => { await mkdir(path); }, /cannot be read \(EISDIR\)$/],
+    ['a file cut off in the middle', async (path: string) => { await writeFile(path, '{"allow": {"namespaces": ["3c0d6a52-8f41'); }, /not valid JSON/],
+    ['an allow list that is not a list', async (path: string) => { await writeFile(path, '{"allow": {"namespaces": "3c0d6a52-8f41-4b7e-9a1d-0e6f2b7c5a11"}}'); }, /allow\.namespaces: /],
+  ] as const) {
+    test(`${what}: exit 78 with one line, before any device is read or any hypercall made`, async () => {
+      const host = await makeHost(`config-${what.split(' ')[1]}`, 1);
+      const configPath = join(host.dir, 'config.json');
+      await make(configPath);
+      const result = spawnSync(process.execPath, [
+        DAEMON, '--sys-root', host.roots.sysRoot, '--dev-root', host.roots.devRoot, '--state-dir', host.stateDir, '--config', configPath,
+      ], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...host.xenEnv() }, encoding: 'utf8', timeout: 20_000 });
+      assert.equal(result.status, EX_CONFIG, result.stderr);
+      assert.equal(result.stdout, '');
+      const lines = result.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, result.stderr);
+      assert.ok(lines[0]!.startsWith(`xen-pmemd: configuration error: ${configPath}: `), lines[0]);
+      assert.match(lines[0]!, message);
+      assert.deepEqual(host.xenCalls(), [], 'not even the probe');
+      assert.equal(existsSync(join(host.stateDir, 'state.json')), false, 'nothing decided, nothing recorded');
+    });
+  }
+});
+
+
