@@ -272,6 +272,37 @@ const CASES: HostileCase[] = [
       return p;
     },
   },
+  {
+    name: 'minor version 1 in both copies, only the backup declaring a 256-byte header',
+    why: 'copies that disagree on how much of the block means something come from different writers',
+    reason: 'copies-disagree',
+    make: (c) => {
+      const p = c.fresh('bound');
+      for (const at of BOTH) {
+        patchSuperblockBytes(p, at, (b) => {
+          b.writeUInt16LE(1, FIELDS.minorVersion.offset);
+          if (at === BACKUP) b.writeUInt32LE(256, FIELDS.headerBytes.offset);
+        });
+      }
+      return p;
+    },
+  },
+  {
+    name: 'minor version 1 with a 256-byte header, a field 1.0 does not know set only in the backup',
+    why: 'a value a later reader would act on must be the same in both copies',
+    reason: 'copies-disagree',
+    make: (c) => {
+      const p = c.fresh('bound');
+      for (const at of BOTH) {
+        patchSuperblockBytes(p, at, (b) => {
+          b.writeUInt16LE(1, FIELDS.minorVersion.offset);
+          b.writeUInt32LE(256, FIELDS.headerBytes.offset);
+          if (at === BACKUP) b.writeBigUInt64LE(0x4000_0000n, 200);
+        });
+      }
+      return p;
+    },
+  },
   // --- binding to this device ---------------------------------------------------------------
   {
     name: 'a whole image copied onto a device twice its size',
