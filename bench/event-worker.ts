@@ -3,7 +3,7 @@
 // koffi into the test hypervisor; only the udev source is replaced by the synthetic event mix.
 //
 //   node --expose-gc dist/bench/event-worker.js latency '<host JSON>' EVENTS SEED
-//   node --expose-gc dist/bench/event-worker.js memory  '<host JSON>' EVENTS SEED CHECKPOINT
+//   node --expose-gc dist/bench/event-worker.js memory  '<host JSON>' EVENTS SEED CHECKPOINT BUDGET_MS
 //
 // latency: every device starts unplugged and arrives by hotplug events, so each prepared one is
 // reported by an event; prints per-event timings. memory: coldplug of every device, then the mix;
@@ -49,6 +49,8 @@ export interface MemoryCheckpoint {
 }
 
 export interface MemoryResult {
+  /** Events sent: fewer than asked when the time budget ran out first (at a checkpoint). */
+  events: number;
   afterColdplug: MemoryCheckpoint;
   checkpoints: MemoryCheckpoint[];
   hypercalls: number;
@@ -116,7 +118,7 @@ function measure(events: number): MemoryCheckpoint {
 
 async function runMix(
   host: DaemonHost, controller: Controller, tracker: LatencyTracker, spec: WorkerHost,
-  present: Set<string>, total: number, seed: number, onProgress: (sent: number) => Promise<void>,
+  present: Set<string>, total: number, seed: number, onProgress: (sent: number) => Promise<boolean | void>,
   pluggedIn: Set<string> = new Set(),
 ): Promise<number> {
   const mix = eventMix({ seed, devices: spec.devices, partitioned: new Set(spec.prepared), present });
@@ -139,7 +141,7 @@ async function runMix(
       controller.handleEvent(planned.event);
       sent++;
     }
-    await onProgress(sent);
+    if ((await onProgress(sent)) === false) break;
     // Half the bursts find the daemon idle; the others land while the last one is being decided.
     idle = (coin++ & 1) === 0;
     if (idle) await controller.idle();
@@ -180,7 +182,7 @@ async function latency(spec: WorkerHost, total: number, seed: number): Promise<L
   }
 }
 
-async function memory(spec: WorkerHost, total: number, seed: number, every: number): Promise<MemoryResult> {
+async function memory(spec: WorkerHost, total: number, seed: number, every: number, budgetMs: number): Promise<MemoryResult> {
   const host = hostFrom(spec);
   const tracker = new LatencyTracker(() => undefined);
   const deviceBySpfn = new Map(Object.entries(spec.deviceBySpfn).map(([spfn, device]) => [BigInt(spfn), device]));
@@ -194,14 +196,15 @@ async function memory(spec: WorkerHost, total: number, seed: number, every: numb
     const afterColdplug = measure(0);
     const checkpoints: MemoryCheckpoint[] = [];
     let nextCheckpoint = every;
-    await runMix(host, controller, tracker, spec, present, total, seed, async (sent) => {
-      if (sent < nextCheckpoint) return;
+    const sent = await runMix(host, controller, tracker, spec, present, total, seed, async (sent) => {
+      if (sent < nextCheckpoint) return true;
       nextCheckpoint += every;
       await settle(controller);
       checkpoints.push(measure(sent));
+      return performance.now() - started < budgetMs;
     });
-    if (checkpoints.at(-1)?.events !== total) checkpoints.push(measure(total));
-    return { afterColdplug, checkpoints, hypercalls: tracker.hypercalls, wallMs: performance.now() - started };
+    if (checkpoints.at(-1)?.events !== sent) checkpoints.push(measure(sent));
+    return { events: sent, afterColdplug, checkpoints, hypercalls: tracker.hypercalls, wallMs: performance.now() - started };
   } finally {
     await controller.stop();
     await restoreAll(host, spec, present);
@@ -209,13 +212,13 @@ async function memory(spec: WorkerHost, total: number, seed: number, every: numb
 }
 
 async function main(): Promise<void> {
-  const [mode, hostJson, eventsText, seedText, everyText] = process.argv.slice(2);
+  const [mode, hostJson, eventsText, seedText, everyText, budgetText] = process.argv.slice(2);
   const spec = JSON.parse(hostJson ?? '{}') as WorkerHost;
   const total = Number(eventsText);
   const seed = Number(seedText ?? 1);
   let result: LatencyResult | MemoryResult;
   if (mode === 'latency') result = await latency(spec, total, seed);
-  else if (mode === 'memory') result = await memory(spec, total, seed, Number(everyText ?? total));
+  else if (mode === 'memory') result = await memory(spec, total, seed, Number(everyText ?? total), Number(budgetText ?? Infinity));
   else throw new Error(`unknown mode ${mode}: latency or memory`);
   process.stdout.write(JSON.stringify(result) + '\n');
 }

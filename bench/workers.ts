@@ -48,6 +48,7 @@ export function latencyRun(bench: BenchHost, events: number, seed: number): Prom
   return run(bench, ['latency', String(events), String(seed)]);
 }
 
-export function memoryRun(bench: BenchHost, events: number, seed: number, every: number): Promise<MemoryResult> {
-  return run(bench, ['memory', String(events), String(seed), String(every)]);
+/** Stops at the first checkpoint past `budgetMs`, so a slow machine still finishes the bench. */
+export function memoryRun(bench: BenchHost, events: number, seed: number, every: number, budgetMs: number): Promise<MemoryResult> {
+  return run(bench, ['memory', String(events), String(seed), String(every), String(budgetMs)]);
 }

@@ -1,0 +1,27 @@
+# Guest scenario for bench/lab-hotplug.ts (item 5): records udev's view of a hotplugged pmem
+# device next to xen-pmemd's decision about it. Run by the lab's run-scenario, with lib.sh.
+#
+# udevadm monitor stamps each event with CLOCK_MONOTONIC as it receives it: KERNEL lines when the
+# kernel's uevent arrives, UDEV lines when udevd has finished with it. journald stamps the daemon's
+# decision with the same clock (__MONOTONIC_TIMESTAMP), so all three compare directly.
+: "${BENCH_HOTPLUGS:=3}"
+udevadm monitor --kernel --udev --subsystem-match=block --subsystem-match=nd >/run/bench-udev-monitor.txt 2>&1 &
+monitor=$!
+systemctl start xen-pmemd.service || lab_log "xen-pmemd.service did not start"
+sleep 1
+i=1
+while [ "$i" -le "$BENCH_HOTPLUGS" ]; do
+	lab_mark "bench-ready-$i"
+	lab_wait_host "bench-plugged-$i" 120
+	# Until the daemon has logged a decision for the new disk, or 60 s.
+	n=0
+	while [ "$n" -lt 300 ] && ! journalctl -u xen-pmemd.service -o cat --no-pager "PMEM_DEVICE=pmem$i" | grep -q .; do
+		sleep 0.2
+		n=$((n + 1))
+	done
+	i=$((i + 1))
+done
+sleep 1
+kill "$monitor"
+lab_put udev-monitor.txt </run/bench-udev-monitor.txt
+journalctl -u xen-pmemd.service -o json --no-pager -b | lab_put xen-pmemd-journal.json

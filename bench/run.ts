@@ -1,0 +1,380 @@
+#!/usr/bin/env node
+// `npm run bench`: measures what issue 5 asks (coldplug at scale beside blkid, bytes read per
+// device, event latency, memory; the lab's hotplug timing when the lab can run) and writes
+// docs/benchmarks.md and docs/benchmarks.json.
+//
+//   node dist/bench/run.js [--quick] [--repeats N] [--out-dir DIR] [--scratch DIR] [--skip-lab]
+//
+// --quick is a smoke run (small hosts, few events) that writes under the system temp directory
+// unless --out-dir is given, so it never overwrites the published figures.
+
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+import { blkidProbe, daemonColdplug, nodeBareStart, type DaemonColdplugRun } from './coldplug.js';
+import { DEVICE_BYTES, makeBenchHost, useScratchRoot, type BenchHost } from './hosts.js';
+import { ioPerDevice, type IoFigure } from './io-per-device.js';
+import { labHotplug, type LabFigures } from './lab-hotplug.js';
+import { describeMachine, type Machine } from './machine.js';
+import { renderMarkdown } from './report.js';
+import { pairedRatios, quantile, spread, type Spread } from './stats.js';
+import { latencyRun, memoryRun } from './workers.js';
+
+export interface ColdplugRun {
+  repeat: number;
+  blkidMs: number;
+  nodeMs: number;
+  daemon: DaemonColdplugRun;
+}
+
+export interface ColdplugFigures {
+  devices: number;
+  runs: ColdplugRun[];
+  blkidMs: Spread;
+  nodeMs: Spread;
+  firstLineMs: Spread;
+  readyMs: Spread;
+  /** start→READY less `node -e 0` of the same repeat: what is compared to blkid. */
+  netMs: Spread;
+  /** netMs / blkidMs, repeat by repeat. */
+  netRatio: Spread;
+  /** readyMs / blkidMs, repeat by repeat. */
+  totalRatio: Spread;
+  /** (READY − first log line) / N. */
+  perDeviceMs: Spread;
+  rssMiB: Spread;
+}
+
+export interface BlkidModes {
+  files: number;
+  lowLevelMs: Spread;
+  probeAllMs: Spread;
+  /** probe-all / low-level on the same prepared files, repeat by repeat. */
+  ratio: Spread;
+}
+
+export interface LatencyRunSummary {
+  events: number;
+  decided: number;
+  ignored: number;
+  passes: number;
+  hypercalls: number;
+  wallMs: number;
+  decisionP50: number;
+  decisionP99: number;
+  hypercallEvents: number;
+  hypercallP50: number;
+  hypercallP99: number;
+  idleSingleEvents: number;
+  idleSingleP50: number;
+  idleSingleP99: number;
+  stormEvents: number;
+  stormP50: number;
+  stormP99: number;
+}
+
+export interface LatencyFigures {
+  devices: number;
+  runs: LatencyRunSummary[];
+  decisionP50: Spread;
+  decisionP99: Spread;
+  hypercallP50: Spread;
+  hypercallP99: Spread;
+  idleSingleP50: Spread;
+  idleSingleP99: Spread;
+  stormP50: Spread;
+  stormP99: Spread;
+}
+
+export interface MemoryFigures {
+  devices: number;
+  /** Events sent; below eventsAsked when the time budget ran out. */
+  events: number;
+  eventsAsked: number;
+  afterColdplugMiB: number;
+  checkpoints: { events: number; rssMiB: number; heapUsedMiB: number }[];
+  /** RSS at the last checkpoint less RSS at the first at or after 10,000 events. */
+  growthMiB: number;
+  daemonRssAtReadyMiB: Spread | null;
+  wallMs: number;
+}
+
+export interface Goal {
+  item: string;
+  goal: string;
+  measured: string;
+  met: boolean | null;
+  /** By how much a missed goal is missed, in words. */
+  miss: string | null;
+}
+
+export interface BenchResults {
+  machine: Machine;
+  settings: {
+    quick: boolean;
+    repeats: number;
+    sizes: number[];
+    deviceBytes: number;
+    latencyEvents: number;
+    latencyRepeats: number;
+    memoryEvents: number;
+    memoryCheckpointEvery: number;
+    scratch: string;
+    wallMs: number;
+  };
+  coldplug: ColdplugFigures[];
+  blkidModes: BlkidModes | null;
+  io: IoFigure[];
+  latency: LatencyFigures;
+  memory: MemoryFigures;
+  lab: LabFigures;
+  goals: Goal[];
+}
+
+const MiB = 1024 * 1024;
+/** The memory run stops at the first checkpoint after this, and the report says how far it got. */
+const MEMORY_BUDGET_MS = 240_000;
+const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+
+function progress(line: string): void {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+async function coldplugAtScale(bench: BenchHost, sizes: number[], repeats: number): Promise<{ figures: ColdplugFigures[]; modes: BlkidModes }> {
+  const runs = new Map<number, ColdplugRun[]>(sizes.map((n) => [n, []]));
+  const largest = Math.max(...sizes);
+  const preparedOfLargest = bench.devPaths.slice(0, largest).filter((_, index) => index % 2 === 0);
+  const lowLevel: number[] = [];
+  const probeAll: number[] = [];
+  for (let repeat = 0; repeat < repeats; repeat++) {
+    for (const n of sizes) {
+      const paths = bench.devPaths.slice(0, n);
+      const prepared = Math.ceil(n / 2);
+      // Alternate which goes first, so neither always meets a warmer page cache.
+      const blkidFirst = repeat % 2 === 0;
+      const node = await nodeBareStart();
+      const blkid = blkidFirst ? await blkidProbe(paths, prepared) : null;
+      const daemon = await daemonColdplug(bench, n);
+      const blkidAfter = blkid ?? await blkidProbe(paths, prepared);
+      runs.get(n)!.push({ repeat, blkidMs: blkidAfter.ms, nodeMs: node.ms, daemon });
+      progress(`coldplug N=${n} repeat ${repeat + 1}/${repeats}: blkid ${blkidAfter.ms.toFixed(0)} ms, node -e 0 ${node.ms.toFixed(0)} ms, xen-pmemd READY ${daemon.readyMs.toFixed(0)} ms`);
+    }
+    lowLevel.push((await blkidProbe(preparedOfLargest, preparedOfLargest.length, 'low-level')).ms);
+    probeAll.push((await blkidProbe(preparedOfLargest, preparedOfLargest.length, 'probe-all')).ms);
+  }
+  const figures = sizes.map((n): ColdplugFigures => {
+    const each = runs.get(n)!;
+    const blkid = each.map((run) => run.blkidMs);
+    const ready = each.map((run) => run.daemon.readyMs);
+    const net = each.map((run) => run.daemon.readyMs - run.nodeMs);
+    return {
+      devices: n,
+      runs: each,
+      blkidMs: spread(blkid),
+      nodeMs: spread(each.map((run) => run.nodeMs)),
+      firstLineMs: spread(each.map((run) => run.daemon.firstLineMs)),
+      readyMs: spread(ready),
+      netMs: spread(net),
+      netRatio: spread(pairedRatios(net, blkid)),
+      totalRatio: spread(pairedRatios(ready, blkid)),
+      perDeviceMs: spread(each.map((run) => (run.daemon.readyMs - run.daemon.firstLineMs) / n)),
+      rssMiB: spread(each.map((run) => run.daemon.rssBytes / MiB)),
+    };
+  });
+  return {
+    figures,
+    modes: { files: preparedOfLargest.length, lowLevelMs: spread(lowLevel), probeAllMs: spread(probeAll), ratio: spread(pairedRatios(probeAll, lowLevel)) },
+  };
+}
+
+function percentiles(values: number[]): [number, number] {
+  return values.length === 0 ? [NaN, NaN] : [quantile(values, 0.5), quantile(values, 0.99)];
+}
+
+async function eventLatency(bench: BenchHost, events: number, repeats: number): Promise<LatencyFigures> {
+  const runs: LatencyRunSummary[] = [];
+  for (let repeat = 0; repeat < repeats; repeat++) {
+    const result = await latencyRun(bench, events, 1000 + repeat);
+    if (result.hypercalls !== result.expectedHypercalls) {
+      throw new Error(`the latency run made ${result.hypercalls} pmem_add, expected ${result.expectedHypercalls}`);
+    }
+    const decision = result.timings.map((timing) => timing[2]);
+    const hypercall = result.timings.filter((timing) => timing[3] >= 0).map((timing) => timing[3]);
+    const idleSingle = result.timings.filter((timing) => timing[1] === 1 && ['change', 'partition'].includes(timing[0])).map((timing) => timing[2]);
+    const storm = result.timings.filter((timing) => timing[0] === 'storm').map((timing) => timing[2]);
+    const [decisionP50, decisionP99] = percentiles(decision);
+    const [hypercallP50, hypercallP99] = percentiles(hypercall);
+    const [idleSingleP50, idleSingleP99] = percentiles(idleSingle);
+    const [stormP50, stormP99] = percentiles(storm);
+    runs.push({
+      events: result.events, decided: result.timings.length, ignored: result.ignored, passes: result.passes,
+      hypercalls: result.hypercalls, wallMs: result.wallMs,
+      decisionP50, decisionP99, hypercallEvents: hypercall.length, hypercallP50, hypercallP99,
+      idleSingleEvents: idleSingle.length, idleSingleP50, idleSingleP99, stormEvents: storm.length, stormP50, stormP99,
+    });
+    progress(`latency repeat ${repeat + 1}/${repeats}: ${result.events} events in ${(result.wallMs / 1000).toFixed(1)} s, event→decision p99 ${decisionP99.toFixed(1)} ms, event→pmem_add p99 ${hypercallP99.toFixed(1)} ms`);
+  }
+  const of = (pick: (run: LatencyRunSummary) => number): Spread => spread(runs.map(pick));
+  return {
+    devices: bench.devices.length,
+    runs,
+    decisionP50: of((run) => run.decisionP50),
+    decisionP99: of((run) => run.decisionP99),
+    hypercallP50: of((run) => run.hypercallP50),
+    hypercallP99: of((run) => run.hypercallP99),
+    idleSingleP50: of((run) => run.idleSingleP50),
+    idleSingleP99: of((run) => run.idleSingleP99),
+    stormP50: of((run) => run.stormP50),
+    stormP99: of((run) => run.stormP99),
+  };
+}
+
+async function memoryUse(bench: BenchHost, events: number, every: number, atReady: Spread | null): Promise<MemoryFigures> {
+  const result = await memoryRun(bench, events, 7, every, MEMORY_BUDGET_MS);
+  const checkpoints = result.checkpoints.map((point) => ({ events: point.events, rssMiB: point.rssBytes / MiB, heapUsedMiB: point.heapUsedBytes / MiB }));
+  const from = checkpoints.find((point) => point.events >= 10_000) ?? checkpoints[0]!;
+  const last = checkpoints.at(-1)!;
+  progress(`memory: ${(result.afterColdplug.rssBytes / MiB).toFixed(1)} MiB after coldplug, ${last.rssMiB.toFixed(1)} MiB after ${last.events} events`);
+  return {
+    devices: bench.devices.length,
+    events: result.events,
+    eventsAsked: events,
+    afterColdplugMiB: result.afterColdplug.rssBytes / MiB,
+    checkpoints,
+    growthMiB: last.rssMiB - from.rssMiB,
+    daemonRssAtReadyMiB: atReady,
+    wallMs: result.wallMs,
+  };
+}
+
+function x(value: number): string {
+  return `${value.toFixed(2)}×`;
+}
+
+export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
+  const goals: Goal[] = [];
+  const largest = results.coldplug.at(-1)!;
+  const smallest = results.coldplug[0]!;
+  const netRatio = largest.netRatio.median;
+  goals.push({
+    item: '1',
+    goal: `coldplug of ${largest.devices} devices ≤ 1.5× blkid (start→READY less Node's own start)`,
+    measured: `${x(netRatio)} (${largest.netMs.median.toFixed(0)} ms vs ${largest.blkidMs.median.toFixed(0)} ms)`,
+    met: netRatio <= 1.5,
+    miss: netRatio <= 1.5 ? null : `${(netRatio / 1.5).toFixed(1)}× over the goal`,
+  });
+  const flat = largest.perDeviceMs.median / smallest.perDeviceMs.median;
+  goals.push({
+    item: '1',
+    goal: `time per device flat from N = ${smallest.devices} to ${largest.devices} (≤ 1.25× growth)`,
+    measured: `${smallest.perDeviceMs.median.toFixed(2)} → ${largest.perDeviceMs.median.toFixed(2)} ms per device (${x(flat)})`,
+    met: flat <= 1.25,
+    miss: flat <= 1.25 ? null : `grows ${x(flat)} where 1.25× is allowed`,
+  });
+  const maxBytes = Math.max(...results.io.map((figure) => figure.bytesRead));
+  const equal = ['prepared', 'blank'].every((content) => new Set(results.io.filter((figure) => figure.content === content).map((figure) => figure.bytesRead)).size === 1);
+  const straceAgrees = results.io.every((figure) => figure.straceBytes === null || figure.straceBytes === figure.bytesRead);
+  goals.push({
+    item: '2',
+    goal: 'bytes read per device equal for 1 GiB and 1 TiB, ≤ 64 KiB',
+    measured: `${maxBytes} bytes at most; ${equal ? 'equal' : 'different'} across sizes; strace ${straceAgrees ? 'agrees' : 'disagrees'}`,
+    met: equal && maxBytes <= 64 * 1024 && straceAgrees,
+    miss: equal && maxBytes <= 64 * 1024 && straceAgrees ? null : 'see the table',
+  });
+  const p99 = results.latency.hypercallP99.median;
+  goals.push({
+    item: '3',
+    goal: 'event → pmem_add p99 ≤ 5 ms',
+    measured: `${p99.toFixed(1)} ms (event → decision p99 ${results.latency.decisionP99.median.toFixed(1)} ms)`,
+    met: p99 <= 5,
+    miss: p99 <= 5 ? null : `${(p99 / 5).toFixed(1)}× over the goal`,
+  });
+  const memory = results.memory;
+  const worst = Math.max(memory.afterColdplugMiB, ...memory.checkpoints.map((point) => point.rssMiB));
+  goals.push({
+    item: '4',
+    goal: `RSS ≤ 80 MiB after coldplug of ${memory.devices} devices and after ${memory.events.toLocaleString('en')} events`,
+    measured: `${memory.afterColdplugMiB.toFixed(1)} MiB after coldplug, ${memory.checkpoints.at(-1)!.rssMiB.toFixed(1)} MiB after the events`,
+    met: worst <= 80,
+    miss: worst <= 80 ? null : `${(worst - 80).toFixed(1)} MiB over`,
+  });
+  const growthLimit = 2;
+  goals.push({
+    item: '4',
+    goal: `no RSS growth from 10,000 to ${memory.events.toLocaleString('en')} events (≤ ${growthLimit} MiB)`,
+    measured: `${memory.growthMiB >= 0 ? '+' : ''}${memory.growthMiB.toFixed(1)} MiB`,
+    met: memory.growthMiB <= growthLimit,
+    miss: memory.growthMiB <= growthLimit ? null : `${(memory.growthMiB - growthLimit).toFixed(1)} MiB over`,
+  });
+  const lab = results.lab;
+  goals.push({
+    item: '5',
+    goal: 'hotplug in the lab: the daemon adds less than udevd took',
+    measured: lab.status === 'measured' ? `daemon ${lab.daemonMs!.median.toFixed(0)} ms after udevd, udevd ${lab.udevdMs!.median.toFixed(0)} ms` : `pending: ${lab.reason}`,
+    met: lab.status === 'measured' ? lab.daemonMs!.median < lab.udevdMs!.median : null,
+    miss: lab.status === 'measured' && !(lab.daemonMs!.median < lab.udevdMs!.median) ? `${x(lab.daemonMs!.median / lab.udevdMs!.median)} udevd's time` : null,
+  });
+  return goals;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean' },
+      repeats: { type: 'string' },
+      'out-dir': { type: 'string' },
+      scratch: { type: 'string' },
+      'skip-lab': { type: 'boolean' },
+    },
+  });
+  const quick = values.quick ?? false;
+  const repeats = Number(values.repeats ?? (quick ? 2 : 3));
+  const sizes = quick ? [16, 64] : [16, 256, 1024];
+  const latencyEvents = quick ? 1000 : 10_000;
+  const latencyRepeats = quick ? 1 : 2;
+  const memoryEvents = quick ? 4000 : 100_000;
+  const memoryEvery = quick ? 2000 : 10_000;
+  const outDir = values['out-dir'] ?? (quick ? join(tmpdir(), 'xen-pmem-bench-quick') : join(REPO, 'docs'));
+  // A tmpfs, as /run is on a Dom0 and as pmem itself behaves: see hosts.ts.
+  const scratch = values.scratch ?? '/dev/shm/xen-pmem-bench';
+
+  const started = performance.now();
+  const machine = describeMachine();
+  useScratchRoot(scratch);
+  progress(`fixture host with ${Math.max(...sizes)} sparse ${quick ? '' : '1 TiB '}images under ${scratch}`);
+  const bench = await makeBenchHost('coldplug', Math.max(...sizes));
+  try {
+    progress(`fixture ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    const { figures: coldplug, modes } = await coldplugAtScale(bench, sizes, repeats);
+    const io = await ioPerDevice();
+    progress(`I/O per device: ${io.map((figure) => `${figure.image} ${figure.content} ${figure.bytesRead} B`).join(', ')}`);
+    const latency = await eventLatency(bench, latencyEvents, latencyRepeats);
+    const memory = await memoryUse(bench, memoryEvents, memoryEvery, coldplug.at(-1)?.rssMiB ?? null);
+    const lab = values['skip-lab'] ? { status: 'pending' as const, reason: 'skipped (--skip-lab)' } : await labHotplug(progress);
+    machine.loadAtEnd = (await import('node:os')).loadavg();
+    const partial: Omit<BenchResults, 'goals'> = {
+      machine,
+      settings: {
+        quick, repeats, sizes, deviceBytes: Number(DEVICE_BYTES), latencyEvents, latencyRepeats,
+        memoryEvents, memoryCheckpointEvery: memoryEvery, scratch, wallMs: performance.now() - started,
+      },
+      coldplug, blkidModes: modes, io, latency, memory, lab,
+    };
+    const results: BenchResults = { ...partial, goals: judgeGoals(partial) };
+    await mkdir(outDir, { recursive: true });
+    await writeFile(join(outDir, 'benchmarks.json'), JSON.stringify(results, null, 2) + '\n');
+    await writeFile(join(outDir, 'benchmarks.md'), renderMarkdown(results));
+    progress(`wrote ${join(outDir, 'benchmarks.md')} and benchmarks.json in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  } finally {
+    await bench.host.cleanup();
+    await rm(scratch, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+});
