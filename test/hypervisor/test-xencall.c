@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -160,14 +161,24 @@ static void save_state(const struct hypervisor_state *state)
         memory_state = *state;
         return;
     }
-    FILE *file = fopen(path, "w");
+    /*
+     * Written beside the file and renamed over it: a daemon killed in the middle of a call must
+     * not leave a truncated file behind, or this hypervisor would forget regions a real Xen keeps.
+     */
+    char partial[4096];
+    if (snprintf(partial, sizeof(partial), "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof(partial))
+        return;
+    FILE *file = fopen(partial, "w");
     if (!file)
         return;
     if (state->enomem_given)
         fputs("enomem-given\n", file);
     for (unsigned i = 0; i < state->nr_added; i++)
         fprintf(file, "added %" PRIx64 " %" PRIx64 "\n", state->added[i].spfn, state->added[i].epfn);
-    fclose(file);
+    if (fclose(file) == 0)
+        rename(partial, path);
+    else
+        remove(partial);
 }
 
 static uint64_t read_u64_le(const unsigned char *bytes)
