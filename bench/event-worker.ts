@@ -220,7 +220,8 @@ async function main(): Promise<void> {
   if (mode === 'latency') result = await latency(spec, total, seed);
   else if (mode === 'memory') result = await memory(spec, total, seed, Number(everyText ?? total), Number(budgetText ?? Infinity));
   else throw new Error(`unknown mode ${mode}: latency or memory`);
-  process.stdout.write(JSON.stringify(result) + '\n');
+  // stdout to a pipe is asynchronous: exit only once the whole document is out.
+  await new Promise<void>((resolve) => process.stdout.write(JSON.stringify(result) + '\n', () => resolve()));
 }
 
 main().then(

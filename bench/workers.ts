@@ -38,8 +38,15 @@ async function run<T>(bench: BenchHost, args: string[]): Promise<T> {
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
     child.on('error', reject);
     child.on('close', (code) => {
-      if (code !== 0) reject(new Error(`event worker ${args[0]} exited with ${code}: ${stderr.trim()}`));
-      else resolve(JSON.parse(stdout) as T);
+      if (code !== 0) {
+        reject(new Error(`event worker ${args[0]} exited with ${code}: ${stderr.trim()}`));
+        return;
+      }
+      try {
+        resolve(JSON.parse(stdout) as T);
+      } catch (error) {
+        reject(new Error(`event worker ${args[0]} printed no whole JSON document (${stdout.length} bytes): ${(error as Error).message}`));
+      }
     });
   });
 }
