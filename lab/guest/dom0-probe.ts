@@ -1,0 +1,124 @@
+// What xen-pmemd needs from its surroundings, tried one thing at a time inside the Dom0: V8's
+// JIT, koffi, libxencall hypercalls, reading a pmem disk and sysfs, /proc/xen, udev events.
+// The hardening matrix runs this under systemd-run with sandbox options and reads the JSON it
+// prints; a crash (no JSON) means the option broke node itself.
+//
+// Usage: node dom0-probe.js [--pmem /dev/pmem0] [--udev-wait-ms 4000]
+
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+import { openXencall } from '../../src/native/libxencall.js';
+import { udevEventSource } from '../../src/native/udev.js';
+import { pmemAddProbe } from '../../src/xen/bridge.js';
+import { XENVER_VERSION } from '../../src/xen/platform-op.js';
+
+export interface CheckResult {
+  ok: boolean;
+  detail: string;
+}
+
+function option(name: string, fallback: string): string {
+  const index = process.argv.indexOf(name);
+  return index >= 0 ? process.argv[index + 1] ?? fallback : fallback;
+}
+
+function attempt(run: () => string): CheckResult {
+  try {
+    return { ok: true, detail: run() };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return { ok: false, detail: `${code ? `${code}: ` : ''}${(error as Error).message}` };
+  }
+}
+
+/** A function hot enough for V8 to compile it to machine code (Maglev/TurboFan). */
+function jit(): string {
+  const mix = (seed: number): number => ((seed * 2654435761) ^ (seed >>> 13)) >>> 0;
+  let sum = 0;
+  for (let i = 0; i < 1_000_000; i++) sum = (sum + mix(i)) >>> 0;
+  return `checksum ${sum}`;
+}
+
+function koffiCall(): string {
+  const require = createRequire(import.meta.url);
+  const koffi = require('koffi') as typeof import('koffi');
+  const getpid = koffi.load('libc.so.6').func('int getpid(void)') as () => number;
+  const pid = getpid();
+  if (pid !== process.pid) throw new Error(`getpid through koffi said ${pid}, node says ${process.pid}`);
+  return `getpid() = ${pid}`;
+}
+
+function hypercalls(): string {
+  const xencall = openXencall();
+  if ('error' in xencall) throw new Error(`${xencall.error}: ${xencall.message}`);
+  try {
+    const version = xencall.xenVersion(XENVER_VERSION, 0);
+    if (version.rc < 0) throw new Error(`xen_version failed, errno ${version.errno}`);
+    const probe = pmemAddProbe();
+    const answer = xencall.platformOp(probe);
+    // Upstream Xen has no pmem_add: -1/ENOSYS is the honest answer; EPERM/EACCES would mean the
+    // sandbox got in the way of the ioctl.
+    if (answer.rc !== -1 || answer.errno !== 38) {
+      throw new Error(`platform_op 64 gave rc ${answer.rc} errno ${answer.errno}, expected -1/ENOSYS`);
+    }
+    return `xen ${version.rc >> 16}.${version.rc & 0xffff}; platform_op 64 -> ENOSYS`;
+  } finally {
+    xencall.close();
+  }
+}
+
+function readPmem(device: string): string {
+  const fd = openSync(device, 'r');
+  try {
+    const bytes = readSync(fd, Buffer.alloc(4096), 0, 4096, 0);
+    return `read ${bytes} bytes of ${device}`;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function firstUdevEvent(waitMs: number): Promise<CheckResult> {
+  return new Promise((resolve) => {
+    let source: ReturnType<typeof udevEventSource>;
+    try {
+      source = udevEventSource(['block']);
+    } catch (error) {
+      resolve({ ok: false, detail: (error as Error).message });
+      return;
+    }
+    const timer = setTimeout(() => {
+      source.stop();
+      resolve({ ok: false, detail: `no udev event within ${waitMs} ms` });
+    }, waitMs);
+    try {
+      source.start((event) => {
+        clearTimeout(timer);
+        source.stop();
+        resolve({ ok: true, detail: `${event.action} ${event.sysname}` });
+      });
+    } catch (error) {
+      clearTimeout(timer);
+      resolve({ ok: false, detail: (error as Error).message });
+    }
+  });
+}
+
+async function main(): Promise<void> {
+  const pmem = option('--pmem', '/dev/pmem0');
+  const udevWaitMs = Number(option('--udev-wait-ms', '4000'));
+  const checks: Record<string, CheckResult> = {
+    jit: attempt(jit),
+    koffi: attempt(koffiCall),
+    hypercall: attempt(hypercalls),
+    pmemRead: attempt(() => readPmem(pmem)),
+    sysfs: attempt(() => `region0 resource ${readFileSync('/sys/bus/nd/devices/region0/resource', 'utf8').trim()}`),
+    procXen: attempt(() => `capabilities ${readFileSync('/proc/xen/capabilities', 'utf8').trim()}`),
+  };
+  checks.udev = await firstUdevEvent(udevWaitMs);
+  process.stdout.write(JSON.stringify({ checks }) + '\n');
+  // node-udev's closed monitor can keep the event loop alive; the verdict is out, so leave.
+  process.exit(0);
+}
+
+await main();
