@@ -4,13 +4,14 @@
 // docs/benchmarks.md and docs/benchmarks.json.
 //
 //   node dist/bench/run.js [--quick] [--repeats N] [--out-dir DIR] [--scratch DIR] [--skip-lab]
+//   node dist/bench/run.js --render docs/benchmarks.json   (rewrites benchmarks.md beside it, measures nothing)
 //
 // --quick is a smoke run (small hosts, few events) that writes under the system temp directory
 // unless --out-dir is given, so it never overwrites the published figures.
 
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
@@ -328,8 +329,14 @@ async function main(): Promise<void> {
       'out-dir': { type: 'string' },
       scratch: { type: 'string' },
       'skip-lab': { type: 'boolean' },
+      render: { type: 'string' },
     },
   });
+  if (values.render !== undefined) {
+    const results = JSON.parse(await readFile(values.render, 'utf8')) as BenchResults;
+    await writeFile(join(dirname(values.render), 'benchmarks.md'), renderMarkdown(results));
+    return;
+  }
   const quick = values.quick ?? false;
   const repeats = Number(values.repeats ?? (quick ? 2 : 3));
   const sizes = quick ? [16, 64] : [16, 256, 1024];
