@@ -40,7 +40,7 @@ export interface LabOptions {
   xenArgs?: string[];
   /** Where serial.log, qmp.sock and results/ go; a fresh directory under /tmp by default. */
   runDir?: string;
-  /** Remove the run directory afterwards: `on-success` by default, `always` kept with XEN_PMEM_LAB_KEEP=1. */
+  /** `on-success` (default) removes the run directory after a run without error; `never` keeps it. XEN_PMEM_LAB_KEEP=1 keeps every one. */
   removeRunDir?: 'on-success' | 'never';
   artifacts?: LabArtifacts;
   log?: ProgressLog;

@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 import { log, putResult, uptimeSeconds } from './results.js';
 import type { CheckResult } from './dom0-probe.js';
@@ -180,4 +181,5 @@ async function main(): Promise<void> {
   });
 }
 
-await main();
+// Imported by tests for unitSandboxProperties; runs only as a program.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
