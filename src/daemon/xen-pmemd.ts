@@ -108,6 +108,10 @@ async function main(): Promise<number> {
     now: () => new Date(),
   }, previous.kind === 'loaded' ? previous.state : null);
 
+  // Installed before coldplug: a stop asked for at any moment from here on is orderly.
+  const stopRequested = new Promise<void>((resolve) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
+  });
   log.info({ version: TOOL_VERSION }, `xen-pmemd ${TOOL_VERSION} starting${config.dryRun ? ' in dry-run mode' : ''}`);
   // Listen before enumerating, so a device that appears during coldplug is not missed.
   const events = udevEventSource();
@@ -122,9 +126,7 @@ async function main(): Promise<number> {
   notifier.startWatchdog();
   log.info({ ready: true }, `coldplug done: ${controller.summary()}`);
 
-  await new Promise<void>((resolve) => {
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
-  });
+  await stopRequested;
   notifier.stopping();
   await controller.stop();
   notifier.stop();
