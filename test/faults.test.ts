@@ -132,8 +132,8 @@ describe('I/O errors on the device', { skip }, () => {
 
     await new Promise((resolve) => setTimeout(resolve, 400));
     const tries = opens.length;
-    // 20, 40, 80, 80, ... ms: several retries, but a bounded number, not a busy loop.
-    assert.ok(tries >= 4 && tries <= 12, `${tries} attempts in 400 ms: ${opens.join(', ')}`);
+    // 20, 40, 80, 80, ... ms: several retries (fewer on a loaded machine), never a busy loop.
+    assert.ok(tries >= 3 && tries <= 12, `${tries} attempts in 400 ms: ${opens.join(', ')}`);
     assert.deepEqual(addsFor(host, spfnOf(0)), [], 'nothing is reported from a device that cannot be read');
     const warnings = log.entries.filter((entry) => entry.fields.device === 'pmem0' && entry.fields.reason === 'io-error');
     assert.equal(warnings.filter((entry) => entry.level === 'warn').length, 1, 'one warning, repeats are debug');
@@ -310,15 +310,18 @@ describe('devices that vanish', { skip }, () => {
 });
 
 /** A stand-in hypervisor behind the XencallPort interface: the probe proves pmem_add, adds answer as told. */
-function scriptedPort(answer: () => HypercallResult | 'throw'): XencallPort & { adds: number } {
+function scriptedPort(answer: () => HypercallResult | 'throw'): XencallPort & { adds: number; taken: number } {
   const probe = pmemAddProbe();
   const port = {
     adds: 0,
+    /** Adds answered with success: what this hypervisor now holds. */
+    taken: 0,
     platformOp(op: Buffer): HypercallResult {
       if (op.equals(probe)) return { rc: -1, errno: ERRNO.EINVAL, after: Buffer.from(op) };
       port.adds++;
       const result = answer();
       if (result === 'throw') throw new Error('koffi: segmentation fault in xencall1');
+      if (result.rc >= 0) port.taken++;
       return { ...result, after: Buffer.from(op) };
     },
     xenVersion(cmd: number): HypercallResult {
@@ -373,7 +376,7 @@ describe('every answer from the hypervisor', { skip }, () => {
       let healed = false;
       const port = scriptedPort(() => (healed ? ok(0) : row.result));
       const bridge = new HypercallBridge(port, { dryRun: false });
-      const { controller, log } = rig(host, { ports: { bridge } });
+      const { controller, log } = rig(host, { config: testConfig({ retry: { initialMs: 100, maxMs: 200 } }), ports: { bridge } });
       controller.probeHypervisor();
       controller.handleEvent(blockEvent('pmem0', 'add'));
       await controller.idle();
@@ -402,8 +405,9 @@ describe('every answer from the hypervisor', { skip }, () => {
       }
       assert.equal(recordOf(controller, 'pmem0').state, 'reported');
       assert.deepEqual(controller.snapshot().ledger.map((entry) => [entry.device, entry.status]).sort(), [['pmem0', 'reported'], ['pmem1', 'reported']]);
-      const pmem0Adds = row.state === 'reported' ? 1 : 2;
-      assert.equal(port.adds, pmem0Adds + 1, 'pmem0 sent once per decision, pmem1 once');
+      assert.equal(port.taken, 2, 'each device taken once');
+      if (row.state === 'reported') assert.equal(port.adds, 2, 'nothing sent twice');
+      else assert.ok(port.adds >= 3, `pmem0 sent again only after the fault: ${port.adds} adds`);
     });
   }
 
@@ -486,9 +490,8 @@ describe('a state directory that cannot be written', { skip }, () => {
     await controller.coldplug();
     assert.deepEqual(stateOf(controller, 'pmem0'), ['retrying', 'state-unwritable']);
     assert.equal(host.regionAdds().length, 0, 'no add without the exactly-once record on disk');
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await waitFor('a retry that tries to write the record first', () => saves.filter((each) => each === 'pending').length >= 2);
     assert.equal(host.regionAdds().length, 0);
-    assert.ok(saves.filter((each) => each === 'pending').length >= 2, 'each retry tried to write the record first');
 
     full = false;
     await waitFor('pmem0 reported', () => recordOf(controller, 'pmem0').state === 'reported');
