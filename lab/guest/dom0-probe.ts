@@ -1,12 +1,13 @@
 // What xen-pmemd needs from its surroundings, tried one thing at a time inside the Dom0: V8's
 // JIT, koffi, libxencall hypercalls, reading a pmem disk and sysfs, /proc/xen, udev events.
-// The hardening matrix runs this under systemd-run with sandbox options and reads the JSON it
-// prints; a crash (no JSON) means the option broke node itself.
+// The hardening matrix runs this under systemd-run with sandbox options and reads the JSON lines
+// it prints; a missing final line means node itself died, during the first unreported check.
 //
 // Usage: node dom0-probe.js [--pmem /dev/pmem0] [--udev-wait-ms 4000]
 
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 
 import { openXencall } from '../../src/native/libxencall.js';
 import { udevEventSource } from '../../src/native/udev.js';
@@ -104,21 +105,27 @@ function firstUdevEvent(waitMs: number): Promise<CheckResult> {
   });
 }
 
+/** One JSON line per check as soon as it is known, so a crash still shows how far node got. */
+function report(name: string, result: CheckResult): void {
+  process.stdout.write(JSON.stringify({ check: name, ...result }) + '\n');
+}
+
+export const CHECK_ORDER = ['jit', 'koffi', 'hypercall', 'pmemRead', 'sysfs', 'procXen', 'udev'] as const;
+
 async function main(): Promise<void> {
   const pmem = option('--pmem', '/dev/pmem0');
   const udevWaitMs = Number(option('--udev-wait-ms', '4000'));
-  const checks: Record<string, CheckResult> = {
-    jit: attempt(jit),
-    koffi: attempt(koffiCall),
-    hypercall: attempt(hypercalls),
-    pmemRead: attempt(() => readPmem(pmem)),
-    sysfs: attempt(() => `region0 resource ${readFileSync('/sys/bus/nd/devices/region0/resource', 'utf8').trim()}`),
-    procXen: attempt(() => `capabilities ${readFileSync('/proc/xen/capabilities', 'utf8').trim()}`),
-  };
-  checks.udev = await firstUdevEvent(udevWaitMs);
-  process.stdout.write(JSON.stringify({ checks }) + '\n');
+  report('jit', attempt(jit));
+  report('koffi', attempt(koffiCall));
+  report('hypercall', attempt(hypercalls));
+  report('pmemRead', attempt(() => readPmem(pmem)));
+  report('sysfs', attempt(() => `region0 resource ${readFileSync('/sys/bus/nd/devices/region0/resource', 'utf8').trim()}`));
+  report('procXen', attempt(() => `capabilities ${readFileSync('/proc/xen/capabilities', 'utf8').trim()}`));
+  report('udev', await firstUdevEvent(udevWaitMs));
+  process.stdout.write(JSON.stringify({ done: true }) + '\n');
   // node-udev's closed monitor can keep the event loop alive; the verdict is out, so leave.
   process.exit(0);
 }
 
-await main();
+// Imported by the matrix for CHECK_ORDER; probes only when run as a program.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { log, putResult, uptimeSeconds } from './results.js';
-import type { CheckResult } from './dom0-probe.js';
+import { CHECK_ORDER, type CheckResult } from './dom0-probe.js';
 
 interface Case {
   name: string;
@@ -23,8 +23,10 @@ interface Case {
 export interface CaseResult extends Case {
   exitCode: number | null;
   durationMs: number;
-  checks: Record<string, CheckResult> | null;
+  checks: Record<string, CheckResult>;
+  /** Failed checks; `node` when the probe died, with `diedDuring` naming the check it was in. */
   failed: string[];
+  diedDuring?: string;
   stderrTail: string;
 }
 
@@ -129,18 +131,25 @@ function runCase(testCase: Case): Promise<CaseResult> {
     const timer = setTimeout(() => child.kill('SIGKILL'), CASE_TIMEOUT_MS);
     child.on('close', (code) => {
       clearTimeout(timer);
-      let checks: Record<string, CheckResult> | null = null;
-      const line = stdout.split('\n').find((text) => text.startsWith('{"checks"'));
-      if (line) checks = (JSON.parse(line) as { checks: Record<string, CheckResult> }).checks;
-      const failed = checks === null ? ['node'] : Object.entries(checks).filter(([, check]) => !check.ok).map(([name]) => name);
-      resolve({
+      const checks: Record<string, CheckResult> = {};
+      let finished = false;
+      for (const text of stdout.split('\n')) {
+        if (!text.startsWith('{')) continue;
+        const line = JSON.parse(text) as { check?: string; done?: boolean } & CheckResult;
+        if (line.done) finished = true;
+        else if (line.check) checks[line.check] = { ok: line.ok, detail: line.detail };
+      }
+      const failed = Object.entries(checks).filter(([, check]) => !check.ok).map(([name]) => name);
+      const result: CaseResult = {
         ...testCase,
         exitCode: code,
         durationMs: Date.now() - started,
         checks,
-        failed,
+        failed: finished ? failed : [...failed, 'node'],
         stderrTail: stderr.trim().split('\n').slice(-6).join('\n'),
-      });
+      };
+      if (!finished) result.diedDuring = CHECK_ORDER.find((name) => !(name in checks)) ?? 'exit';
+      resolve(result);
     });
   });
 }
@@ -167,7 +176,8 @@ async function main(): Promise<void> {
     for (const testCase of selected) {
       const result = await runCase(testCase);
       results.push(result);
-      log(`${result.failed.length === 0 ? 'ok  ' : 'FAIL'} ${testCase.name}${result.failed.length ? ` (breaks ${result.failed.join(', ')})` : ''} in ${result.durationMs} ms`);
+      const died = result.diedDuring ? ` during ${result.diedDuring}` : '';
+      log(`${result.failed.length === 0 ? 'ok  ' : 'FAIL'} ${testCase.name}${result.failed.length ? ` (breaks ${result.failed.join(', ')}${died})` : ''} in ${result.durationMs} ms`);
     }
   } finally {
     stopEvents();
