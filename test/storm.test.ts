@@ -164,23 +164,20 @@ describe(`an event storm: ${STORM_EVENTS.toLocaleString('en')} random events ove
     const inFlight = new Map<string, number>();
     let overlapped = 0;
     let scans = 0;
-    // The device models come from the real sysfs reader, read once: presence is the storm's to
-    // decide, and re-reading thousands of sysfs attributes per event would only time the file
-    // system (the device model has tests of its own).
-    const models = await listPmemNamespaces(host.roots);
-    const byKey = new Map(models.map((model) => [keyOf(model), model]));
-    const byNamespaceDir = new Map(models.map((model) => [host.tree.namespaces.get(model.namespace)!.namespaceDir, keyOf(model)]));
+    // The real sysfs reader answers; whether a device is there is the storm's to decide, as the
+    // kernel would (a removed device's sysfs directory is gone before udev says so).
+    const base = host.ports({ log: recordingLogger() });
     const denied = keys.filter((_, id) => kinds[id]!.kind === 'denied');
     const log = recordingLogger();
     const controller = new Controller(testConfig({ deny: { devices: denied } }), host.ports({
       log,
       saveState: (state) => store.save(state),
-      readByBlockName: async (name) => (present.has(name) ? byKey.get(name) ?? null : null),
+      readByBlockName: async (name) => (present.has(name) ? base.readByBlockName(name) : null),
       readBySyspath: async (syspath) => {
-        const key = byNamespaceDir.get(syspath);
-        return key !== undefined && present.has(key) ? byKey.get(key)! : null;
+        const model = await base.readBySyspath(syspath);
+        return model && present.has(keyOf(model)) ? model : null;
       },
-      listNamespaces: async () => models.filter((model) => present.has(keyOf(model))),
+      listNamespaces: async () => (await base.listNamespaces()).filter((model) => present.has(keyOf(model))),
       openReader: async (devPath): Promise<DeviceReader> => {
         const name = devPath.split('/').pop()!;
         if (!present.has(name)) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${devPath}'`), { code: 'ENOENT' });
