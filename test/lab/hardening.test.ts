@@ -22,7 +22,7 @@ interface Matrix {
   results: CaseResult[];
 }
 
-test('lab hardening: node, koffi, libxencall and node-udev under systemd sandbox options', { timeout: 420_000 }, async (t) => {
+test('lab hardening: node, koffi, libxencall and node-udev under systemd sandbox options', { timeout: 600_000 }, async (t) => {
   const availability = await labAvailability();
   if ('skip' in availability) {
     t.skip(availability.skip);

@@ -36,7 +36,7 @@ function inOrder(events: string[], wanted: string[]): boolean {
   return position === wanted.length;
 }
 
-test('lab proof: Xen Dom0 with NVDIMMs at boot, hotplug, fsdax namespace, hypercall', { timeout: 300_000 }, async (t) => {
+test('lab proof: Xen Dom0 with NVDIMMs at boot, hotplug, fsdax namespace, hypercall', { timeout: 480_000 }, async (t) => {
   const availability = await labAvailability();
   if ('skip' in availability) {
     t.skip(availability.skip);
