@@ -11,6 +11,7 @@ import { MiB } from '../src/core/units.js';
 import type { Config } from '../src/daemon/config.js';
 import { Controller, type DaemonPorts, type DeviceEvent } from '../src/daemon/controller.js';
 import { loadState, StateStore, type DaemonState, type DeviceRecord } from '../src/daemon/state-store.js';
+import { LedgerJournal } from '../src/daemon/ledger.js';
 import { openDevice, type DeviceReader } from '../src/io/device.js';
 import { readPmemByBlockName } from '../src/sysfs/model.js';
 import { HypercallBridge } from '../src/xen/bridge.js';
@@ -307,7 +308,8 @@ describe('answers from the hypervisor', () => {
   test('ENOMEM once, then success: retrying, then reported, with exactly 2 add calls', async () => {
     const host = await makeHost('enomem', [rawRegion(0)], { mode: 'enomem-once' });
     await host.prepare('pmem0');
-    const { controller, log } = rig(host);
+    // A retry slower than coldplug's last state write, so the retrying state can be seen first.
+    const { controller, log } = rig(host, { config: testConfig({ retry: { initialMs: 300, maxMs: 300 } }) });
     controller.probeHypervisor();
     await controller.coldplug();
 
@@ -445,7 +447,10 @@ describe('exactly once across restarts', () => {
     const blocker = join(host.dir, 'not-a-directory');
     await writeFile(blocker, '');
     const store = new StateStore(join(blocker, 'xen-pmem'));
-    const { controller, log } = rig(host, { ports: { saveState: (state) => store.save(state) } });
+    const journal = new LedgerJournal(join(blocker, 'xen-pmem'));
+    const { controller, log } = rig(host, {
+      ports: { saveState: (state) => store.save(state), recordLedger: (op, entry) => journal.append(op, entry) },
+    });
     controller.probeHypervisor();
     await controller.coldplug();
 

@@ -16,7 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { MiB } from '../src/core/units.js';
 import type { Config } from '../src/daemon/config.js';
 import { Controller, type DaemonPorts, type DeviceEvent } from '../src/daemon/controller.js';
-import { loadState, parseState, type DaemonState, type DeviceRecord } from '../src/daemon/state-store.js';
+import { LedgerJournal } from '../src/daemon/ledger.js';
+import { loadPreviousRun, loadState, parseState, type DaemonState, type DeviceRecord } from '../src/daemon/state-store.js';
 import { openDevice, type DeviceReader } from '../src/io/device.js';
 import { scanDevice } from '../src/io/scan.js';
 import { openXencall, type HypercallResult, type XencallPort } from '../src/native/libxencall.js';
@@ -475,14 +476,15 @@ describe('a state directory that cannot be written', { skip }, () => {
   test('ENOSPC writing the pending record: no hypercall at all; reported once the directory takes writes again', async () => {
     const host = await makeHost('enospc', 1);
     let full = true;
-    const saves: string[] = [];
+    const attempts: string[] = [];
+    const journal = new LedgerJournal(host.stateDir);
     const { controller } = rig(host, {
       config: testConfig({ retry: { initialMs: 20, maxMs: 40 } }),
       ports: {
-        saveState: async (state) => {
-          saves.push(state.ledger.map((entry) => entry.status).join(','));
+        recordLedger: async (op, entry) => {
+          attempts.push(op);
           if (full) throw errnoError('ENOSPC', 'no space left on device, write');
-          return host.ports({ log: recordingLogger() }).saveState(state);
+          return journal.append(op, entry);
         },
       },
     });
@@ -490,27 +492,24 @@ describe('a state directory that cannot be written', { skip }, () => {
     await controller.coldplug();
     assert.deepEqual(stateOf(controller, 'pmem0'), ['retrying', 'state-unwritable']);
     assert.equal(host.regionAdds().length, 0, 'no add without the exactly-once record on disk');
-    await waitFor('a retry that tries to write the record first', () => saves.filter((each) => each === 'pending').length >= 2);
+    await waitFor('a retry that tries to write the record first', () => attempts.filter((each) => each === 'pending').length >= 2);
     assert.equal(host.regionAdds().length, 0);
 
     full = false;
     await waitFor('pmem0 reported', () => recordOf(controller, 'pmem0').state === 'reported');
     assert.deepEqual(addsFor(host, spfnOf(0)), ['OK']);
-    const onDisk = await loadState(host.stateDir);
-    assert.equal(onDisk.kind, 'loaded');
-    assert.deepEqual(onDisk.kind === 'loaded' ? onDisk.state.ledger.map((entry) => entry.status) : [], ['reported']);
+    const onDisk = await loadPreviousRun(host.stateDir);
+    assert.deepEqual(onDisk.state?.ledger.map((entry) => entry.status), ['reported']);
   });
 
   test('the answer cannot be recorded: reported and logged; a restart from what is on disk confirms it without a second add', async () => {
     const host = await makeHost('answer-lost', 1);
-    let pendingWritten = false;
-    const store = host.ports({ log: recordingLogger() });
+    const journal = new LedgerJournal(host.stateDir);
     const first = rig(host, {
       ports: {
-        saveState: async (state) => {
-          if (pendingWritten) throw errnoError('EROFS', 'read-only file system, open');
-          await store.saveState(state);
-          if (state.ledger.some((entry) => entry.status === 'pending')) pendingWritten = true;
+        recordLedger: async (op, entry) => {
+          if (op !== 'pending') throw errnoError('EROFS', 'read-only file system, open');
+          return journal.append(op, entry);
         },
       },
     });
@@ -520,10 +519,8 @@ describe('a state directory that cannot be written', { skip }, () => {
     assert.ok(first.log.entries.some((entry) => entry.level === 'error' && entry.fields.reason === 'state-unwritable'), 'the lost record is logged as an error');
     await first.controller.stop();
 
-    const onDisk = await loadState(host.stateDir);
-    assert.equal(onDisk.kind, 'loaded');
-    const previous = (onDisk as Extract<typeof onDisk, { kind: 'loaded' }>).state;
-    assert.deepEqual(previous.ledger.map((entry) => entry.status), ['pending'], 'the disk still says pending');
+    const { state: previous } = await loadPreviousRun(host.stateDir);
+    assert.deepEqual(previous?.ledger.map((entry) => entry.status), ['pending'], 'the journal still says pending');
 
     const second = rig(host, { previous, ports: { bridge: host.openBridge() } });
     second.controller.probeHypervisor();
@@ -562,20 +559,51 @@ async function runDaemonUntilReady(host: DaemonHost, extraArgs: string[] = []): 
   return { code, stdout, stderr, state: state! };
 }
 
-describe('a state file that cannot be read at start', { skip }, () => {
-  test('garbage in state.json: kept aside, the daemon starts afresh, and Xen\'s refusal keeps the device from a second add', async () => {
+describe('state that cannot be read at start', { skip }, () => {
+  test('garbage in state.json: logged, device records start afresh, and the journal still prevents a second add', async () => {
     const host = await makeHost('corrupt-state', 1);
     const first = await runDaemonUntilReady(host);
     assert.deepEqual(first.state.devices.map((each) => [each.state, each.reason]), [['reported', 'reported']]);
-    await writeFile(join(host.stateDir, 'state.json'), '{"version": 1, "ledger": [tor');
+    await writeFile(join(host.stateDir, 'state.json'), '{"version": 1, "devices": [tor');
 
     const second = await runDaemonUntilReady(host);
     assert.equal(second.code, 0);
     assert.deepEqual(stackTraceLines(second.stderr), []);
-    assert.match(second.stdout, /previous state in .* is unreadable \(not JSON .*\); kept as .*state\.json\.unreadable/);
-    assert.ok(existsSync(join(host.stateDir, 'state.json.unreadable')));
-    // The daemon cannot prove the earlier add was its own, so it does not call the device
-    // reported; Xen refused the second add, so nothing was registered twice.
+    assert.match(second.stdout, /state\.json is unreadable \(not JSON .*\); device records start afresh/);
+    assert.deepEqual(second.state.devices.map((each) => [each.state, each.reason]), [['reported', 'reported-earlier']]);
+    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK'], 'no second pmem_add');
+  });
+
+  test('a torn last journal line (a crash mid-append) is skipped silently; a damaged line in the middle is logged and skipped', async () => {
+    const host = await makeHost('torn-ledger', 2);
+    const first = await runDaemonUntilReady(host);
+    assert.deepEqual(first.state.devices.map((each) => each.state), ['reported', 'reported']);
+    const path = join(host.stateDir, 'ledger.jsonl');
+    const lines = (await readFile(path, 'utf8')).split('\n');
+    // Four complete lines (pending and reported for each device) and the empty piece after the last newline.
+    assert.equal(lines.length, 5, lines.join('\n'));
+    await writeFile(path, lines.slice(0, 4).join('\n') + '\n{"op":"pend');
+    const torn = await runDaemonUntilReady(host);
+    assert.doesNotMatch(torn.stdout, /ledger\.jsonl/);
+    assert.deepEqual(torn.state.devices.map((each) => each.reason), ['reported-earlier', 'reported-earlier']);
+
+    // The first run's four lines again, with the third (a pending add) damaged: the reported
+    // line after it still stands for that add.
+    const damagedLines = lines.slice(0, 4);
+    assert.match(damagedLines[2]!, /"op":"pending"/);
+    damagedLines[2] = '#' + damagedLines[2];
+    await writeFile(path, damagedLines.join('\n') + '\n');
+    const damaged = await runDaemonUntilReady(host);
+    assert.match(damaged.stdout, /ledger\.jsonl: line 3 is not a ledger record, skipped/);
+    assert.deepEqual(damaged.state.devices.map((each) => each.reason), ['reported-earlier', 'reported-earlier']);
+    assert.equal(host.regionAdds().filter((call) => call.result === 'OK').length, 2, 'each region added once');
+  });
+
+  test('the journal lost entirely (deleted): the daemon cannot prove the earlier add was its own, and Xen refuses the second', async () => {
+    const host = await makeHost('lost-ledger', 1);
+    await runDaemonUntilReady(host);
+    await rm(join(host.stateDir, 'ledger.jsonl'));
+    const second = await runDaemonUntilReady(host);
     assert.deepEqual(second.state.devices.map((each) => [each.state, each.reason]), [['rejected', 'overlaps-earlier-add']]);
     assert.deepEqual(addsFor(host, spfnOf(0)), ['OK', 'EINVAL']);
     assert.equal(host.xenRegions().length, 1);

@@ -6,7 +6,7 @@
 //   more afterwards, so a burst of events collapses into at most two scans;
 // - the step from judging to recording the hypercall's answer runs under one global lock, so two
 //   devices can never be judged against the same ledger and both be reported;
-// - the ledger entry is on disk (pending) before the hypercall is made.
+// - the ledger entry is on disk (pending, in the journal) before the hypercall is made.
 
 import type { Verdict } from '../core/validate.js';
 import type { DeviceReader } from '../io/device.js';
@@ -19,6 +19,7 @@ import {
   admit, interpretAnswer, judgeForXen, removalOutcome, sameRequest,
   type DeviceState, type LedgerEntry, type Outcome,
 } from './decide.js';
+import type { LedgerOp } from './ledger.js';
 import type { DaemonLogger, LogFields } from './log.js';
 import type { Notifier } from './notify.js';
 import type { DaemonState, DeviceRecord } from './state-store.js';
@@ -43,7 +44,10 @@ export interface DaemonPorts {
     capability(): Capability;
     pmemAdd(request: PmemAddRequest, alreadyReported: PfnRange[]): BridgeAnswer;
   };
+  /** state.json: what `xen-pmem status` reads. */
   saveState(state: DaemonState): Promise<void>;
+  /** The exactly-once journal: must be on disk when it resolves. */
+  recordLedger(op: LedgerOp, entry: LedgerEntry): Promise<void>;
   log: DaemonLogger;
   notifier: Notifier;
   now(): Date;
@@ -57,6 +61,9 @@ const DRY_RUN_ASSUMPTION: Capability = { kind: 'pmem-add', xenVersion: 'unknown 
  * one per comparison, which made each state write cost milliseconds on a host with 1024 devices.
  */
 const DEVICE_ORDER = new Intl.Collator('en', { numeric: true });
+
+/** state.json is for people; one write per this interval is fresh enough for `xen-pmem status`. */
+const SAVE_SPACING_MS = 100;
 
 const PMEM_DISK = /^pmem\d+(\.\d+)?$/;
 const PMEM_PARTITION = /^(pmem\d+(?:\.\d+)?)p\d+$/;
@@ -133,13 +140,17 @@ export class Controller {
     }
     await this.idle();
     this.ready = true;
-    await this.persist();
+    await this.persist(true);
   }
 
   private readonly lookups = new Set<Promise<void>>();
   private readonly recordedThisRun = new Set<string>();
   private queuedSave: Promise<void> | null = null;
   private lastSave: Promise<void> = Promise.resolve();
+  private lastSaveEnd = 0;
+  /** The next write may not wait for its spacing: coldplug is done, or the daemon stops. */
+  private saveNow = false;
+  private wakeSave: (() => void) | null = null;
 
   handleEvent(event: DeviceEvent): void {
     if (this.stopped) return;
@@ -188,7 +199,7 @@ export class Controller {
       worker.dirty = false;
     }
     await this.idle();
-    await this.persist();
+    await this.persist(true);
   }
 
   snapshot(): DaemonState {
@@ -200,7 +211,7 @@ export class Controller {
       ready: this.ready,
       capability: this.capability,
       devices: [...this.records.values()].sort((a, b) => DEVICE_ORDER.compare(a.device, b.device)),
-      ledger: this.ledger,
+      ledger: [...this.ledger].sort((a, b) => DEVICE_ORDER.compare(a.device, b.device)),
     };
   }
 
@@ -291,29 +302,34 @@ export class Controller {
     }
     let entry = this.ledger.find((e) => e.uuid === layout.uuid && sameRequest(e.request, layout.request));
     if (!entry) {
-      entry = { device: key, uuid: layout.uuid, request: layout.request, status: 'pending', at: this.ports.now().toISOString() };
-      this.ledger.push(entry);
+      const pending: LedgerEntry = { device: key, uuid: layout.uuid, request: layout.request, status: 'pending', at: this.ports.now().toISOString() };
       try {
-        await this.persist(true);
+        await this.ports.recordLedger('pending', pending);
       } catch (error) {
-        this.ledger = this.ledger.filter((e) => e !== entry);
         return { state: 'retrying', reason: 'state-unwritable', severity: 'error', layout, message: `${key}: not reported, because the exactly-once record could not be written: ${messageOf(error)}` };
       }
+      this.ledger.push(pending);
+      entry = pending;
     }
     const already = this.ledger.filter((e) => e !== entry).map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn }));
     const answer = this.ports.bridge.pmemAdd(layout.request, already);
     const outcome = interpretAnswer(key, layout, answer, confirming);
+    let step: LedgerOp | null = null;
     if (outcome.state === 'reported') {
       entry.status = 'reported';
       entry.at = this.ports.now().toISOString();
+      step = 'reported';
     } else if (!confirming) {
       // Xen did not take it: forget the intent so a later attempt is a first attempt.
       this.ledger = this.ledger.filter((e) => e !== entry);
+      step = 'dropped';
     }
-    try {
-      await this.persist(true);
-    } catch (error) {
-      this.ports.log.error({ device: key, reason: 'state-unwritable' }, `${key}: the answer from Xen could not be recorded: ${messageOf(error)}; it will be confirmed after a restart`);
+    if (step) {
+      try {
+        await this.ports.recordLedger(step, entry);
+      } catch (error) {
+        this.ports.log.error({ device: key, reason: 'state-unwritable' }, `${key}: the answer from Xen could not be recorded: ${messageOf(error)}; it will be confirmed after a restart`);
+      }
     }
     return outcome;
   }
@@ -380,21 +396,38 @@ export class Controller {
   }
 
   /**
-   * Saves the state as it is when the write starts. Calls that arrive while a write is queued share
-   * it, so a coldplug of a thousand devices costs a handful of writes, not a thousand; a call that
-   * arrives while a write is under way gets the next one, which will include its change.
+   * Saves state.json (device records and a copy of the ledger, for `xen-pmem status`) as it is
+   * when the write starts. Calls that arrive while a write is queued share it, and writes are
+   * spaced SAVE_SPACING_MS apart, so a coldplug of a thousand devices costs a handful of writes.
+   * Exactly-once does not depend on this file: the ledger journal is written on its own.
    */
-  private persist(mustSucceed = false): Promise<void> {
+  private persist(immediately = false): Promise<void> {
+    if (immediately) {
+      this.saveNow = true;
+      this.wakeSave?.();
+    }
     if (!this.queuedSave) {
-      const queued: Promise<void> = this.lastSave.then(() => {
+      const queued: Promise<void> = this.lastSave.then(async () => {
+        const wait = this.lastSaveEnd + SAVE_SPACING_MS - Date.now();
+        if (wait > 0 && !this.saveNow) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, wait);
+            this.wakeSave = () => { clearTimeout(timer); resolve(); };
+          });
+          this.wakeSave = null;
+        }
+        this.saveNow = false;
         if (this.queuedSave === queued) this.queuedSave = null;
-        return this.ports.saveState(this.snapshot());
+        try {
+          await this.ports.saveState(this.snapshot());
+        } finally {
+          this.lastSaveEnd = Date.now();
+        }
       });
       this.queuedSave = queued;
       this.lastSave = queued.catch(() => undefined);
     }
-    const saving = this.queuedSave;
-    return mustSucceed ? saving : saving.catch((error) => {
+    return this.queuedSave.catch((error) => {
       this.ports.log.error({ reason: 'state-unwritable' }, `cannot write the daemon state: ${messageOf(error)}`);
     });
   }

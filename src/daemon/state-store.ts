@@ -1,6 +1,7 @@
-// What the daemon knows, kept in /run/xen-pmem/state.json: the ledger of adds asked of Xen (the
-// exactly-once guarantee across restarts rests on it) and each device's state for `xen-pmem
-// status`. /run is the right lifetime: it empties at reboot, exactly when Xen forgets its regions.
+// What the daemon knows, kept in /run/xen-pmem/state.json: each device's state for `xen-pmem
+// status`, with a copy of the ledger. The ledger itself — the exactly-once guarantee across
+// restarts — is the journal in ledger.ts. /run is the right lifetime for both: it empties at
+// reboot, exactly when Xen forgets its regions.
 //
 // Written atomically (temporary file, fsync, rename, fsync of the directory), so a reader or a
 // restarted daemon sees the old file or the new one, never a torn one.
@@ -9,6 +10,7 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { DeviceState, LedgerEntry, PhysicalLayout } from './decide.js';
+import { LEDGER_FILE, loadLedger } from './ledger.js';
 
 export const DEFAULT_STATE_DIR = '/run/xen-pmem';
 export const STATE_FILE = 'state.json';
@@ -138,4 +140,31 @@ export class StateStore {
       await directory.close();
     }
   }
+}
+
+export interface PreviousRun {
+  /** Device records from state.json and the ledger from the journal; null when neither exists. */
+  state: DaemonState | null;
+  /** Sentences for the journal about what could not be read. */
+  problems: string[];
+}
+
+/**
+ * What a restarted daemon starts from. The ledger comes from the journal only, never from the
+ * copy in state.json: the journal is the one written before each hypercall.
+ */
+export async function loadPreviousRun(dir: string): Promise<PreviousRun> {
+  const problems: string[] = [];
+  const [records, journal] = await Promise.all([loadState(dir), loadLedger(dir)]);
+  if (records.kind === 'unreadable') problems.push(`${join(dir, STATE_FILE)} is unreadable (${records.message}); device records start afresh`);
+  if (journal.kind === 'unreadable') problems.push(`${join(dir, LEDGER_FILE)} is unreadable (${journal.message}); Xen's own refusal is what stops a second add`);
+  if (journal.kind === 'loaded') {
+    for (const problem of journal.replayed.problems) problems.push(`${join(dir, LEDGER_FILE)}: ${problem}, skipped`);
+  }
+  const ledger = journal.kind === 'loaded' ? journal.replayed.entries : [];
+  if (records.kind !== 'loaded' && ledger.length === 0) return { state: null, problems };
+  const base: DaemonState = records.kind === 'loaded'
+    ? records.state
+    : { version: STATE_VERSION, pid: 0, startedAt: '', updatedAt: '', ready: false, capability: null, devices: [], ledger: [] };
+  return { state: { ...base, ledger }, problems };
 }

@@ -2,7 +2,6 @@
 // xen-pmemd: wires the real ports (sysfs, block devices, libxencall, node-udev, journald, sd_notify,
 // /run state) to the controller and runs until SIGTERM.
 
-import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDevice } from '../io/device.js';
@@ -16,7 +15,8 @@ import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, type Config } from './con
 import { Controller } from './controller.js';
 import { createLogger } from './log.js';
 import { createNotifier } from './notify.js';
-import { DEFAULT_STATE_DIR, loadState, STATE_FILE, StateStore } from './state-store.js';
+import { LEDGER_FILE, LedgerJournal } from './ledger.js';
+import { DEFAULT_STATE_DIR, loadPreviousRun, StateStore } from './state-store.js';
 
 /** sysexits' EX_CONFIG: the unit does not restart on it (RestartPreventExitStatus). */
 export const EXIT_CONFIG = 78;
@@ -83,11 +83,14 @@ async function main(): Promise<number> {
 
   const stateDir = values['state-dir'];
   const store = new StateStore(stateDir);
-  const previous = await loadState(stateDir);
-  if (previous.kind === 'unreadable') {
-    const kept = join(stateDir, `${STATE_FILE}.unreadable`);
-    await copyFile(join(stateDir, STATE_FILE), kept).catch(() => undefined);
-    log.error({ reason: 'state-unreadable' }, `previous state in ${stateDir} is unreadable (${previous.message}); kept as ${kept}; starting afresh, so Xen's own refusal is what stops a second add`);
+  const journal = new LedgerJournal(stateDir);
+  const previous = await loadPreviousRun(stateDir);
+  for (const problem of previous.problems) log.error({ reason: 'state-unreadable' }, problem);
+  // Compaction rewrites the journal from what replay understood: only when it understood all.
+  if (previous.state && previous.state.ledger.length > 0 && previous.problems.length === 0) {
+    await journal.compact(previous.state.ledger).catch((error) => {
+      log.warn({ reason: 'state-unwritable' }, `cannot compact ${stateDir}/${LEDGER_FILE}: ${(error as Error).message}`);
+    });
   }
 
   const libraryPath = config.xencallLibrary ?? process.env.XEN_PMEM_LIBXENCALL;
@@ -103,10 +106,11 @@ async function main(): Promise<number> {
     openReader: (devPath) => openDevice(devPath, 'read'),
     bridge,
     saveState: (state) => store.save(state),
+    recordLedger: (op, entry) => journal.append(op, entry),
     log,
     notifier,
     now: () => new Date(),
-  }, previous.kind === 'loaded' ? previous.state : null);
+  }, previous.state);
 
   // Installed before coldplug: a stop asked for at any moment from here on is orderly.
   const stopRequested = new Promise<void>((resolve) => {

@@ -15,6 +15,7 @@ import type { DaemonPorts } from '../../src/daemon/controller.js';
 import type { DaemonLogger, LogFields, LogLevel } from '../../src/daemon/log.js';
 import type { Notifier } from '../../src/daemon/notify.js';
 import { StateStore } from '../../src/daemon/state-store.js';
+import { LedgerJournal } from '../../src/daemon/ledger.js';
 import { openDevice, type DeviceReader } from '../../src/io/device.js';
 import { writeLayout } from '../../src/io/layout-writer.js';
 import { openXencall } from '../../src/native/libxencall.js';
@@ -159,6 +160,7 @@ export class DaemonHost {
   /** In-process ports over this host: the real sysfs reader, device reader, bridge and store. */
   ports(overrides: Partial<DaemonPorts> & { log: DaemonLogger }): DaemonPorts {
     const store = new StateStore(this.stateDir);
+    const journal = new LedgerJournal(this.stateDir);
     return {
       listNamespaces: () => listPmemNamespaces(this.roots),
       readByBlockName: (name) => readPmemByBlockName(this.roots, name),
@@ -166,6 +168,7 @@ export class DaemonHost {
       openReader: (devPath): Promise<DeviceReader> => openDevice(devPath, 'read'),
       bridge: overrides.bridge ?? this.openBridge(),
       saveState: (state) => store.save(state),
+      recordLedger: (op, entry) => journal.append(op, entry),
       notifier: recordingNotifier(),
       now: () => new Date(),
       ...overrides,

@@ -1,0 +1,125 @@
+// The exactly-once record: /run/xen-pmem/ledger.jsonl, an append-only journal of the adds this
+// daemon asked Xen for. One short line per step (pending before the hypercall, then reported or
+// dropped), each on disk (fdatasync) before the daemon goes on, so the cost of keeping the
+// promise does not grow with the number of devices. Replaying the journal gives the ledger.
+//
+// A line cut short by a crash can only be the last one, and it was never synced, so the
+// hypercall it announced was never made: replay skips it.
+
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { sameRequest, type LedgerEntry } from './decide.js';
+
+export const LEDGER_FILE = 'ledger.jsonl';
+
+/** `pending`: about to ask Xen. `reported`: Xen took it. `dropped`: Xen did not take it. */
+export type LedgerOp = 'pending' | 'reported' | 'dropped';
+
+const hexBig = z.string().regex(/^0x[0-9a-f]+$/).transform((text) => BigInt(text));
+const lineSchema = z.object({
+  op: z.enum(['pending', 'reported', 'dropped']),
+  device: z.string(),
+  uuid: z.string(),
+  request: z.object({ spfn: hexBig, epfn: hexBig, rsvSpfn: hexBig, rsvEpfn: hexBig, dataSpfn: hexBig, dataEpfn: hexBig }),
+  at: z.string(),
+});
+
+export function ledgerLine(op: LedgerOp, entry: LedgerEntry): string {
+  const request = Object.fromEntries(Object.entries(entry.request).map(([key, value]) => [key, '0x' + (value as bigint).toString(16)]));
+  return JSON.stringify({ op, device: entry.device, uuid: entry.uuid, request, at: entry.at }) + '\n';
+}
+
+export interface Replayed {
+  entries: LedgerEntry[];
+  lines: number;
+  /** Lines that could not be read, with their numbers; a torn last line is not counted here. */
+  problems: string[];
+}
+
+/** Pure: the ledger a journal describes. Entries are identified by reservation UUID and PFNs. */
+export function replayLedger(text: string): Replayed {
+  const entries: LedgerEntry[] = [];
+  const problems: string[] = [];
+  // The last piece is either the empty string after the final newline or a torn line.
+  const complete = text.split('\n').slice(0, -1);
+  complete.forEach((line, index) => {
+    let parsed;
+    try {
+      parsed = lineSchema.safeParse(JSON.parse(line));
+    } catch {
+      parsed = null;
+    }
+    if (!parsed?.success) {
+      problems.push(`line ${index + 1} is not a ledger record`);
+      return;
+    }
+    const { op, ...entry } = parsed.data;
+    const at = entries.findIndex((e) => e.uuid === entry.uuid && sameRequest(e.request, entry.request));
+    if (op === 'dropped') {
+      if (at !== -1) entries.splice(at, 1);
+    } else if (at === -1) {
+      entries.push({ ...entry, status: op });
+    } else {
+      entries[at] = { ...entries[at]!, status: op, at: entry.at, device: entry.device };
+    }
+  });
+  return { entries, lines: complete.length, problems };
+}
+
+export type LedgerLoad =
+  | { kind: 'loaded'; replayed: Replayed }
+  | { kind: 'missing' }
+  | { kind: 'unreadable'; message: string };
+
+export async function loadLedger(dir: string): Promise<LedgerLoad> {
+  try {
+    return { kind: 'loaded', replayed: replayLedger(await readFile(join(dir, LEDGER_FILE), 'utf8')) };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { kind: 'missing' };
+    return { kind: 'unreadable', message: `cannot be read (${code ?? String(error)})` };
+  }
+}
+
+/** Appends one synced line per call; calls are serialised so lines never interleave. */
+export class LedgerJournal {
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(readonly dir: string) {}
+
+  append(op: LedgerOp, entry: LedgerEntry): Promise<void> {
+    const line = ledgerLine(op, entry);
+    const run = this.writing.then(() => this.appendLine(line));
+    this.writing = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Rewrites the journal as just the current entries (temporary file, fsync, rename), so that
+   * retries over a long uptime do not make it grow without bound. Called at start only.
+   */
+  async compact(entries: readonly LedgerEntry[]): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const temporary = join(this.dir, `.${LEDGER_FILE}.compact`);
+    const file = await open(temporary, 'w', 0o600);
+    try {
+      await file.writeFile(entries.map((entry) => ledgerLine(entry.status, entry)).join(''));
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, join(this.dir, LEDGER_FILE));
+  }
+
+  private async appendLine(line: string): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const file = await open(join(this.dir, LEDGER_FILE), 'a', 0o600);
+    try {
+      await file.writeFile(line);
+      await file.datasync();
+    } finally {
+      await file.close();
+    }
+  }
+}
