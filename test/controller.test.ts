@@ -16,6 +16,7 @@ import { openDevice, type DeviceReader } from '../src/io/device.js';
 import { readPmemByBlockName } from '../src/sysfs/model.js';
 import { HypercallBridge } from '../src/xen/bridge.js';
 import type { RegionSpec } from './fixtures/sysfs-tree.js';
+import { flipByte } from './helpers/damage.js';
 import {
   makeDaemonHost, recordingLogger, recordingNotifier, show, testConfig, waitFor,
   type DaemonHost, type RecordingLogger, type XenEnvOptions,
@@ -133,6 +134,22 @@ function successfulAdds(host: DaemonHost): number {
 }
 
 describe('coldplug', () => {
+  test('a damaged primary copy: reported from the backup, with the note as a warning of its own and on the record', async () => {
+    const host = await makeHost('damaged-primary', [rawRegion(0)]);
+    await host.prepare('pmem0');
+    flipByte(join(host.roots.devRoot, 'pmem0'), 0x100000n + 100n);
+    const { controller, log } = rig(host);
+    controller.probeHypervisor();
+    await controller.coldplug();
+
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
+    const record = recordOf(controller, 'pmem0');
+    assert.equal(record.notes?.length, 1);
+    assert.match(record.notes![0]!, /primary super block at 0x100000 is damaged \(bad-checksum: .*\); the backup at 0xff00000 is used/);
+    const lines = log.entries.filter((entry) => entry.fields.device === 'pmem0').map((entry) => [entry.level, entry.fields.reason]);
+    assert.deepEqual(lines, [['warn', 'superblock-copy-damaged'], ['notice', 'reported']]);
+  });
+
   test('decides every present device before coldplug() resolves', async () => {
     const host = await makeHost('coldplug', [
       rawRegion(0),
@@ -324,6 +341,8 @@ describe('answers from the hypervisor', () => {
       ['warn', 'retrying'],
       ['notice', 'reported'],
     ]);
+    // state.json is written at most every 100 ms; stopping writes it at once.
+    await controller.stop();
     assert.deepEqual((await loadedState(host)).ledger.map((entry) => entry.status), ['reported']);
   });
 

@@ -272,7 +272,9 @@ export class Controller {
       if (removalHint || !(await this.readModel(key))) return removalOutcome(key, this.records.get(key));
       return { state: 'retrying', reason: 'io-error', severity: 'warn', model, message: `${key}: cannot read ${model.block.devPath}: ${messageOf(error)}` };
     }
-    return { ...(await this.withLock(() => this.judgeAndReport(key, model, verdict))), model };
+    const outcome = await this.withLock(() => this.judgeAndReport(key, model, verdict));
+    const notes = verdict.status === 'valid' && verdict.notes.length > 0 ? verdict.notes : undefined;
+    return notes ? { ...outcome, model, notes } : { ...outcome, model };
   }
 
   private async readModel(key: string): Promise<PmemNamespaceModel | null> {
@@ -365,6 +367,7 @@ export class Controller {
     };
     const layout = outcome.layout ?? (outcome.state === 'removed' ? previous?.layout : undefined);
     if (layout) record.layout = layout;
+    if (outcome.notes) record.notes = outcome.notes;
 
     if (outcome.state === 'retrying' && !this.stopped) {
       const delay = Math.min(this.config.retry.initialMs * 2 ** worker.attempts, this.config.retry.maxMs);
@@ -383,8 +386,14 @@ export class Controller {
     this.records.set(key, record);
 
     const fields: LogFields = { device: key, state: outcome.state, reason: outcome.reason, ...layoutFields(outcome) };
-    if (changed) this.ports.log[outcome.severity](fields, outcome.message);
-    else this.ports.log.debug(fields, outcome.message);
+    if (changed) {
+      // A damaged copy does not stop the device, but it is the operator's to repair (setup again
+      // when the device is free): a warning of its own, before the outcome it led to.
+      for (const note of outcome.notes ?? []) this.ports.log.warn({ device: key, reason: 'superblock-copy-damaged' }, `${key}: ${note}`);
+      this.ports.log[outcome.severity](fields, outcome.message);
+    } else {
+      this.ports.log.debug(fields, outcome.message);
+    }
     if (changed) {
       this.ports.notifier.status(this.summary());
       try {

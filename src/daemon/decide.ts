@@ -30,6 +30,8 @@ export interface Outcome {
   message: string;
   severity: Severity;
   layout?: PhysicalLayout;
+  /** What the scan noticed on a valid device that the operator should know: a damaged copy. */
+  notes?: string[];
 }
 
 /** One add this daemon asked Xen for. `pending` until the answer was recorded. */

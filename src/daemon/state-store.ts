@@ -30,6 +30,8 @@ export interface DeviceRecord {
   layout?: PhysicalLayout;
   /** While retrying: when the next attempt is due. */
   nextAttempt?: string;
+  /** Damage the scan worked around, such as a super block copy that had to be skipped. */
+  notes?: string[];
 }
 
 export interface DaemonState {
@@ -63,7 +65,7 @@ const stateSchema = z.object({
     region: z.string().nullable(),
     state: z.enum(['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed']),
     reason: z.string(), message: z.string(), since: z.string(),
-    layout: layoutSchema.optional(), nextAttempt: z.string().optional(),
+    layout: layoutSchema.optional(), nextAttempt: z.string().optional(), notes: z.array(z.string()).optional(),
   })),
   ledger: z.array(z.object({
     device: z.string(), uuid: z.string(), request: requestSchema, status: z.enum(['pending', 'reported']), at: z.string(),

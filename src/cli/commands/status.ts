@@ -64,6 +64,7 @@ function recordToJson(record: DeviceRecord): Record<string, unknown> {
     region: record.region, state: record.state, reason: record.reason, message: record.message, since: record.since,
   };
   if (record.nextAttempt) json.nextAttempt = record.nextAttempt;
+  if (record.notes) json.notes = record.notes;
   const layout = record.layout;
   if (layout) {
     const range = (r: { start: bigint; size: bigint }) => ({ start: hex(r.start), size: toSafeNumber(r.size) });
@@ -97,6 +98,7 @@ function describeState(state: DaemonState, running: boolean): string {
       lines.push(`  region   ${hexRange(l.region.start, l.region.size)}   reserved ${hexRange(l.reserved.start, l.reserved.size)}   data ${hexRange(l.data.start, l.data.size)}`);
     }
     lines.push(`  ${record.message}`);
+    for (const note of record.notes ?? []) lines.push(`  note: ${note}`);
     if (record.nextAttempt) lines.push(`  next attempt at ${record.nextAttempt}`);
   }
   return lines.join('\n');
