@@ -136,8 +136,9 @@ export function parseGptEntries(header: GptHeader, entries: Uint8Array): Entries
   const partitions: GptPartition[] = [];
   for (let index = 0; index < header.entryCount; index++) {
     const entry = bytes.subarray(index * header.entrySize, (index + 1) * header.entrySize);
+    // Most of the 128 entries are unused (all-zero type); skip them before formatting anything.
+    if (isZero(entry.subarray(0, 16))) continue;
     const typeGuid = readGuid(entry, 0);
-    if (typeGuid === ZERO_GUID) continue;
     const firstLba = entry.readBigUInt64LE(32);
     const lastLba = entry.readBigUInt64LE(40);
     const start = firstLba * sector;
@@ -150,7 +151,10 @@ export function parseGptEntries(header: GptHeader, entries: Uint8Array): Entries
   return { kind: 'gpt', table: { ...header, partitions } };
 }
 
-const ZERO_GUID = '00000000-0000-0000-0000-000000000000';
+function isZero(bytes: Buffer): boolean {
+  for (const byte of bytes) if (byte !== 0) return false;
+  return true;
+}
 
 function mbrProtectsGpt(bytes: Buffer): boolean {
   for (let slot = 0; slot < 4; slot++) {

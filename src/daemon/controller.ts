@@ -74,6 +74,8 @@ interface Worker {
   dirty: boolean;
   /** The last event said the device went away: confirm against sysfs before scanning. */
   removalHint: boolean;
+  /** A model read moments ago by the coldplug listing; used once instead of reading sysfs again. */
+  listed: PmemNamespaceModel | null;
   retryTimer: NodeJS.Timeout | null;
   attempts: number;
 }
@@ -132,7 +134,7 @@ export class Controller {
     for (const model of namespaces) {
       const key = keyOf(model);
       present.add(key);
-      this.schedule(key, false);
+      this.schedule(key, false, model);
     }
     // Devices the previous run knew that are gone now.
     for (const key of [...this.records.keys()]) {
@@ -222,15 +224,17 @@ export class Controller {
     return parts.length === 0 ? 'no pmem devices' : `pmem devices: ${parts.join(', ')}`;
   }
 
-  private schedule(key: string, removalHint: boolean): void {
+  private schedule(key: string, removalHint: boolean, listed: PmemNamespaceModel | null = null): void {
     if (this.stopped) return;
     let worker = this.workers.get(key);
     if (!worker) {
-      worker = { running: null, dirty: false, removalHint: false, retryTimer: null, attempts: 0 };
+      worker = { running: null, dirty: false, removalHint: false, listed: null, retryTimer: null, attempts: 0 };
       this.workers.set(key, worker);
     }
     worker.dirty = true;
     worker.removalHint = removalHint;
+    // An event after the listing may mean the device changed since: read it afresh then.
+    worker.listed = worker.running ? null : listed;
     if (worker.retryTimer) {
       clearTimeout(worker.retryTimer);
       worker.retryTimer = null;
@@ -244,10 +248,12 @@ export class Controller {
     while (worker.dirty && !this.stopped) {
       worker.dirty = false;
       const hint = worker.removalHint;
+      const listed = worker.listed;
       worker.removalHint = false;
+      worker.listed = null;
       let outcome: Outcome & { model?: PmemNamespaceModel };
       try {
-        outcome = await this.decideDevice(key, hint);
+        outcome = await this.decideDevice(key, hint, listed);
       } catch (error) {
         outcome = { state: 'failed', reason: 'internal-error', severity: 'error', message: `${key}: unexpected error while deciding: ${messageOf(error)}` };
       }
@@ -256,8 +262,8 @@ export class Controller {
     worker.running = null;
   }
 
-  private async decideDevice(key: string, removalHint: boolean): Promise<Outcome & { model?: PmemNamespaceModel }> {
-    const model = await this.readModel(key);
+  private async decideDevice(key: string, removalHint: boolean, listed: PmemNamespaceModel | null): Promise<Outcome & { model?: PmemNamespaceModel }> {
+    const model = listed ?? await this.readModel(key);
     if (!model) return removalOutcome(key, this.records.get(key));
     const admission = admit(model, this.config);
     if (admission) return { ...admission, model };

@@ -1,6 +1,7 @@
 // Finds and judges the super block of one device with a fixed handful of small reads: the first
-// two sectors, the GPT entry array, and the two super block copies. About 25 KiB on any device,
-// from 8 MiB to many TiB, because every offset is fixed or comes from the partition table.
+// two sectors with the GPT entry array after them, and the two super block copies. About 25 KiB on
+// any device, from 8 MiB to many TiB, because every offset is fixed or comes from the partition
+// table.
 
 import { GPT_ENTRIES_MAX_BYTES, parseGptEntries, parseGptHeader } from '../core/gpt.js';
 import { backupOffsetFor, PRIMARY_OFFSET, SUPERBLOCK_BYTES } from '../core/superblock.js';
@@ -22,11 +23,21 @@ export async function scanDevice(device: DeviceReader, options: ScanOptions = {}
   return judge({ deviceSize: device.size, table, primary, backup, ...options });
 }
 
+/** Where sfdisk and every other tool put the entry array: right after the header, 128 × 128 bytes. */
+const USUAL_ENTRIES_BYTES = 128 * 128;
+
 export async function readTable(device: DeviceReader): Promise<TableInput> {
-  const first = await device.read(0n, 2 * device.sectorSize);
-  const header = parseGptHeader(first, device.sectorSize, device.size);
+  // One read for the MBR, the header and the entry array where it usually is; a second read only
+  // for a table that keeps its entries elsewhere.
+  const headerEnd = 2 * device.sectorSize;
+  const first = await device.read(0n, headerEnd + USUAL_ENTRIES_BYTES);
+  const header = parseGptHeader(first.subarray(0, headerEnd), device.sectorSize, device.size);
   if (header.kind !== 'gpt') return header;
+  const { entriesOffset } = header.header;
   const entryBytes = Math.min(header.header.entriesBytes, GPT_ENTRIES_MAX_BYTES);
-  const entries = await device.read(header.header.entriesOffset, entryBytes);
+  const entriesEnd = entriesOffset + BigInt(entryBytes);
+  const entries = entriesEnd <= BigInt(first.length)
+    ? first.subarray(Number(entriesOffset), Number(entriesEnd))
+    : await device.read(entriesOffset, entryBytes);
   return parseGptEntries(header.header, entries);
 }

@@ -2,17 +2,16 @@
 // the model needs (about a dozen small reads per namespace, because this runs on every udev
 // event) and hands the texts to the pure builder. See docs/device-model.md.
 //
-// Attribute files are read synchronously: the kernel answers them from memory at once, and a
-// plain read(2) costs microseconds where the promise API's open/stat/read/close round trips
-// through the thread pool cost a millisecond per device under load.
+// sysfs is read synchronously: the kernel answers from memory at once, and a plain read(2),
+// readdir or readlink costs microseconds where the promise API's round trips through the thread
+// pool cost a millisecond per device under load.
 //
 // Disappearance: a namespace whose own directory is gone reads as null ("gone": a remove event
 // is on its way). A namespace that is still there while a device it names (its pfn/btt holder,
 // its block device) vanished reads as unsupported with code `device-vanished`: it is being
 // reconfigured and a later event will bring its new shape.
 
-import { readFileSync, statSync } from 'node:fs';
-import { readdir, realpath } from 'node:fs/promises';
+import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, sep } from 'node:path';
 import { buildNamespaceModel, isIdleSeed } from './build-model.js';
 import {
@@ -84,7 +83,7 @@ async function listBlocks(ownerDir: string, devRoot: string): Promise<BlockListi
   const owner = basename(ownerDir);
   let names: string[];
   try {
-    names = await readdir(join(ownerDir, 'block'));
+    names = readdirSync(join(ownerDir, 'block'));
   } catch (error) {
     const errno = errnoOf(error);
     if (errno !== 'ENOENT') return { state: 'unreadable', owner, errno };
@@ -184,7 +183,7 @@ export async function listPmemNamespaces(roots: SysfsRoots = DEFAULT_ROOTS): Pro
   const busDevices = join(roots.sysRoot, 'bus', 'nd', 'devices');
   let names: string[];
   try {
-    names = await readdir(busDevices);
+    names = readdirSync(busDevices);
   } catch (error) {
     const errno = errnoOf(error);
     if (errno === 'ENOENT') return [];
@@ -200,7 +199,7 @@ export async function listPmemNamespaces(roots: SysfsRoots = DEFAULT_ROOTS): Pro
     namespaces.map(async (name) => {
       let namespaceDir: string;
       try {
-        namespaceDir = await realpath(join(busDevices, name));
+        namespaceDir = realpathSync(join(busDevices, name));
       } catch {
         return null;
       }
@@ -219,7 +218,7 @@ export async function readPmemByBlockName(roots: SysfsRoots, name: string): Prom
   if (!BLOCK_NAME.test(name)) return null;
   let syspath: string;
   try {
-    syspath = await realpath(join(roots.sysRoot, 'class', 'block', name));
+    syspath = realpathSync(join(roots.sysRoot, 'class', 'block', name));
   } catch {
     return null;
   }
@@ -237,7 +236,7 @@ export async function readPmemBySyspath(roots: SysfsRoots, syspath: string): Pro
   if (rooted === null) return null;
   let real: string;
   try {
-    real = await realpath(rooted);
+    real = realpathSync(rooted);
   } catch {
     return null;
   }
