@@ -174,7 +174,12 @@ export class Controller {
     try {
       const model = event.action === 'remove' || event.action === 'unbind' ? null : await this.ports.readBySyspath(event.syspath);
       if (model) {
-        this.schedule(keyOf(model), false);
+        const key = keyOf(model);
+        // The seed namespace a region keeps for ndctl (size 0) sends nd events too, but it is no
+        // device: coldplug and decideDevice both go by listNamespaces, which leaves seeds out, so
+        // a record made for one could only ever read "removed".
+        if (!model.block && !this.records.has(key) && !(await this.ports.listNamespaces()).some((listed) => keyOf(listed) === key)) return;
+        this.schedule(key, false);
       } else if (this.records.has(event.sysname)) {
         this.schedule(event.sysname, true);
       }
