@@ -1,0 +1,93 @@
+// The demo, inside the Dom0: install xen-pmem as a user does, let the daemon decide the NVDIMMs
+// present at boot, take one hotplugged by the host, and record what an operator would look at.
+// Then, to show the success path that upstream Xen cannot take, restart the same daemon against
+// the test hypervisor and record the same things again. lab/demo.ts prints it all.
+//
+// Settings (lab.env): LAB_BOOT_DISKS; LAB_TEST_HYPERVISOR=0 leaves part 2 out.
+// Marker for the host: hotplug (the host plugs a prepared NVDIMM). Result: demo.json.
+
+import { release } from 'node:os';
+
+import { DEMO_RESULT_FILE, type DemoPart, type DemoResult } from './daemon-results.js';
+import {
+  UNIT, XEN_PMEM, diskFacts, installProduct, installTestHypervisor, listJson, monotonicUs, pmemDisks, readStateFile, run, runOk,
+  statusJson, testHypervisorLog, udevInitializedUs, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk,
+} from './daemon-dom0.js';
+import { log, mark, putResult, uptimeSeconds, waitUntil } from './results.js';
+
+const BOOT_DISKS = Number(process.env.LAB_BOOT_DISKS ?? '2');
+const result: DemoResult = { phase: 'start' };
+
+async function step(name: string, says: string, work: () => Promise<void> | void): Promise<void> {
+  result.phase = name;
+  log(`${says} (uptime ${uptimeSeconds().toFixed(0)} s)`);
+  try {
+    await work();
+  } finally {
+    putResult(DEMO_RESULT_FILE, result);
+  }
+}
+
+function look(): DemoPart {
+  return {
+    unit: unitSnapshot(),
+    status: statusJson().status,
+    statusText: run(XEN_PMEM, ['status']).stdout,
+    list: listJson(),
+    journal: unitJournal().entries,
+  };
+}
+
+async function waitForColdplug(mainPid: string): Promise<void> {
+  await waitUntil('the daemon to finish coldplug', () => {
+    const state = readStateFile();
+    return state?.ready === true && String(state.pid) === mainPid;
+  }, 60_000);
+}
+
+async function main(): Promise<void> {
+  await step('boot', 'Dom0 up: waiting for the NVDIMMs present at boot', async () => {
+    result.kernelRelease = release();
+    await waitForDisks(Array.from({ length: BOOT_DISKS }, (_, index) => `pmem${index}`), 60_000);
+    result.bootDisks = pmemDisks().map(diskFacts);
+  });
+
+  await step('install', 'installing: node dist/src/cli/xen-pmem.js install, then systemctl enable --now xen-pmemd', () => {
+    const command = installProduct();
+    const enable = runOk('systemctl', ['enable', '--now', UNIT], 180_000);
+    result.install = { command, enable };
+  });
+
+  await step('real-xen', 'the daemon decided the boot NVDIMMs; asking the host to hotplug one', async () => {
+    await waitForColdplug(unitSnapshot().properties.MainPID ?? '');
+    const before = pmemDisks();
+    mark('hotplug');
+    const arrival = await waitForNewDisk(before, 90_000);
+    await waitForDeviceState(arrival.disk, ['absent', 'rejected', 'reported', 'unsupported', 'failed'], 60_000);
+    result.realXen = { ...look(), hotplug: { ...arrival, facts: diskFacts(arrival.disk), udevInitializedUs: udevInitializedUs(arrival.disk) } };
+  });
+
+  if (process.env.LAB_TEST_HYPERVISOR === '0') {
+    result.phase = 'done';
+    putResult(DEMO_RESULT_FILE, result);
+    return;
+  }
+  await step('test-hypervisor', 'part 2: restarting the daemon against the test hypervisor (not Xen)', async () => {
+    installTestHypervisor('rfc');
+    runOk('systemctl', ['daemon-reload']);
+    const restartedAtMonotonicUs = monotonicUs().toString();
+    runOk('systemctl', ['restart', UNIT], 180_000);
+    await waitForColdplug(unitSnapshot().properties.MainPID ?? '');
+    result.testHypervisor = { ...look(), hypervisorLog: testHypervisorLog(), restartedAtMonotonicUs };
+  });
+  result.phase = 'done';
+  putResult(DEMO_RESULT_FILE, result);
+  log('demo done: powering off');
+}
+
+main().catch((error: Error) => {
+  result.failure = { phase: result.phase, message: error.message };
+  putResult(DEMO_RESULT_FILE, result);
+  log(`demo failed while "${result.phase}": ${error.message}`);
+  process.exitCode = 1;
+});
