@@ -3,6 +3,7 @@
 // hypervisor) from spawn to READY=1 on its notify socket, next to `blkid -p` probing the same
 // image files in one process, and next to Node starting and exiting with nothing to do.
 
+import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -105,7 +106,8 @@ export async function daemonColdplug(bench: BenchHost, count: number): Promise<D
   const notify = await listenForNotifications(join(host.dir, `notify-${process.pid}-${runs++}.sock`));
   try {
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...host.xenEnv(), NOTIFY_SOCKET: notify.path };
-    const args = [DAEMON, '--sys-root', host.roots.sysRoot, '--dev-root', host.roots.devRoot,
+    // Node flags as the installed launcher passes them, so the bench measures what runs in Dom0.
+    const args = [...DAEMON_NODE_FLAGS, DAEMON, '--sys-root', host.roots.sysRoot, '--dev-root', host.roots.devRoot,
       '--state-dir', host.stateDir, '--config', join(host.dir, 'no-config.json')];
     const started = process.hrtime.bigint();
     const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });

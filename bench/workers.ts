@@ -1,6 +1,7 @@
 // Starts the event worker (bench/event-worker.ts) as a child process on a bench host and reads
 // its one JSON answer.
 
+import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
 import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +29,7 @@ async function run<T>(bench: BenchHost, args: string[]): Promise<T> {
   await showFirst(bench, bench.devices.length);
   await Promise.all([host.stateDir, host.xenStatePath, host.xenLogPath].map((path) => rm(path, { recursive: true, force: true })));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--expose-gc', WORKER, args[0]!, JSON.stringify(workerHost(bench)), ...args.slice(1)], {
+    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, '--expose-gc', WORKER, args[0]!, JSON.stringify(workerHost(bench)), ...args.slice(1)], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     });

@@ -87,6 +87,11 @@ describe('install paths and generated files', () => {
       '#!/bin/sh\n# xen-pmemd: written by "xen-pmem install", removed by "xen-pmem uninstall".\n' +
         "exec '/usr/bin/node' '/usr/local/lib/xen-pmem/dist/src/daemon/xen-pmemd.js' \"$@\"\n",
     );
+    assert.equal(
+      renderLauncher('xen-pmemd', '/usr/bin/node', '/usr/local/lib/xen-pmem/dist/src/daemon/xen-pmemd.js', ['--max-semi-space-size=1']),
+      '#!/bin/sh\n# xen-pmemd: written by "xen-pmem install", removed by "xen-pmem uninstall".\n' +
+        "exec '/usr/bin/node' '--max-semi-space-size=1' '/usr/local/lib/xen-pmem/dist/src/daemon/xen-pmemd.js' \"$@\"\n",
+    );
     assert.equal(shellQuote("/opt/it's/node"), "'/opt/it'\\''s/node'");
     const echoed = spawnSync('sh', ['-c', `printf %s ${shellQuote("a'b $HOME \"c\"")}`], { encoding: 'utf8' });
     assert.equal(echoed.stdout, "a'b $HOME \"c\"");
@@ -279,7 +284,7 @@ describe('install and uninstall into a staging root', () => {
     assert.equal(lstatSync(at('opt/xp/lib/xen-pmem/node_modules/alpha/build/alpha.node')).mode & 0o777, 0o755);
     assert.equal(lstatSync(at('opt/xp/sbin/xen-pmemd')).mode & 0o777, 0o755);
     assert.equal(lstatSync(at('etc/systemd/system/xen-pmemd.service')).mode & 0o777, 0o644);
-    assert.match(readFileSync(at('opt/xp/sbin/xen-pmemd'), 'utf8'), /^exec '\/usr\/bin\/node' '\/opt\/xp\/lib\/xen-pmem\/dist\/src\/daemon\/xen-pmemd\.js' "\$@"$/m);
+    assert.match(readFileSync(at('opt/xp/sbin/xen-pmemd'), 'utf8'), /^exec '\/usr\/bin\/node' '--max-semi-space-size=1' '\/opt\/xp\/lib\/xen-pmem\/dist\/src\/daemon\/xen-pmemd\.js' "\$@"$/m);
     const unit = readFileSync(at('etc/systemd/system/xen-pmemd.service'), 'utf8');
     assert.deepEqual(unit.split('\n').filter((line) => line.startsWith('ExecStart=')), ['ExecStart=/opt/xp/sbin/xen-pmemd']);
     assert.equal(readFileSync(at('etc/udev/rules.d/69-xen-pmem.rules'), 'utf8'), readFileSync(join(PROJECT_DIR, 'udev/69-xen-pmem.rules'), 'utf8'));

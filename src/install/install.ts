@@ -7,6 +7,7 @@
 //   <prefix>/lib/xen-pmem/install-manifest.json           what uninstall removes, and only that
 // then asks systemd and udevd to reload, when they run and the root is the running system.
 
+import { DAEMON_NODE_FLAGS } from '../daemon/node-flags.js';
 import {
   chmodSync,
   existsSync,
@@ -257,7 +258,7 @@ function planInstall(projectDir: string, layout: InstallLayout, nodePath: string
     plan.push({
       target: `${layout.sbinDir}/${name}`,
       mode: 0o755,
-      content: renderLauncher(name, nodePath, posix.join(layout.libDir, script)),
+      content: renderLauncher(name, nodePath, posix.join(layout.libDir, script), name === DAEMON_BIN ? DAEMON_NODE_FLAGS : []),
     });
   }
 

@@ -94,11 +94,11 @@ export function shellQuote(word: string): string {
  * A launcher: exec (not a child), so the daemon keeps the PID systemd started, which
  * NotifyAccess=main and WATCHDOG_PID rely on, and signals reach node directly.
  */
-export function renderLauncher(name: string, nodePath: string, script: string): string {
+export function renderLauncher(name: string, nodePath: string, script: string, nodeFlags: readonly string[] = []): string {
   return [
     '#!/bin/sh',
     `# ${name}: written by "xen-pmem install", removed by "xen-pmem uninstall".`,
-    `exec ${shellQuote(nodePath)} ${shellQuote(script)} "$@"`,
+    `exec ${[nodePath, ...nodeFlags, script].map(shellQuote).join(' ')} "$@"`,
     '',
   ].join('\n');
 }
