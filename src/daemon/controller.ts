@@ -262,7 +262,7 @@ export class Controller {
       } catch (error) {
         outcome = { state: 'failed', reason: 'internal-error', severity: 'error', message: `${key}: unexpected error while deciding: ${messageOf(error)}` };
       }
-      await this.record(key, outcome, worker);
+      this.record(key, outcome, worker);
     }
     worker.running = null;
   }
@@ -353,7 +353,7 @@ export class Controller {
     return run;
   }
 
-  private async record(key: string, found: Outcome & { model?: PmemNamespaceModel }, worker: Worker): Promise<void> {
+  private record(key: string, found: Outcome & { model?: PmemNamespaceModel }, worker: Worker): void {
     const previous = this.records.get(key);
     // Within one run, a reported device stays as it was reported: a rescan that finds it in the
     // ledger says nothing new, and status keeps the sentence of the moment Xen took it. After a
@@ -407,11 +407,9 @@ export class Controller {
     }
     if (changed) {
       this.ports.notifier.status(this.summary());
-      try {
-        await this.persist();
-      } catch (error) {
-        this.ports.log.error({ device: key, reason: 'state-unwritable' }, `cannot write the daemon state: ${messageOf(error)}`);
-      }
+      // Not awaited: the next decision must not wait for a file that only people read. persist()
+      // logs its own failures.
+      void this.persist();
     }
   }
 
