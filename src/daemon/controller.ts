@@ -117,7 +117,9 @@ export class Controller {
     if (capability.kind === 'pmem-add') {
       this.ports.log.info({ capability: 'pmem-add', xenVersion: capability.xenVersion }, `Xen ${capability.xenVersion} implements XENPF_pmem_add; valid pmem devices will be reported`);
     } else {
-      this.ports.log.warn({ capability: capability.reason }, `pmem will not be reported to Xen: ${capability.message}`);
+      // Notice, not warning: each valid device it affects gets its own warning line, so
+      // `journalctl -p warning` shows one line per device, as operators count them.
+      this.ports.log.notice({ capability: capability.reason }, `pmem will not be reported to Xen: ${capability.message}`);
     }
     return capability;
   }
