@@ -1,6 +1,7 @@
 // Runs the built `xen-pmem` CLI as a child process, the way an operator does, with no terminal
 // on stdin (so confirmations fail closed).
 
+import type { VerdictJson } from '../../src/cli/report.js';
 import { execFile, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -57,27 +58,8 @@ function parseInspect(result: CliResult): { code: number; json: InspectJson; std
   return { code: result.code, json, stderr: result.stderr };
 }
 
-export interface InspectJson {
-  device: string;
-  size: number;
-  status: 'valid' | 'absent' | 'invalid';
-  reason?: string;
-  message?: string;
-  source?: 'primary' | 'backup';
-  notes?: string[];
-  superblock?: {
-    version: string;
-    uuid: string;
-    namespaceUuid: string | null;
-    reservedOffset: number;
-    reservedSize: number;
-    dataOffset: number;
-    dataSize: number;
-    writer: string;
-    createdAt: number;
-  };
-  partitions: { number: number; start: number; size: number }[];
-}
+/** What `inspect --json` prints: the shared verdict shape plus the device and its size. */
+export type InspectJson = VerdictJson & { device: string; size: number };
 
 /** Lines a Node stack trace is made of; a clean failure prints none. */
 export function stackTraceLines(text: string): string[] {

@@ -28,33 +28,34 @@ Run it from a built source tree (npm ci && npm run build).
 Exit codes: 0 installed, 2 usage or I/O error, or a reload that failed.`,
 
   async run(args, io) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        prefix: { type: 'string' },
-        root: { type: 'string' },
-        'no-reload': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-    if (values.help) {
-      io.out(installCommand.help);
-      return EXIT_OK;
-    }
-    if (positionals.length > 0) throw new CommandError(`install takes no arguments, got: ${positionals.join(' ')}`);
-    let report: InstallReport;
-    try {
-      report = install({ projectDir: PROJECT_DIR, prefix: values.prefix, root: values.root, reload: !values['no-reload'] });
-    } catch (error) {
-      if (error instanceof InstallError) throw new CommandError(`${error.message} [${error.code}]`);
-      throw error;
-    }
+    const options = installOptions('install', args);
+    const report = installStep(() => install({ projectDir: PROJECT_DIR, ...options }));
     const where = report.root === '/' ? report.layout.prefix : `${report.layout.prefix} below ${report.root}`;
     io.out(`installed ${report.files.length} files for ${where}: ${report.layout.sbinDir}/xen-pmemd, ${report.layout.unit}, ${report.layout.rule}`);
     return finish(report, io);
   },
 };
+
+/** The options install and uninstall share (`--help` is answered by the command table). */
+export function installOptions(name: string, args: string[]): { prefix: string | undefined; root: string | undefined; reload: boolean } {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { prefix: { type: 'string' }, root: { type: 'string' }, 'no-reload': { type: 'boolean' } },
+  });
+  if (positionals.length > 0) throw new CommandError(`${name} takes no arguments, got: ${positionals.join(' ')}`);
+  return { prefix: values.prefix, root: values.root, reload: !values['no-reload'] };
+}
+
+/** Runs install or uninstall; an InstallError becomes the command's one line with its code. */
+export function installStep(step: () => InstallReport): InstallReport {
+  try {
+    return step();
+  } catch (error) {
+    if (error instanceof InstallError) throw new CommandError(`${error.message} [${error.code}]`);
+    throw error;
+  }
+}
 
 /** Notes go to stdout; failed steps to stderr and exit code 2. Shared with uninstall. */
 export function finish(report: InstallReport, io: CommandIO): number {

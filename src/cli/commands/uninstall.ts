@@ -1,9 +1,7 @@
-import { parseArgs } from 'node:util';
-
-import { uninstall, type InstallReport } from '../../install/install.js';
-import { DEFAULT_PREFIX, InstallError, UNIT_NAME } from '../../install/layout.js';
-import { CommandError, EXIT_OK, type Command } from '../command.js';
-import { finish } from './install.js';
+import { uninstall } from '../../install/install.js';
+import { DEFAULT_PREFIX, UNIT_NAME } from '../../install/layout.js';
+import type { Command } from '../command.js';
+import { finish, installOptions, installStep } from './install.js';
 
 export const uninstallCommand: Command = {
   name: 'uninstall',
@@ -24,28 +22,7 @@ reported to Xen, which keeps it until reboot) and /etc/xen-pmem (settings).
 Exit codes: 0 removed, 2 usage or I/O error, nothing installed, or a step that failed.`,
 
   async run(args, io) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        prefix: { type: 'string' },
-        root: { type: 'string' },
-        'no-reload': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-    if (values.help) {
-      io.out(uninstallCommand.help);
-      return EXIT_OK;
-    }
-    if (positionals.length > 0) throw new CommandError(`uninstall takes no arguments, got: ${positionals.join(' ')}`);
-    let report: InstallReport;
-    try {
-      report = uninstall({ prefix: values.prefix, root: values.root, reload: !values['no-reload'] });
-    } catch (error) {
-      if (error instanceof InstallError) throw new CommandError(`${error.message} [${error.code}]`);
-      throw error;
-    }
+    const report = installStep(() => uninstall(installOptions('uninstall', args)));
     io.out(`removed ${report.files.length} files installed for ${report.layout.prefix}${report.root === '/' ? '' : ` below ${report.root}`}`);
     return finish(report, io);
   },
