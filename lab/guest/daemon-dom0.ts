@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import {
   describeCommand, parseJournal, type CommandRecord, type DiskArrival, type DiskFacts, type JournalEntry, type StatusJson, type UnitSnapshot,
 } from './daemon-results.js';
-import { log, sleep } from './results.js';
+import { log, sleep, waitUntil } from './results.js';
 
 export const REPO = process.env.LAB_REPO ?? '/work/main';
 export const UNIT = 'xen-pmemd.service';
@@ -242,4 +242,12 @@ export function testHypervisorLog(): string[] {
 /** The exactly-once ledger as the daemon wrote it. */
 export function ledgerLines(): string[] {
   return (readText(join(STATE_DIR, 'ledger.jsonl')) ?? '').split('\n').filter((line) => line.trim() !== '');
+}
+
+/** Waits until the daemon whose pid is `mainPid` has finished its coldplug (state.json says ready). */
+export async function waitForColdplug(mainPid: string): Promise<void> {
+  await waitUntil('the daemon to finish coldplug', () => {
+    const state = readStateFile();
+    return state?.ready === true && String(state.pid) === mainPid;
+  }, 60_000);
 }

@@ -13,10 +13,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 
 import { TEST_XEN_RESULT_FILE, type CommandRecord, type Observation, type TestXenScenarioResult } from './daemon-results.js';
 import {
-  UNIT, XEN_PMEM, diskFacts, installProduct, installTestHypervisor, ledgerLines, listJson, pmemDisks, readStateFile, run, runOk,
+  UNIT, XEN_PMEM, diskFacts, installProduct, installTestHypervisor, ledgerLines, listJson, pmemDisks, run, waitForColdplug, runOk,
   statusJson, testHypervisorLog, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk, waitForUnit,
 } from './daemon-dom0.js';
-import { log, mark, putResult, uptimeSeconds, waitUntil } from './results.js';
+import { log, mark, putResult, waitUntil, phaseRunner } from './results.js';
 
 const BOOT_DISKS = Number(process.env.LAB_BOOT_DISKS ?? '2');
 /** ndctl refuses namespace sizes that are not a multiple of the region's alignment. */
@@ -24,15 +24,7 @@ const FALLBACK_REGION_ALIGN_BYTES = 16n * 1024n * 1024n;
 
 const result: TestXenScenarioResult = { phase: 'start' };
 
-async function phase(name: string, work: () => Promise<void> | void): Promise<void> {
-  result.phase = name;
-  log(`phase ${name} (uptime ${uptimeSeconds().toFixed(1)} s)`);
-  try {
-    await work();
-  } finally {
-    putResult(TEST_XEN_RESULT_FILE, result);
-  }
-}
+const phase = phaseRunner(TEST_XEN_RESULT_FILE, result);
 
 function observe(): Observation {
   const { status, exitCode } = statusJson();
@@ -46,13 +38,6 @@ function observe(): Observation {
   };
 }
 
-/** Waits until the daemon whose pid is MainPID has finished its coldplug. */
-async function waitForColdplug(mainPid: string): Promise<void> {
-  await waitUntil('the daemon to finish coldplug', () => {
-    const state = readStateFile();
-    return state?.ready === true && String(state.pid) === mainPid;
-  }, 60_000);
-}
 
 async function main(): Promise<void> {
   await phase('boot', async () => {

@@ -17,7 +17,7 @@ import {
   STATE_DIR, UNIT, XEN_PMEM, diskFacts, installProduct, ledgerLines, listJson, pmemDisks, readStateFile, readText, run, runOk,
   statusJson, udevInitializedUs, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk, waitForUnit,
 } from './daemon-dom0.js';
-import { log, mark, putResult, sleep, uptimeSeconds, waitUntil } from './results.js';
+import { log, mark, putResult, sleep, uptimeSeconds, waitUntil, phaseRunner } from './results.js';
 
 const BOOT_DISKS = Number(process.env.LAB_BOOT_DISKS ?? '5');
 const GUEST_SETUP_BYTES = BigInt(process.env.LAB_GUEST_SETUP_BYTES ?? String(384 * 1024 * 1024));
@@ -25,15 +25,7 @@ const QUIET_SECONDS = 6;
 
 const result: XenScenarioResult = { phase: 'start' };
 
-async function phase(name: string, work: () => Promise<void> | void): Promise<void> {
-  result.phase = name;
-  log(`phase ${name} (uptime ${uptimeSeconds().toFixed(1)} s)`);
-  try {
-    await work();
-  } finally {
-    putResult(XEN_RESULT_FILE, result);
-  }
-}
+const phase = phaseRunner(XEN_RESULT_FILE, result);
 
 async function main(): Promise<void> {
   await phase('boot', async () => {

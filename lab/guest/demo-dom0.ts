@@ -10,10 +10,10 @@ import { release } from 'node:os';
 
 import { DEMO_RESULT_FILE, type DemoPart, type DemoResult } from './daemon-results.js';
 import {
-  UNIT, XEN_PMEM, diskFacts, installProduct, installTestHypervisor, listJson, monotonicUs, pmemDisks, readStateFile, run, runOk,
+  UNIT, XEN_PMEM, diskFacts, installProduct, installTestHypervisor, listJson, monotonicUs, pmemDisks, run, waitForColdplug, runOk,
   statusJson, testHypervisorLog, udevInitializedUs, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk,
 } from './daemon-dom0.js';
-import { log, mark, putResult, uptimeSeconds, waitUntil } from './results.js';
+import { log, mark, putResult, uptimeSeconds } from './results.js';
 
 const BOOT_DISKS = Number(process.env.LAB_BOOT_DISKS ?? '2');
 const result: DemoResult = { phase: 'start' };
@@ -38,12 +38,6 @@ function look(): DemoPart {
   };
 }
 
-async function waitForColdplug(mainPid: string): Promise<void> {
-  await waitUntil('the daemon to finish coldplug', () => {
-    const state = readStateFile();
-    return state?.ready === true && String(state.pid) === mainPid;
-  }, 60_000);
-}
 
 async function main(): Promise<void> {
   await step('boot', 'Dom0 up: waiting for the NVDIMMs present at boot', async () => {

@@ -52,3 +52,19 @@ export function uptimeSeconds(): number {
     return Number.NaN;
   }
 }
+
+/**
+ * Runs the steps of a guest scenario: each step names itself in the serial log and, whatever
+ * happens, saves the result so far, so that a late failure still leaves the earlier evidence.
+ */
+export function phaseRunner<R extends { phase: string }>(resultFile: string, result: R) {
+  return async (name: string, work: () => Promise<void> | void): Promise<void> => {
+    result.phase = name;
+    log(`phase ${name} (uptime ${uptimeSeconds().toFixed(1)} s)`);
+    try {
+      await work();
+    } finally {
+      putResult(resultFile, result);
+    }
+  };
+}
