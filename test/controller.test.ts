@@ -134,6 +134,25 @@ function successfulAdds(host: DaemonHost): number {
 }
 
 describe('coldplug', () => {
+  test('Xen without pmem_add (ENOSYS): one notice for the hypervisor, one warning per valid device, nothing for the blank one', async () => {
+    const host = await makeHost('enosys-lines', [rawRegion(0), rawRegion(1), rawRegion(2)], { mode: 'enosys' });
+    await host.prepare('pmem0');
+    await host.prepare('pmem1');
+    await host.blank('pmem2');
+    const { controller, log } = rig(host);
+    controller.probeHypervisor();
+    await controller.coldplug();
+
+    const warnings = log.entries.filter((entry) => entry.level === 'warn' || entry.level === 'error');
+    assert.deepEqual(warnings.map((entry) => [entry.fields.device, entry.fields.state, entry.fields.reason]).sort(), [
+      ['pmem0', 'unsupported', 'enosys'],
+      ['pmem1', 'unsupported', 'enosys'],
+    ]);
+    const hypervisorLines = log.entries.filter((entry) => entry.fields.capability === 'enosys');
+    assert.deepEqual(hypervisorLines.map((entry) => entry.level), ['notice']);
+    assert.equal(host.regionAdds().length, 0, 'no region is sent to a hypervisor without pmem_add');
+  });
+
   test('a damaged primary copy: reported from the backup, with the note as a warning of its own and on the record', async () => {
     const host = await makeHost('damaged-primary', [rawRegion(0)]);
     await host.prepare('pmem0');
