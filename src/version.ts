@@ -2,9 +2,14 @@
 
 import { createRequire } from 'node:module';
 
-const require = createRequire(import.meta.url);
-// dist/src/version.js -> package.json two levels up, both in the tree and where install puts it.
-const manifest = require('../../package.json') as { version: string };
+/** Set to package.json's version by the runtime bundler (packaging/runtime.ts). */
+declare const XEN_PMEM_VERSION: string | undefined;
 
-export const TOOL_VERSION: string = manifest.version;
+function versionFromManifest(): string {
+  // dist/src/version.js -> package.json two levels up, in the source tree.
+  const require = createRequire(import.meta.url);
+  return (require('../../package.json') as { version: string }).version;
+}
+
+export const TOOL_VERSION: string = typeof XEN_PMEM_VERSION === 'string' ? XEN_PMEM_VERSION : versionFromManifest();
 export const WRITER = `xen-pmem ${TOOL_VERSION}`;

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   copyFileSync,
+  cpSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -26,7 +27,7 @@ import { realHost, type CommandOutcome, type HostPort } from '../src/install/hos
 import { askManagersToReload, install, releaseUnit, uninstall } from '../src/install/install.js';
 import { checkPrefix, checkRoot, InstallError, layoutFor, renderLauncher, renderUnit, shellQuote } from '../src/install/layout.js';
 import { parseManifest } from '../src/install/manifest.js';
-import { runtimePackages } from '../src/install/packages.js';
+import { parseRuntimeManifest } from '../src/install/runtime-manifest.js';
 
 /** dist/test/install.test.js → the project directory. */
 const PROJECT_DIR = fileURLToPath(new URL('../../', import.meta.url));
@@ -105,46 +106,20 @@ describe('install paths and generated files', () => {
   });
 });
 
-describe('runtimePackages', () => {
-  const lock = (packages: Record<string, object>): string => JSON.stringify({ lockfileVersion: 3, packages: { '': { name: 'x' }, ...packages } });
-
-  it('keeps production packages, nested ones included, drops dev ones and marks optional ones', () => {
-    const packages = runtimePackages(
-      lock({
-        'node_modules/pino': { version: '10.4.0' },
-        'node_modules/@types/node': { dev: true },
-        'node_modules/@koromix/koffi-linux-x64': { optional: true },
-        'node_modules/fs-minipass/node_modules/minipass': {},
-        'node_modules/typescript': { dev: true },
-        'node_modules/shared': { devOptional: true },
-      }),
-    );
-    assert.deepEqual(packages, [
-      { path: 'node_modules/pino', optional: false },
-      { path: 'node_modules/@koromix/koffi-linux-x64', optional: true },
-      { path: 'node_modules/fs-minipass/node_modules/minipass', optional: false },
-      { path: 'node_modules/shared', optional: true },
-    ]);
+describe('runtime.json', () => {
+  it('takes launchers that name a bundle in the runtime directory and plain node flags', () => {
+    const manifest = { name: 'xen-pmem', version: '1.2.3', launchers: { 'xen-pmemd': { script: 'xen-pmemd.mjs', nodeFlags: ['--max-semi-space-size=1'] } } };
+    assert.deepEqual(parseRuntimeManifest(JSON.stringify(manifest)), manifest);
   });
 
-  it('refuses lock files it cannot trust with lock-invalid', () => {
-    expectInstallError('lock-invalid', () => runtimePackages('{'));
-    expectInstallError('lock-invalid', () => runtimePackages(JSON.stringify({ lockfileVersion: 1, dependencies: {} })));
-    expectInstallError('lock-invalid', () => runtimePackages(JSON.stringify({ lockfileVersion: 1, packages: {} })));
-    expectInstallError('lock-invalid', () => runtimePackages(lock({ 'node_modules/../../etc': {} })));
-    expectInstallError('lock-invalid', () => runtimePackages(lock({ 'node_modules/ws': { link: true } })));
-  });
-
-  it('matches what npm put in node_modules for this project: every runtime package is there, no dev one is listed', () => {
-    const lockText = readFileSync(join(PROJECT_DIR, 'package-lock.json'), 'utf8');
-    const packages = runtimePackages(lockText);
-    const dev = Object.entries((JSON.parse(lockText) as { packages: Record<string, { dev?: boolean }> }).packages)
-      .filter(([, entry]) => entry.dev === true)
-      .map(([path]) => path);
-    assert.ok(dev.includes('node_modules/typescript'), 'the lock marks typescript as dev');
-    assert.ok(packages.every((p) => !dev.includes(p.path)));
-    for (const name of ['pino', 'koffi', 'udev', 'zod', 'crc-32']) assert.ok(packages.some((p) => p.path === `node_modules/${name}`), name);
-    for (const p of packages.filter((p) => !p.optional)) assert.ok(existsSync(join(PROJECT_DIR, p.path)), `${p.path} is missing`);
+  it('says what is wrong with one it cannot use', () => {
+    assert.match(parseRuntimeManifest('{') as string, /^it is not JSON/);
+    assert.equal(parseRuntimeManifest('{"name":"x"}'), 'it needs a "name" and a "version"');
+    assert.equal(parseRuntimeManifest('{"name":"x","version":"1"}'), 'it needs a "launchers" table');
+    for (const launcher of [{ script: '../x.mjs', nodeFlags: [] }, { script: 'x.js', nodeFlags: [] }, { script: 'x.mjs', nodeFlags: ['; rm -rf /'] }, { script: 'x.mjs' }]) {
+      const text = JSON.stringify({ name: 'x', version: '1', launchers: { a: launcher } });
+      assert.match(parseRuntimeManifest(text) as string, /^launcher "a" needs a plain file name/, text);
+    }
   });
 });
 
@@ -189,8 +164,8 @@ describe('asking systemd and udevd', () => {
 });
 
 /**
- * A small built project: two launchers, a runtime package with a nested runtime package, a
- * symlink and a nested dev package, a dev package, a missing optional package, source maps.
+ * A small built project: a runtime directory with two launchers' bundles, a chunk, a native
+ * package with a compiled part and a symlink, and the unit and rule templates.
  */
 function makeProject(dir: string): void {
   const write = (path: string, text: string, mode = 0o644): void => {
@@ -198,30 +173,17 @@ function makeProject(dir: string): void {
     writeFileSync(join(dir, path), text);
     chmodSync(join(dir, path), mode);
   };
-  write('package.json', JSON.stringify({ name: 'xen-pmem', version: '9.8.7', type: 'module', bin: { 'xen-pmem': 'dist/src/cli/xen-pmem.js', 'xen-pmemd': 'dist/src/daemon/xen-pmemd.js' } }));
-  write(
-    'package-lock.json',
-    JSON.stringify({
-      lockfileVersion: 3,
-      packages: {
-        '': { name: 'xen-pmem' },
-        'node_modules/alpha': {},
-        'node_modules/alpha/node_modules/beta': {},
-        'node_modules/alpha/node_modules/devnested': { dev: true },
-        'node_modules/delta': { dev: true },
-        'node_modules/@scope/native-linux-arm64': { optional: true },
-      },
-    }),
-  );
-  write('dist/src/cli/xen-pmem.js', 'console.log("cli");\n');
-  write('dist/src/cli/xen-pmem.js.map', '{}');
-  write('dist/src/daemon/xen-pmemd.js', 'console.log("daemon");\n');
-  write('node_modules/alpha/index.js', 'export {};\n');
-  write('node_modules/alpha/build/alpha.node', 'binary', 0o755);
-  symlinkSync('index.js', join(dir, 'node_modules/alpha/main.js'));
-  write('node_modules/alpha/node_modules/beta/index.js', 'export {};\n');
-  write('node_modules/alpha/node_modules/devnested/index.js', 'export {};\n');
-  write('node_modules/delta/index.js', 'export {};\n');
+  write('dist/runtime/runtime.json', JSON.stringify({
+    name: 'xen-pmem',
+    version: '9.8.7',
+    launchers: { 'xen-pmem': { script: 'xen-pmem.mjs', nodeFlags: [] }, 'xen-pmemd': { script: 'xen-pmemd.mjs', nodeFlags: ['--max-semi-space-size=1'] } },
+  }));
+  write('dist/runtime/xen-pmem.mjs', 'console.log("cli");\n');
+  write('dist/runtime/xen-pmemd.mjs', 'console.log("daemon");\n');
+  write('dist/runtime/chunks/chunk-A.mjs', 'export {};\n');
+  write('dist/runtime/node_modules/alpha/index.js', 'export {};\n');
+  write('dist/runtime/node_modules/alpha/build/alpha.node', 'binary', 0o755);
+  symlinkSync('index.js', join(dir, 'dist/runtime/node_modules/alpha/main.js'));
   mkdirSync(join(dir, 'systemd'));
   mkdirSync(join(dir, 'udev'));
   copyFileSync(join(PROJECT_DIR, 'systemd/xen-pmemd.service'), join(dir, 'systemd/xen-pmemd.service'));
@@ -258,12 +220,8 @@ describe('install and uninstall into a staging root', () => {
       'opt/xp/',
       'opt/xp/lib/',
       'opt/xp/lib/xen-pmem/',
-      'opt/xp/lib/xen-pmem/dist/',
-      'opt/xp/lib/xen-pmem/dist/src/',
-      'opt/xp/lib/xen-pmem/dist/src/cli/',
-      'opt/xp/lib/xen-pmem/dist/src/cli/xen-pmem.js',
-      'opt/xp/lib/xen-pmem/dist/src/daemon/',
-      'opt/xp/lib/xen-pmem/dist/src/daemon/xen-pmemd.js',
+      'opt/xp/lib/xen-pmem/chunks/',
+      'opt/xp/lib/xen-pmem/chunks/chunk-A.mjs',
       'opt/xp/lib/xen-pmem/install-manifest.json',
       'opt/xp/lib/xen-pmem/node_modules/',
       'opt/xp/lib/xen-pmem/node_modules/alpha/',
@@ -271,10 +229,9 @@ describe('install and uninstall into a staging root', () => {
       'opt/xp/lib/xen-pmem/node_modules/alpha/build/alpha.node',
       'opt/xp/lib/xen-pmem/node_modules/alpha/index.js',
       'opt/xp/lib/xen-pmem/node_modules/alpha/main.js',
-      'opt/xp/lib/xen-pmem/node_modules/alpha/node_modules/',
-      'opt/xp/lib/xen-pmem/node_modules/alpha/node_modules/beta/',
-      'opt/xp/lib/xen-pmem/node_modules/alpha/node_modules/beta/index.js',
-      'opt/xp/lib/xen-pmem/package.json',
+      'opt/xp/lib/xen-pmem/runtime.json',
+      'opt/xp/lib/xen-pmem/xen-pmem.mjs',
+      'opt/xp/lib/xen-pmem/xen-pmemd.mjs',
       'opt/xp/sbin/',
       'opt/xp/sbin/xen-pmem',
       'opt/xp/sbin/xen-pmemd',
@@ -284,7 +241,7 @@ describe('install and uninstall into a staging root', () => {
     assert.equal(lstatSync(at('opt/xp/lib/xen-pmem/node_modules/alpha/build/alpha.node')).mode & 0o777, 0o755);
     assert.equal(lstatSync(at('opt/xp/sbin/xen-pmemd')).mode & 0o777, 0o755);
     assert.equal(lstatSync(at('etc/systemd/system/xen-pmemd.service')).mode & 0o777, 0o644);
-    assert.match(readFileSync(at('opt/xp/sbin/xen-pmemd'), 'utf8'), /^exec '\/usr\/bin\/node' '--max-semi-space-size=1' '\/opt\/xp\/lib\/xen-pmem\/dist\/src\/daemon\/xen-pmemd\.js' "\$@"$/m);
+    assert.match(readFileSync(at('opt/xp/sbin/xen-pmemd'), 'utf8'), /^exec '\/usr\/bin\/node' '--max-semi-space-size=1' '\/opt\/xp\/lib\/xen-pmem\/xen-pmemd\.mjs' "\$@"$/m);
     const unit = readFileSync(at('etc/systemd/system/xen-pmemd.service'), 'utf8');
     assert.deepEqual(unit.split('\n').filter((line) => line.startsWith('ExecStart=')), ['ExecStart=/opt/xp/sbin/xen-pmemd']);
     assert.equal(readFileSync(at('etc/udev/rules.d/69-xen-pmem.rules'), 'utf8'), readFileSync(join(PROJECT_DIR, 'udev/69-xen-pmem.rules'), 'utf8'));
@@ -297,14 +254,16 @@ describe('install and uninstall into a staging root', () => {
   });
 
   it('installs again over itself, dropping files the new build no longer has', () => {
-    rmSync(join(project, 'dist/src/cli/xen-pmem.js'));
-    writeFileSync(join(project, 'dist/src/cli/other.js'), '');
-    const packageJson = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-    packageJson.bin['xen-pmem'] = 'dist/src/cli/other.js';
-    writeFileSync(join(project, 'package.json'), JSON.stringify(packageJson));
+    rmSync(join(project, 'dist/runtime/xen-pmem.mjs'));
+    writeFileSync(join(project, 'dist/runtime/other.mjs'), '');
+    const manifestPath = join(project, 'dist/runtime/runtime.json');
+    const runtime = JSON.parse(readFileSync(manifestPath, 'utf8')) as { launchers: Record<string, { script: string }> };
+    runtime.launchers['xen-pmem']!.script = 'other.mjs';
+    writeFileSync(manifestPath, JSON.stringify(runtime));
     install({ projectDir: project, prefix: '/opt/xp', root, host: fakeHost(false, false), nodePath: '/usr/bin/node' });
-    assert.ok(!existsSync(join(root, 'opt/xp/lib/xen-pmem/dist/src/cli/xen-pmem.js')));
-    assert.ok(existsSync(join(root, 'opt/xp/lib/xen-pmem/dist/src/cli/other.js')));
+    assert.ok(!existsSync(join(root, 'opt/xp/lib/xen-pmem/xen-pmem.mjs')));
+    assert.ok(existsSync(join(root, 'opt/xp/lib/xen-pmem/other.mjs')));
+    assert.match(readFileSync(join(root, 'opt/xp/sbin/xen-pmem'), 'utf8'), /\/opt\/xp\/lib\/xen-pmem\/other\.mjs/);
   });
 
   it('uninstalls to an empty root, removing the enablement links systemctl enable made', { skip: spawnSync('systemctl', ['--version']).status === 0 ? false : 'needs systemctl' }, () => {
@@ -348,10 +307,10 @@ describe('install and uninstall into a staging root', () => {
   it('names what is missing in a source tree that was not built', () => {
     const unbuilt = join(base, 'unbuilt');
     mkdirSync(unbuilt);
-    copyFileSync(join(project, 'package.json'), join(unbuilt, 'package.json'));
+    cpSync(join(project, 'systemd'), join(unbuilt, 'systemd'), { recursive: true });
     assert.throws(
       () => install({ projectDir: unbuilt, root, host: fakeHost(false, false) }),
-      (error: unknown) => error instanceof InstallError && error.code === 'project-incomplete' && error.message.includes('package-lock.json'),
+      (error: unknown) => error instanceof InstallError && error.code === 'project-incomplete' && error.message === `${join(unbuilt, 'dist/runtime')} does not exist: run npm run build first`,
     );
     assert.deepEqual(tree(root), []);
   });
@@ -370,7 +329,7 @@ function namespaceSkip(): string | false {
 }
 
 function builtProjectSkip(): string | false {
-  for (const path of ['dist/src/cli/xen-pmem.js', 'dist/src/daemon/xen-pmemd.js']) {
+  for (const path of ['dist/runtime/xen-pmem.mjs', 'dist/runtime/xen-pmemd.mjs']) {
     if (!existsSync(join(PROJECT_DIR, path))) return `${path} is not built yet (npm run build)`;
   }
   return false;
@@ -392,16 +351,24 @@ describe('xen-pmem install / uninstall of this project', { skip: builtProjectSki
     assert.ok(!existsSync(join(libDir, 'node_modules/fast-check')), 'fast-check is a dev dependency');
 
     // The installed copy needs nothing from the source tree: its CLI runs from another directory.
-    const version = spawnSync(process.execPath, [join(libDir, 'dist/src/cli/xen-pmem.js'), '--version'], { cwd: tmpdir(), encoding: 'utf8' });
+    const version = spawnSync(process.execPath, [join(libDir, 'xen-pmem.mjs'), '--version'], { cwd: tmpdir(), encoding: 'utf8' });
     const expected = (JSON.parse(readFileSync(join(PROJECT_DIR, 'package.json'), 'utf8')) as { version: string }).version;
     assert.equal(version.stdout.trim(), `xen-pmem ${expected}`, version.stderr);
-    // ... and its copy of koffi finds its native part and libsystemd.
+    // ... its copy of koffi finds its native part and libsystemd, and node-udev its addon.
     const probe = spawnSync(
       process.execPath,
-      ['--input-type=module', '-e', `const m = await import(${JSON.stringify(join(libDir, 'dist/src/native/libsystemd.js'))}); console.log(m.loadLibSystemd() === null ? 'missing' : 'loaded');`],
+      ['--input-type=module', '-e', [
+        `const { default: koffi } = await import(${JSON.stringify(join(libDir, 'node_modules/koffi/index.js'))});`,
+        `koffi.load('libsystemd.so.0');`,
+        `const { createRequire } = await import('node:module');`,
+        `const udev = createRequire(${JSON.stringify(join(libDir, 'xen-pmemd.mjs'))})('udev');`,
+        `console.log(typeof udev.list === 'function' ? 'loaded' : 'no udev.list');`,
+      ].join(' ')],
       { cwd: tmpdir(), encoding: 'utf8' },
     );
     assert.equal(probe.stdout.trim(), 'loaded', probe.stderr);
+    const files = tree(libDir).filter((path) => !path.endsWith('/'));
+    assert.ok(files.length < 40, `the installed runtime should be a few dozen files, not node_modules whole: ${files.length}`);
 
     // The launcher as the system will run it: the staged /usr/local mounted at /usr/local.
     const launcherSkip = namespaceSkip();

@@ -1,13 +1,13 @@
 // Copies the built project onto a system (or into a staging root) and takes it off again.
 // install writes:
-//   <prefix>/lib/xen-pmem/{dist/src, package.json, node_modules (production packages only)}
+//   <prefix>/lib/xen-pmem/                                the runtime directory a build makes
+//                                                          (dist/runtime: bundles, native packages)
 //   <prefix>/sbin/xen-pmem, <prefix>/sbin/xen-pmemd      launchers that exec this machine's node
 //   /etc/systemd/system/xen-pmemd.service                 ExecStart= rendered for <prefix>
 //   /etc/udev/rules.d/69-xen-pmem.rules
 //   <prefix>/lib/xen-pmem/install-manifest.json           what uninstall removes, and only that
 // then asks systemd and udevd to reload, when they run and the root is the running system.
 
-import { DAEMON_NODE_FLAGS } from '../daemon/node-flags.js';
 import {
   chmodSync,
   existsSync,
@@ -42,10 +42,10 @@ import {
   type InstallLayout,
 } from './layout.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, serializeManifest, type InstallManifest } from './manifest.js';
-import { runtimePackages } from './packages.js';
+import { parseRuntimeManifest, RUNTIME_MANIFEST, type RuntimeManifest } from './runtime-manifest.js';
 
 export interface InstallOptions {
-  /** The built source tree: dist/src, package.json, package-lock.json, node_modules, systemd/, udev/. */
+  /** The built source tree: dist/runtime (made by npm run build), systemd/, udev/. */
   projectDir: string;
   /** Default /usr/local. */
   prefix?: string;
@@ -79,6 +79,8 @@ export interface InstallReport {
 /** The daemon's launcher name, as package.json's "bin" calls it. */
 const DAEMON_BIN = 'xen-pmemd';
 const TEMP_SUFFIX = '.xen-pmem-new';
+/** Where a build leaves the runtime directory, relative to the source tree. */
+export const RUNTIME_DIR = 'dist/runtime';
 // A service with ProtectHome=yes cannot see these, so a node under them cannot start the daemon.
 const HIDDEN_FROM_SERVICE = ['/home/', '/root/', '/run/user/'];
 
@@ -189,11 +191,6 @@ export function uninstall(options: UninstallOptions = {}): InstallReport {
 
 // --- planning -------------------------------------------------------------------------
 
-interface PackageJson {
-  version: string;
-  bin: Record<string, string>;
-}
-
 function readProjectFile(projectDir: string, relative: string): string {
   const path = join(projectDir, relative);
   try {
@@ -203,68 +200,42 @@ function readProjectFile(projectDir: string, relative: string): string {
   }
 }
 
-function readPackageJson(projectDir: string): PackageJson {
-  const text = readProjectFile(projectDir, 'package.json');
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new InstallError('project-incomplete', `${join(projectDir, 'package.json')} is not JSON`);
+/** dist/runtime of a built tree: the bundles and native packages, with runtime.json naming the launchers. */
+function readRuntime(projectDir: string): { dir: string; manifest: RuntimeManifest } {
+  const dir = join(projectDir, RUNTIME_DIR);
+  if (!isDirectory(dir)) {
+    throw new InstallError('project-incomplete', `${dir} does not exist: run npm run build first`);
   }
-  const { version, bin } = (json ?? {}) as { version?: unknown; bin?: unknown };
-  const binOk = typeof bin === 'object' && bin !== null && Object.values(bin).every((value) => typeof value === 'string');
-  if (typeof version !== 'string' || !binOk) {
-    throw new InstallError('project-incomplete', `${join(projectDir, 'package.json')} needs a "version" and a "bin" table of launcher names and scripts`);
+  const parsed = parseRuntimeManifest(readProjectFile(projectDir, `${RUNTIME_DIR}/${RUNTIME_MANIFEST}`));
+  if (typeof parsed === 'string') {
+    throw new InstallError('project-incomplete', `${join(dir, RUNTIME_MANIFEST)} is not usable: ${parsed} (run npm run build again)`);
   }
-  return { version, bin: bin as Record<string, string> };
+  return { dir, manifest: parsed };
 }
 
 function planInstall(projectDir: string, layout: InstallLayout, nodePath: string): { plan: PlannedFile[]; toolVersion: string } {
-  const pkg = readPackageJson(projectDir);
-  const lockText = readProjectFile(projectDir, 'package-lock.json');
+  const runtime = readRuntime(projectDir);
   const unitTemplate = readProjectFile(projectDir, UNIT_TEMPLATE);
   const ruleText = readProjectFile(projectDir, RULE_TEMPLATE);
-
-  const distDir = join(projectDir, 'dist', 'src');
-  if (!isDirectory(distDir)) {
-    throw new InstallError('project-incomplete', `${distDir} does not exist: run npm run build first`);
-  }
-  if (pkg.bin[DAEMON_BIN] === undefined) {
-    throw new InstallError('project-incomplete', `package.json "bin" has no ${DAEMON_BIN} entry for the unit to start`);
+  if (runtime.manifest.launchers[DAEMON_BIN] === undefined) {
+    throw new InstallError('project-incomplete', `${RUNTIME_MANIFEST} has no ${DAEMON_BIN} launcher for the unit to start`);
   }
 
-  const plan: PlannedFile[] = [];
-  // Source maps point at TypeScript files that are not installed; they would only mislead.
-  plan.push(...copyTree(distDir, `${layout.libDir}/dist/src`, (name) => !name.endsWith('.map')));
-  plan.push({ target: `${layout.libDir}/package.json`, mode: 0o644, source: join(projectDir, 'package.json') });
-
-  for (const pkgDir of runtimePackages(lockText)) {
-    const source = join(projectDir, pkgDir.path);
-    if (!isDirectory(source)) {
-      if (pkgDir.optional) continue;
-      throw new InstallError('package-missing', `${source} is missing but package-lock.json needs it in production: run npm ci`);
-    }
-    // Packages nested in this one have lock entries of their own, and may be dev-only.
-    plan.push(...copyTree(source, `${layout.libDir}/${pkgDir.path}`, (name, depth) => !(depth === 0 && name === 'node_modules')));
-  }
-
-  for (const [name, script] of Object.entries(pkg.bin).sort(([a], [b]) => a.localeCompare(b))) {
-    if (!/^[A-Za-z0-9._-]+$/.test(name) || !/^[A-Za-z0-9._\-/]+$/.test(script) || script.split('/').includes('..')) {
-      throw new InstallError('project-incomplete', `package.json "bin" entry ${name} → ${script} is not a plain file name and relative path`);
-    }
-    if (!existsSync(join(projectDir, script))) {
-      throw new InstallError('project-incomplete', `${join(projectDir, script)} (launcher ${name}) does not exist: run npm run build first`);
+  const plan: PlannedFile[] = copyTree(runtime.dir, layout.libDir, () => true);
+  for (const [name, launcher] of Object.entries(runtime.manifest.launchers).sort(([a], [b]) => a.localeCompare(b))) {
+    if (!existsSync(join(runtime.dir, launcher.script))) {
+      throw new InstallError('project-incomplete', `${join(runtime.dir, launcher.script)} (launcher ${name}) does not exist: run npm run build again`);
     }
     plan.push({
       target: `${layout.sbinDir}/${name}`,
       mode: 0o755,
-      content: renderLauncher(name, nodePath, posix.join(layout.libDir, script), name === DAEMON_BIN ? DAEMON_NODE_FLAGS : []),
+      content: renderLauncher(name, nodePath, posix.join(layout.libDir, launcher.script), launcher.nodeFlags),
     });
   }
 
   plan.push({ target: layout.unit, mode: 0o644, content: renderUnit(unitTemplate, `${layout.sbinDir}/${DAEMON_BIN}`) });
   plan.push({ target: layout.rule, mode: 0o644, content: ruleText });
-  return { plan, toolVersion: pkg.version };
+  return { plan, toolVersion: runtime.manifest.version };
 }
 
 /** Every file and symlink below `sourceDir`, mapped under `targetDir`. */

@@ -21,8 +21,6 @@ export type InstallErrorCode =
   | 'prefix-invalid'
   | 'root-invalid'
   | 'project-incomplete'
-  | 'lock-invalid'
-  | 'package-missing'
   | 'would-overwrite'
   | 'not-installed'
   | 'manifest-invalid'

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -5,16 +7,26 @@ import { install, type InstallReport } from '../../install/install.js';
 import { DEFAULT_PREFIX, InstallError, UNIT_NAME } from '../../install/layout.js';
 import { CommandError, EXIT_OK, EXIT_USAGE_OR_IO, type Command, type CommandIO } from '../command.js';
 
-// dist/src/cli/commands/install.js → the project directory four levels up.
-const PROJECT_DIR = fileURLToPath(new URL('../../../../', import.meta.url));
+/**
+ * The built source tree this code runs from: dist/src/cli/commands/install.js (tsc's output) and
+ * dist/runtime/xen-pmem.mjs (the bundle) both lie inside it. An installed copy has none above it.
+ */
+function projectDir(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'systemd', 'xen-pmemd.service')) && existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) {
+      throw new CommandError('install copies a built source tree and this xen-pmem is not running from one: run it from a checkout (npm ci && npm run build && node dist/runtime/xen-pmem.mjs install) [project-incomplete]');
+    }
+  }
+}
 
 export const installCommand: Command = {
   name: 'install',
   summary: 'install the daemon, its launchers, the systemd unit and the udev rule',
   help: `Usage: xen-pmem install [--prefix DIR] [--root DIR] [--no-reload]
 
-Copies the built xen-pmem (JavaScript, package.json and the production packages of
-node_modules) to PREFIX/lib/xen-pmem, writes the launchers PREFIX/sbin/xen-pmem and
+Copies the built xen-pmem runtime (dist/runtime: the bundled JavaScript and the native
+packages node-udev and koffi) to PREFIX/lib/xen-pmem, writes the launchers PREFIX/sbin/xen-pmem and
 PREFIX/sbin/xen-pmemd, installs /etc/systemd/system/${UNIT_NAME} and
 /etc/udev/rules.d/69-xen-pmem.rules, and asks systemd and udevd to reload when they
 run. Everything written is recorded, so "xen-pmem uninstall" removes exactly that.
@@ -29,7 +41,7 @@ Exit codes: 0 installed, 2 usage or I/O error, or a reload that failed.`,
 
   async run(args, io) {
     const options = installOptions('install', args);
-    const report = installStep(() => install({ projectDir: PROJECT_DIR, ...options }));
+    const report = installStep(() => install({ projectDir: projectDir(), ...options }));
     const where = report.root === '/' ? report.layout.prefix : `${report.layout.prefix} below ${report.root}`;
     io.out(`installed ${report.files.length} files for ${where}: ${report.layout.sbinDir}/xen-pmemd, ${report.layout.unit}, ${report.layout.rule}`);
     return finish(report, io);
