@@ -46,7 +46,7 @@ async function main(): Promise<void> {
     result.bootDisks = pmemDisks().map(diskFacts);
   });
 
-  await step('install', 'installing: node dist/src/cli/xen-pmem.js install, then systemctl enable --now xen-pmemd', () => {
+  await step('install', 'installing: node dist/runtime/xen-pmem.mjs install, then systemctl enable --now xen-pmemd', () => {
     const command = installProduct();
     const enable = runOk('systemctl', ['enable', '--now', UNIT], 180_000);
     result.install = { command, enable };

@@ -7,17 +7,13 @@
 
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 
 import { openXencall } from '../../src/native/libxencall.js';
 import { udevEventSource } from '../../src/native/udev.js';
 import { pmemAddProbe } from '../../src/xen/bridge.js';
 import { XENVER_VERSION } from '../../src/xen/platform-op.js';
+import type { CheckResult } from './probe-checks.js';
 
-export interface CheckResult {
-  ok: boolean;
-  detail: string;
-}
 
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(name);
@@ -110,7 +106,6 @@ function report(name: string, result: CheckResult): void {
   process.stdout.write(JSON.stringify({ check: name, ...result }) + '\n');
 }
 
-export const CHECK_ORDER = ['jit', 'koffi', 'hypercall', 'pmemRead', 'sysfs', 'procXen', 'udev'] as const;
 
 async function main(): Promise<void> {
   const pmem = option('--pmem', '/dev/pmem0');
@@ -127,5 +122,4 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-// Imported by the matrix for CHECK_ORDER; probes only when run as a program.
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
+await main();

@@ -4,12 +4,12 @@
 // setting of systemd/xen-pmemd.service. Result: hardening.json in the results share.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { log, putResult, uptimeSeconds } from './results.js';
-import { CHECK_ORDER, type CheckResult } from './dom0-probe.js';
+import { CHECK_ORDER, type CheckResult } from './probe-checks.js';
 
 interface Case {
   name: string;
@@ -31,8 +31,20 @@ export interface CaseResult extends Case {
 }
 
 const REPO = process.env.LAB_REPO ?? '/work/main';
-const PROBE = join(REPO, 'dist', 'lab', 'guest', 'dom0-probe.js');
 const UNIT_FILE = join(REPO, 'systemd', 'xen-pmemd.service');
+/**
+ * The probe runs from a copy under /usr: ProtectHome= and PrivateTmp= would hide a checkout
+ * under /root or /tmp from the very cases that test them. The copy is the probe's bundle and the
+ * native packages of the runtime the build made (what an installed daemon loads too).
+ */
+const PROBE_DIR = '/usr/local/lib/xen-pmem-lab';
+const PROBE = join(PROBE_DIR, 'dom0-probe.mjs');
+
+function placeProbe(): void {
+  mkdirSync(PROBE_DIR, { recursive: true });
+  copyFileSync(join(REPO, 'dist', 'lab', 'guest-bundle', 'dom0-probe.mjs'), PROBE);
+  cpSync(join(REPO, 'dist', 'runtime', 'node_modules'), join(PROBE_DIR, 'node_modules'), { recursive: true });
+}
 const CASE_TIMEOUT_MS = 90_000;
 export const UNIT_CASE = 'systemd/xen-pmemd.service sandbox';
 
@@ -170,6 +182,7 @@ async function main(): Promise<void> {
     ? cases.filter((testCase) => only.split(',').includes(testCase.name))
     : cases.filter((testCase) => full || testCase.essential);
 
+  placeProbe();
   const stopEvents = startEventSource(disk);
   const results: CaseResult[] = [];
   try {

@@ -36,9 +36,10 @@ lab_wait_host() {
 	lab_wait_for "$LAB_RESULTS/$1" "$2"
 }
 
-# lab_node SCRIPT ARGS...: runs one of the project's compiled guest programs (dist/lab/guest).
+# lab_node SCRIPT.js ARGS...: runs one of the project's guest programs, from its bundle
+# (dist/lab/guest-bundle/SCRIPT.mjs, made by npm run build): one file to load instead of dozens.
 lab_node() {
-	script=$1
+	script=${1%.js}
 	shift
-	/usr/bin/node "$LAB_REPO/dist/lab/guest/$script" "$@"
+	/usr/bin/node "$LAB_REPO/dist/lab/guest-bundle/$script.mjs" "$@"
 }
