@@ -44,3 +44,8 @@ export function describeEvent(event: UdevEvent): string {
   const name = event.devpath.slice(event.devpath.lastIndexOf('/') + 1);
   return event.subsystem === 'nd' ? `${event.action} ${name}` : `${event.action} ${name} (${event.subsystem})`;
 }
+
+/** `add btt2.1` → `add btt`, `add 259:2 (bdi)` → `add N:N (bdi)`: an event without the numbers the kernel picks. */
+export function eventKind(event: string): string {
+  return event.replace(/\b([a-z]+)\d+(\.\d+)?\b/g, '$1').replace(/\b\d+:\d+\b/g, 'N:N');
+}

@@ -14,7 +14,7 @@ import { KiB, MiB, hex } from '../../src/core/units.js';
 import { attributeShape, readProofCapture, writeProofFixtures, type ProofCapture } from '../../lab/fixtures.js';
 import type { NdSnapshot } from '../../lab/guest/nd-snapshot.js';
 import { repositoryDir } from '../../lab/prepare.js';
-import { describeEvent } from '../../lab/udev-monitor.js';
+import { describeEvent, eventKind } from '../../lab/udev-monitor.js';
 import { withLab } from '../../lab/vm.js';
 import { labAvailability } from './lab-available.js';
 
@@ -109,19 +109,25 @@ test('lab proof: Xen Dom0 with NVDIMMs at boot, hotplug, fsdax namespace, hyperc
     assert.equal(resources.size, 2, 'the two regions must not share a start address');
   });
 
-  await t.test('hotplug: udev reports the DIMM and the region before the namespace and its disk', () => {
+  await t.test('hotplug: udev reports the region before its namespace, and the namespace before its disk', () => {
     const events = got.hotplugEvents.map(describeEvent);
     const region = Object.keys(got.hotplug.devices).find((name) => name.startsWith('region') && !(name in got.boot.devices));
     assert.ok(region, 'the hotplugged NVDIMM brought no new region');
     const index = region.slice('region'.length);
-    // udevd handles events for different devices in parallel, so nmem and region may come in
-    // either order (both were seen); what the daemon relies on is that region and DIMM come
-    // before the namespace, and the namespace before its disk.
-    assert.ok(
-      inOrder(events, [`add region${index}`, `bind region${index}`, `add namespace${index}.0`, `bind namespace${index}.0`]),
-      `unexpected order of hotplug events:\n${events.join('\n')}`,
-    );
-    assert.ok(inOrder(events, [`add nmem${index}`, `add namespace${index}.0`]), `the DIMM came after its namespace:\n${events.join('\n')}`);
+    const namespace = `namespace${index}.0`;
+    const disk = Object.entries(got.hotplug.block).find(([, object]) => object.links.device === namespace)?.[0];
+    assert.ok(disk, `no pmem disk sits on ${namespace}`);
+    // Only what udev promises is asserted: it finishes an event before it starts one for the same
+    // device, its parent or a child, and the kernel adds a parent before its children and binds a
+    // device after adding it. Everything else (a DIMM against its region, a region's bind against
+    // the namespace its probe registers asynchronously, seed devices) came in either order.
+    const chains = [
+      [`add region${index}`, `bind region${index}`],
+      [`add region${index}`, `add ${namespace}`, `bind ${namespace}`],
+      [`add ${namespace}`, `add ${disk} (block)`, `bind ${namespace}`],
+      [`add nmem${index}`, `bind nmem${index}`],
+    ];
+    for (const chain of chains) assert.ok(inOrder(events, chain), `${chain.join(' before ')} does not hold in:\n${events.join('\n')}`);
     // A label area that was never written leaves the region label-less: one raw namespace over all of it.
     assert.equal(BigInt(attr(got.hotplug, region, 'size')), HOTPLUG_NVDIMM_BYTES - LABEL_BYTES);
     assert.equal(attr(got.hotplug, `namespace${index}.0`, 'devtype'), 'nd_namespace_io');
@@ -164,10 +170,12 @@ test('lab proof: Xen Dom0 with NVDIMMs at boot, hotplug, fsdax namespace, hyperc
     }
     const committed = JSON.parse(readFileSync(shapesFile, 'utf8')) as { attributes: Record<string, string[]>; hotplugEvents: string[]; createNamespaceEvents: string[] };
     assert.deepEqual(attributeShape([got.boot, got.hotplug, got.labelled, got.fsdax]), committed.attributes);
-    // The same events must come; udev may finish neighbours in another order from run to run,
-    // so the order itself is checked by the hotplug test above, not here.
-    const sorted = (events: string[]): string[] => [...events].sort();
-    assert.deepEqual(sorted(got.hotplugEvents.map(describeEvent)), sorted(committed.hotplugEvents));
-    assert.deepEqual(sorted(got.createNamespaceEvents.map(describeEvent)), sorted(committed.createNamespaceEvents));
+    // The same kinds of events must come, as many of each. udev may finish neighbours in another
+    // order and the kernel numbers seed devices as it likes (btt2.1 in one run, btt2.0 in the
+    // next), so the comparison is of kinds, not names or order; the order that is promised is
+    // checked by the hotplug test above.
+    const kinds = (events: string[]): string[] => events.map(eventKind).sort();
+    assert.deepEqual(kinds(got.hotplugEvents.map(describeEvent)), kinds(committed.hotplugEvents));
+    assert.deepEqual(kinds(got.createNamespaceEvents.map(describeEvent)), kinds(committed.createNamespaceEvents));
   });
 });
