@@ -5,7 +5,7 @@
 // and (through setpriv --pdeathsig) when this process dies without a chance to clean up.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -16,6 +16,7 @@ import { guestSourceDir, prepareLab, repositoryDir, type LabArtifacts } from './
 import { stderrProgress, type ProgressLog } from './progress.js';
 import { QmpClient } from './qmp.js';
 import { checkNvdimm, maxMemoryBytes, qemuArguments, type NvdimmSpec, type VmConfig } from './qemu-args.js';
+import { lastGuestStep } from './timeline.js';
 
 export type { NvdimmSpec } from './qemu-args.js';
 
@@ -211,6 +212,8 @@ class RunningVm {
   private deadlineTimer: NodeJS.Timeout | null = null;
   private failDeadline: (error: Error) => void = () => {};
   private plugged: NvdimmSpec[];
+  /** The result file the host is waiting for, named when the run's limit runs out. */
+  private waitingFor: string | null = null;
 
   constructor(
     private readonly config: VmConfig,
@@ -280,7 +283,7 @@ class RunningVm {
     this.deadlineTimer = setTimeout(() => {
       this.timedOut = true;
       child.kill('SIGKILL');
-      this.failDeadline(new LabError('timeout', `the lab run hit its time limit of ${this.timeoutMs} ms`, this.serialTail(40)));
+      this.failDeadline(new LabError('timeout', `the lab run hit its time limit of ${this.timeoutMs / 1000} s ${this.whereItStopped()}`, this.serialTail(40)));
     }, this.timeoutMs);
 
     try {
@@ -327,13 +330,17 @@ class RunningVm {
     const path = this.resultPath(name);
     const waitStarted = Date.now();
     let lastProgress = waitStarted;
+    this.waitingFor = name;
     for (;;) {
-      if (existsSync(path)) return path;
-      if (this.timedOut) throw new LabError('timeout', `the run's time limit ran out while waiting for ${name}`, this.serialTail(40));
+      if (existsSync(path)) {
+        this.waitingFor = null;
+        return path;
+      }
+      if (this.timedOut) throw new LabError('timeout', `the run's time limit ran out ${this.whereItStopped()}`, this.serialTail(40));
       if (this.exited !== null) throw this.exitError(`before it produced ${name}`);
       const now = Date.now();
       if (now - waitStarted > timeoutMs) {
-        throw new LabError('timeout', `the guest did not produce ${name} within ${timeoutMs} ms`, this.serialTail(40));
+        throw new LabError('timeout', `the guest did not produce ${name} within ${timeoutMs / 1000} s (its last step: ${lastGuestStep(this.serialText())})`, this.serialTail(40));
       }
       if (now - lastProgress >= PROGRESS_EVERY_MS) {
         lastProgress = now;
@@ -382,6 +389,20 @@ class RunningVm {
 
   private serialTail(lines: number): string {
     return readSerialTail(this.config.serialLogPath, lines);
+  }
+
+  private serialText(): string {
+    try {
+      return readFileSync(this.config.serialLogPath, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** `while the host waited for done; the guest's last step: phase kill at uptime 61.4 s` */
+  private whereItStopped(): string {
+    const waiting = this.waitingFor ? `while the host waited for ${this.waitingFor}` : 'while the host ran its checks';
+    return `${waiting}; the guest's last step: ${lastGuestStep(this.serialText())} (after ${((Date.now() - this.startedAt) / 1000).toFixed(0)} s)`;
   }
 }
 

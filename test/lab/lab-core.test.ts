@@ -18,7 +18,8 @@ import { findBzImagePayload } from '../../lab/kernel-image.js';
 import { moduleLoadOrder, moduleName } from '../../lab/kernel-modules.js';
 import { escapeOptionValue, maxMemoryBytes, qemuArguments, type VmConfig } from '../../lab/qemu-args.js';
 import { QmpClient } from '../../lab/qmp.js';
-import { describeEvent, parseUdevMonitor } from '../../lab/udev-monitor.js';
+import { describeEvent, eventKind, parseUdevMonitor } from '../../lab/udev-monitor.js';
+import { describePhaseTimes, guestSteps, lastGuestStep, phaseTimes } from '../../lab/timeline.js';
 
 test('moduleLoadOrder puts every dependency before its user and skips built-in modules', () => {
   const dep = [
@@ -130,6 +131,15 @@ DEVTYPE=disk
 DEVNAME=/dev/pmem2
 `;
 
+test('eventKind keeps the action, the kind of device and the subsystem, and drops the numbers the kernel picks', () => {
+  assert.equal(eventKind('add btt2.1'), 'add btt');
+  assert.equal(eventKind('bind region12'), 'bind region');
+  assert.equal(eventKind('add pmem2 (block)'), 'add pmem (block)');
+  assert.equal(eventKind('add 259:2 (bdi)'), 'add N:N (bdi)');
+  assert.equal(eventKind('add ndbus0'), 'add ndbus');
+  assert.notEqual(eventKind('add btt2.0'), eventKind('add pfn2.0'));
+});
+
 test('parseUdevMonitor turns udevadm monitor --property output into events', () => {
   const events = parseUdevMonitor(MONITOR_OUTPUT);
   assert.equal(events.length, 2);
@@ -240,4 +250,34 @@ test('QmpClient negotiates, matches answers by id, reports errors and keeps even
 
 test('QmpClient gives up with a clear error when nothing answers', async () => {
   await assert.rejects(QmpClient.connect('/nonexistent/qmp.sock', 300), (error: unknown) => error instanceof LabError && error.reason === 'qmp-failed' && /no QMP greeting/.test(error.message));
+});
+
+const SERIAL_SAMPLE = [
+  '(XEN) Xen version 4.17.7 (Debian 4.17.7+13-g2445b30a44-0+deb12u1)',
+  '[   12.150346] sh[140]: lab: marked started',
+  '[   12.217093] sh[140]: lab: running /srv/x/lab/guest/scenarios/daemon-xen.sh',
+  '\x1b[0;32m  OK  \x1b[0m] Started xen-pmemd.service',
+  '[   17.677359] sh[150]: lab: phase boot (uptime 17.6 s)',
+  '[   17.766188] sh[150]: lab: phase install (uptime 17.8 s)',
+  '[   35.510451] sh[150]: lab: /usr/bin/node … install → 0 in 17726 ms',
+  '[   36.069039] sh[150]: lab: phase udev-start (uptime 36.1 s)',
+  '[   36.081373] sh[150]: lab: marked hotplug-stopped',
+  '[   99.694972] sh[140]: lab: marked done',
+].join('\n');
+
+test('guestSteps and lastGuestStep read the phases and markers a scenario printed', () => {
+  assert.deepEqual(guestSteps(SERIAL_SAMPLE).map((step) => step.name), [
+    'marked started', 'phase boot', 'phase install', 'phase udev-start', 'marked hotplug-stopped', 'marked done',
+  ]);
+  assert.equal(lastGuestStep(SERIAL_SAMPLE), 'marked done at uptime 99.7 s');
+  assert.equal(lastGuestStep(SERIAL_SAMPLE.split('\n').slice(0, 7).join('\n')), 'phase install at uptime 17.8 s');
+  assert.match(lastGuestStep('(XEN) Xen version 4.17.7'), /^none yet/);
+});
+
+test('phaseTimes splits a run into boot, the start of the guest program and each phase', () => {
+  const times = phaseTimes(SERIAL_SAMPLE);
+  assert.deepEqual(times.map((time) => time.name), ['dom0-boot', 'program-start', 'boot', 'install', 'udev-start']);
+  const seconds = times.map((time) => Number(time.seconds.toFixed(2)));
+  assert.deepEqual(seconds, [12.15, 5.53, 0.09, 18.3, 63.63]);
+  assert.equal(describePhaseTimes(times.slice(0, 2)), 'dom0-boot 12.2 s, program-start 5.5 s');
 });
