@@ -45,9 +45,9 @@ export function monotonicUs(): bigint {
   return process.hrtime.bigint() / 1000n;
 }
 
-/** `xen-pmem install` from the built checkout, as docs/operations.md tells the operator. */
+/** `xen-pmem install` from the built checkout, as the README tells the operator. */
 export function installProduct(): CommandRecord {
-  return runOk('/usr/bin/node', [join(REPO, 'dist', 'src', 'cli', 'xen-pmem.js'), 'install'], 300_000);
+  return runOk('/usr/bin/node', [join(REPO, 'dist', 'runtime', 'xen-pmem.mjs'), 'install'], 300_000);
 }
 
 /** The properties of a unit that the scenarios follow, from one `systemctl show`. */
@@ -66,17 +66,39 @@ export function unitSnapshot(unit = UNIT, extra: string[] = []): UnitSnapshot {
   return { properties, atMonotonicUs: atMonotonicUs.toString() };
 }
 
-/** Polls the unit until `ready` holds; `systemctl show` is a process start, so not too often. */
-export async function waitForUnit(what: string, ready: (snapshot: UnitSnapshot) => boolean, timeoutMs: number, unit = UNIT): Promise<UnitSnapshot> {
+/**
+ * Polls the unit until `ready` holds. `systemctl show` is a process start, which on the Dom0's
+ * one emulated CPU slows down what it waits for; `gate` (a file read) must hold first.
+ */
+export async function waitForUnit(what: string, ready: (snapshot: UnitSnapshot) => boolean, timeoutMs: number, unit = UNIT, gate: () => boolean = () => true): Promise<UnitSnapshot> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const snapshot = unitSnapshot(unit);
-    if (ready(snapshot)) return snapshot;
-    if (Date.now() > deadline) {
-      throw new Error(`gave up waiting for ${unit} to be ${what} after ${timeoutMs} ms (last: ${JSON.stringify(snapshot.properties)})`);
+    if (gate()) {
+      const snapshot = unitSnapshot(unit);
+      if (ready(snapshot)) return snapshot;
+      if (Date.now() > deadline) {
+        throw new Error(`gave up waiting for ${unit} to be ${what} after ${timeoutMs} ms (last: ${JSON.stringify(snapshot.properties)})`);
+      }
+      await sleep(500);
+    } else {
+      if (Date.now() > deadline) throw new Error(`gave up waiting for ${unit} to be ${what} after ${timeoutMs} ms (its daemon never finished coldplug)`);
+      await sleep(100);
     }
-    await sleep(500);
   }
+}
+
+/** The processes in the unit's cgroup, read from cgroupfs. */
+export function unitPids(unit = UNIT): string[] {
+  return (readText(`/sys/fs/cgroup/system.slice/${unit}/cgroup.procs`) ?? '').split('\n').filter((pid) => pid !== '');
+}
+
+/**
+ * The daemon in the unit's cgroup has finished its coldplug, by its state file (it sends READY=1
+ * right after writing it). `notPid`: a daemon that was killed and whose state file is still there.
+ */
+export function daemonReady(notPid?: string): boolean {
+  const state = readStateFile();
+  return state?.ready === true && String(state.pid) !== notPid && unitPids().includes(String(state.pid));
 }
 
 /** `journalctl -u xen-pmemd -o json` with extra arguments (matches such as PMEM_DEVICE=pmem0, -p err). */

@@ -13,7 +13,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 
 import { TEST_XEN_RESULT_FILE, type CommandRecord, type Observation, type TestXenScenarioResult } from './daemon-results.js';
 import {
-  UNIT, XEN_PMEM, diskFacts, installProduct, installTestHypervisor, ledgerLines, listJson, pmemDisks, run, waitForColdplug, runOk,
+  UNIT, XEN_PMEM, daemonReady, diskFacts, installProduct, installTestHypervisor, ledgerLines, listJson, pmemDisks, run, waitForColdplug, runOk,
   statusJson, testHypervisorLog, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk, waitForUnit,
 } from './daemon-dom0.js';
 import { log, mark, putResult, waitUntil, phaseRunner } from './results.js';
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     const before = unitSnapshot();
     const kill = runOk('systemctl', ['kill', '-s', 'KILL', UNIT]);
     const after = await waitForUnit('restarted', (s) => s.properties.ActiveState === 'active'
-      && s.properties.MainPID !== before.properties.MainPID && s.properties.MainPID !== '0', 120_000);
+      && s.properties.MainPID !== before.properties.MainPID && s.properties.MainPID !== '0', 120_000, UNIT, () => daemonReady(before.properties.MainPID));
     await waitForColdplug(after.properties.MainPID ?? '');
     result.kill = { before, kill, after: observe() };
   });

@@ -14,7 +14,7 @@ import { release } from 'node:os';
 
 import { XEN_RESULT_FILE, type XenScenarioResult } from './daemon-results.js';
 import {
-  STATE_DIR, UNIT, XEN_PMEM, diskFacts, installProduct, ledgerLines, listJson, pmemDisks, readStateFile, readText, run, runOk,
+  STATE_DIR, UNIT, XEN_PMEM, daemonReady, diskFacts, installProduct, ledgerLines, listJson, pmemDisks, readStateFile, readText, run, runOk,
   statusJson, udevInitializedUs, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk, waitForUnit,
 } from './daemon-dom0.js';
 import { log, mark, putResult, sleep, uptimeSeconds, waitUntil, phaseRunner } from './results.js';
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     mark('hotplug-stopped');
     const arrival = await waitForNewDisk(before, 90_000);
     const unitWhenDiskAppeared = unitSnapshot();
-    const unitActive = await waitForUnit('active', (s) => s.properties.ActiveState === 'active', 180_000);
+    const unitActive = await waitForUnit('active', (s) => s.properties.ActiveState === 'active', 180_000, UNIT, () => daemonReady());
     // SYSTEMD_WANTS lands on the device's main unit, the one named after its sysfs path
     // (dev-pmemN.device is an alias that shows no dependencies of its own).
     const deviceUnit = realpathSync(`/sys/class/block/${arrival.disk}`);
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
     const kill = runOk('systemctl', ['kill', '-s', 'KILL', UNIT]);
     // RestartSec=5s, then a node start: tens of seconds here.
     const after = await waitForUnit('restarted', (s) => s.properties.ActiveState === 'active'
-      && s.properties.MainPID !== before.properties.MainPID && s.properties.MainPID !== '0', 120_000);
+      && s.properties.MainPID !== before.properties.MainPID && s.properties.MainPID !== '0', 120_000, UNIT, () => daemonReady(before.properties.MainPID));
     await waitUntil('the restarted daemon to finish coldplug', () => {
       const state = readStateFile();
       return state?.ready === true && String(state.pid) === after.properties.MainPID;
