@@ -41,7 +41,7 @@ function observe(): Observation {
 
 async function main(): Promise<void> {
   await phase('boot', async () => {
-    await waitForDisks(Array.from({ length: BOOT_DISKS }, (_, index) => `pmem${index}`), 60_000);
+    await waitForDisks(Array.from({ length: BOOT_DISKS }, (_, index) => `pmem${index}`), 120_000);
     result.bootDisks = pmemDisks().map(diskFacts);
   });
 

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
       xenCapabilities: readFileSync('/proc/xen/capabilities', 'utf8').trim(),
       uptimeAtStart: uptimeSeconds(),
     };
-    await waitForDisks(Array.from({ length: BOOT_DISKS }, (_, index) => `pmem${index}`), 60_000);
+    await waitForDisks(Array.from({ length: BOOT_DISKS }, (_, index) => `pmem${index}`), 120_000);
     result.bootDisks = pmemDisks().map(diskFacts);
   });
 

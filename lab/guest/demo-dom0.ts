@@ -42,7 +42,7 @@ function look(): DemoPart {
 async function main(): Promise<void> {
   await step('boot', 'Dom0 up: waiting for the NVDIMMs present at boot', async () => {
     result.kernelRelease = release();
-    await waitForDisks(Array.from({ length: BOOT_DISKS }, (_, index) => `pmem${index}`), 60_000);
+    await waitForDisks(Array.from({ length: BOOT_DISKS }, (_, index) => `pmem${index}`), 120_000);
     result.bootDisks = pmemDisks().map(diskFacts);
   });
 

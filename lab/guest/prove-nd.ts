@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   });
 
   const bootDisks = Array.from({ length: BOOT_NVDIMMS }, (_, index) => `/dev/pmem${index}`);
-  await waitUntil(bootDisks.join(' '), () => bootDisks.every((disk) => existsSync(disk)), 60_000);
+  await waitUntil(bootDisks.join(' '), () => bootDisks.every((disk) => existsSync(disk)), 120_000);
   settle();
   putResult('nd-boot.json', snapshotNd());
   log(`boot NVDIMMs seen: ${bootDisks.join(' ')}`);

@@ -37,7 +37,7 @@ test('lab hardening: node, koffi, libxencall and node-udev under systemd sandbox
       nvdimms: [{ id: 'nv0', imagePath: join(images, 'nv0.img'), sizeBytes: 256n * MiB }],
       scenario: 'hardening',
       env: full ? { LAB_HARDENING_FULL: '1' } : {},
-      timeoutMs: full ? 400_000 : 240_000,
+      timeoutMs: full ? 600_000 : 360_000,
     }, async (lab) => {
       await lab.waitForFile('done');
       const status = (await lab.readResult('exit-status')).trim();

@@ -55,7 +55,7 @@ test('lab proof: Xen Dom0 with NVDIMMs at boot, hotplug, fsdax namespace, hyperc
         { id: 'nv1', imagePath: join(images, 'nv1.img'), sizeBytes: BOOT_NVDIMM_BYTES },
       ],
       scenario: 'prove-nd',
-      timeoutMs: 240_000,
+      timeoutMs: 300_000,
     }, async (lab) => {
       await lab.waitForFile('ready-for-hotplug');
       hotplugAtMs = lab.elapsedMs();
