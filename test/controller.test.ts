@@ -296,6 +296,35 @@ describe('events', () => {
     assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
   });
 
+  test('hotplug events in any order across devices: the disk is decided once, reported once, with no record for what is not a disk', async () => {
+    // udev finishes events for unrelated devices (DIMM, region, namespace seeds) in any order,
+    // and a region's bind can come before or after the namespace its probe registers: orders
+    // taken from real runs, and reversed.
+    const seen = [
+      ['add nd nmem1', 'add nd region1', 'bind nd region1', 'bind nd nmem1', 'add nd btt1.0', 'add nd pfn1.0', 'add nd dax1.0', 'add nd namespace1.0', 'add block pmem1', 'bind nd namespace1.0'],
+      ['add nd region1', 'add nd namespace1.0', 'bind nd region1', 'add nd nmem1', 'add block pmem1', 'bind nd namespace1.0', 'add nd btt1.1', 'bind nd nmem1'],
+      ['add block pmem1', 'bind nd namespace1.0', 'add nd namespace1.0', 'bind nd region1', 'add nd region1', 'bind nd nmem1', 'add nd nmem1'],
+    ];
+    for (const [index, order] of seen.entries()) {
+      const host = await makeHost(`hotplug-order-${index}`, [rawRegion(1)]);
+      await host.prepare('pmem1');
+      const readers = countingReaders();
+      // The daemon runs and has seen nothing of this region yet: no coldplug.
+      const { controller } = rig(host, { ports: { openReader: readers.openReader } });
+      const namespaceDir = host.namespaceOf('pmem1').namespaceDir;
+      for (const event of order) {
+        const [action, subsystem, sysname] = event.split(' ') as [string, string, string];
+        const syspath = sysname === 'namespace1.0' ? namespaceDir : sysname === 'pmem1' ? `${namespaceDir}/block/pmem1` : `/sys/devices/ndbus0/${sysname}`;
+        controller.handleEvent(subsystem === 'block' ? { action, subsystem, sysname, syspath, devtype: 'disk' } : { action, subsystem, sysname, syspath });
+      }
+      await controller.idle();
+      assert.deepEqual(stateOf(controller, 'pmem1'), ['reported', 'reported'], `order ${index}: ${order.join(', ')}`);
+      assert.equal(successfulAdds(host), 1, `order ${index}: one add in all`);
+      assert.ok(readers.opened.length >= 1 && readers.opened.length <= 2, `order ${index}: ${readers.opened.length} scans (a burst costs at most two)`);
+      assert.deepEqual(controller.snapshot().devices.map((each) => each.device), ['pmem1'], `order ${index}: records only for the disk`);
+    }
+  });
+
   test('a device removed during its scan ends removed, not failed or retrying', async () => {
     const host = await makeHost('removed', [rawRegion(0)]);
     await host.prepare('pmem0');
