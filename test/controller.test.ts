@@ -391,6 +391,39 @@ describe('answers from the hypervisor', () => {
     assert.equal(readers.opened.length, 3, 'the announced retry runs once');
   });
 
+  // The behaviour this test pins changed on purpose. Before, the controller kept the first
+  // capability it saw for its whole life: after a denied probe (EPERM) the bridge would have
+  // proven pmem_add at the next question, but nobody asked it again, so the change event below
+  // left pmem0 unsupported/probe-failed and no add reached Xen until the daemon was restarted.
+  // On that code this test fails at the first assertion after the change event.
+  test('a denied probe is asked again: EPERM, then the RFC hypervisor, a change event, and the add is made', async () => {
+    const host = await makeHost('denial-lifted', [rawRegion(0)], { mode: 'eperm' });
+    await host.prepare('pmem0');
+    const { controller, log } = rig(host);
+    controller.probeHypervisor();
+    await controller.coldplug();
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['unsupported', 'probe-failed']);
+    assert.equal(host.regionAdds().length, 0);
+
+    // The denial is lifted (the hypervisor reads its mode on every call).
+    host.useXenInProcess({ mode: 'rfc' });
+    controller.handleEvent(blockEvent('pmem0'));
+    await controller.idle();
+
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
+    assert.deepEqual(host.regionAdds().map((call) => call.result), ['OK']);
+    assert.deepEqual(controller.snapshot().capability, { kind: 'pmem-add', xenVersion: '4.8-pmem-rfc' });
+    assert.ok(log.entries.some((entry) => entry.fields.capability === 'pmem-add'), 'the new capability is said once it is proven');
+
+    // Proven now: later decisions never probe again.
+    const probes = () => host.xenCalls().filter((call) => call.op === 'platform_op' && call.spfn === 0n).length;
+    const provenAfter = probes();
+    controller.handleEvent(blockEvent('pmem0'));
+    await controller.idle();
+    assert.equal(probes(), provenAfter, 'no probe on the success path');
+    assert.deepEqual(host.regionAdds().map((call) => call.result), ['OK']);
+  });
+
   test('op 64 as another operation: unsupported, and no region is ever sent', async () => {
     const host = await makeHost('dom0-console', [rawRegion(0)], { mode: 'dom0-console' });
     await host.prepare('pmem0');
