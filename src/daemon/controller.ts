@@ -85,7 +85,8 @@ export class Controller {
   private readonly workers = new Map<string, Worker>();
   private ledger: LedgerEntry[] = [];
   private lock: Promise<void> = Promise.resolve();
-  private capability: Capability | null = null;
+  /** The capability the journal was last told of; the bridge owns the answer itself. */
+  private told: Capability | null = null;
   private ready = false;
   private stopped = false;
   private readonly startedAt: string;
@@ -108,12 +109,18 @@ export class Controller {
       this.ports.log.notice({ capability: 'dry-run' }, 'dry run: no hypercall is made, not even the probe of the hypervisor; each valid pmem device is logged with the XENPF_pmem_add it would get');
       return null;
     }
-    return this.probe();
+    return this.hypervisorCapability();
   }
 
-  private probe(): Capability {
+  /**
+   * What the hypervisor implements, asked of the bridge at every decision: the bridge keeps a
+   * definite answer and asks Xen again only after a failed or denied probe, so a denial that is
+   * lifted is seen at the next event or retry. The journal hears of each new answer once.
+   */
+  private hypervisorCapability(): Capability {
     const capability = this.ports.bridge.capability();
-    this.capability = capability;
+    if (this.told && sameCapability(this.told, capability)) return capability;
+    this.told = capability;
     if (capability.kind === 'pmem-add') {
       this.ports.log.info({ capability: 'pmem-add', xenVersion: capability.xenVersion }, `Xen ${capability.xenVersion} implements XENPF_pmem_add; valid pmem devices will be reported`);
     } else {
@@ -218,7 +225,7 @@ export class Controller {
       startedAt: this.startedAt,
       updatedAt: this.ports.now().toISOString(),
       ready: this.ready,
-      capability: this.capability,
+      capability: this.told,
       devices: [...this.records.values()].sort((a, b) => DEVICE_ORDER.compare(a.device, b.device)),
       ledger: [...this.ledger].sort((a, b) => DEVICE_ORDER.compare(a.device, b.device)),
     };
@@ -308,7 +315,7 @@ export class Controller {
   private async judgeAndReport(key: string, model: Parameters<typeof judgeForXen>[0], verdict: Verdict): Promise<Outcome> {
     // In a dry run nothing is asked of Xen: judge as if it implemented pmem_add, so that the
     // outcome carries the exact request instead of "not a Dom0".
-    const capability = this.config.dryRun ? DRY_RUN_ASSUMPTION : this.capability ?? this.probe();
+    const capability = this.config.dryRun ? DRY_RUN_ASSUMPTION : this.hypervisorCapability();
     const judgement = judgeForXen(model, verdict, this.ledger, capability);
     if (judgement.kind === 'outcome') return judgement.outcome;
     const { layout, confirming } = judgement;
@@ -451,6 +458,11 @@ export class Controller {
       this.ports.log.error({ reason: 'state-unwritable' }, `cannot write the daemon state: ${messageOf(error)}`);
     });
   }
+}
+
+function sameCapability(a: Capability, b: Capability): boolean {
+  if (a.kind === 'pmem-add' || b.kind === 'pmem-add') return a.kind === b.kind;
+  return a.reason === b.reason && a.message === b.message;
 }
 
 function keyOf(model: PmemNamespaceModel): string {
