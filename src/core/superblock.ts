@@ -8,7 +8,8 @@
 // (sizes, overlaps, Xen's rule) live in validate.ts.
 
 import CRC32 from 'crc-32';
-import { KiB, MiB, U64_MAX } from './units.js';
+import { KiB, MiB } from './units.js';
+import { isCanonicalUuid, NIL_UUID as ZERO_UUID } from './uuid.js';
 
 /** A whole block: one 4 KiB page, so it never straddles a page of the pmem. */
 export const SUPERBLOCK_BYTES = 4096;
@@ -102,8 +103,6 @@ export type DecodeFailure =
   | 'bad-uuid'
   | 'bad-writer';
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const ZERO_UUID = '00000000-0000-0000-0000-000000000000';
 
 /** CRC-32 (IEEE, as zlib) of the block with the checksum field taken as zero. */
 export function superblockChecksum(block: Uint8Array): number {
@@ -214,10 +213,6 @@ export function differingFields(a: Superblock, b: Superblock): string[] {
   });
 }
 
-export function isU64(value: bigint): boolean {
-  return value >= 0n && value <= U64_MAX;
-}
-
 function damaged(reason: DecodeFailure, message: string): DecodeVerdict {
   return { kind: 'damaged', reason, message };
 }
@@ -227,7 +222,7 @@ function hex32(value: number): string {
 }
 
 function writeUuid(block: Buffer, offset: number, uuid: string): void {
-  if (!UUID_PATTERN.test(uuid)) throw new RangeError(`not a UUID: ${uuid}`);
+  if (!isCanonicalUuid(uuid)) throw new RangeError(`not a UUID: ${uuid}`);
   Buffer.from(uuid.replaceAll('-', ''), 'hex').copy(block, offset);
 }
 

@@ -10,7 +10,7 @@ import {
   backupOffsetFor, decodeSuperblock, differingFields, FIELDS, FLAG_BACKUP_COPY, HEADER_BYTES_V1_0, PRIMARY_OFFSET,
   SUPERBLOCK_BYTES, type DecodeVerdict, type Superblock,
 } from './superblock.js';
-import { hex, hexRange, HUGE_PAGE_BYTES, humanSize, isAligned, PAGE_BYTES } from './units.js';
+import { hex, hexRange, HUGE_PAGE_BYTES, humanSize, isAligned, PAGE_BYTES, rangesOverlap } from './units.js';
 import { xenMinimumReservedPages, XEN_X86_64_COSTS } from './xen-sizing.js';
 
 export type ReasonCode =
@@ -251,7 +251,7 @@ function fail(reason: ReasonCode, message: string): Failure {
 }
 
 function overlaps(a: Range, b: Range): boolean {
-  return a.start < b.end && b.start < a.end;
+  return rangesOverlap(a.start, a.end, b.start, b.end);
 }
 
 function show(range: Range): string {

@@ -8,10 +8,11 @@
 //   devices can never be judged against the same ledger and both be reported;
 // - the ledger entry is on disk (pending, in the journal) before the hypercall is made.
 
+import { messageOf } from '../core/errno.js';
 import type { Verdict } from '../core/validate.js';
 import type { DeviceReader } from '../io/device.js';
 import { scanDevice } from '../io/scan.js';
-import { isSupportedPmem, type PmemNamespaceModel } from '../sysfs/types.js';
+import { deviceKey as keyOf, isSupportedPmem, type PmemNamespaceModel } from '../sysfs/types.js';
 import type { BridgeAnswer, Capability } from '../xen/bridge.js';
 import type { PfnRange, PmemAddRequest } from '../xen/platform-op.js';
 import type { Config } from './config.js';
@@ -24,8 +25,6 @@ import type { DaemonLogger, LogFields } from './log.js';
 import type { Notifier } from './notify.js';
 import type { DaemonState, DeviceRecord } from './state-store.js';
 
-export type UdevAction = 'add' | 'change' | 'remove' | 'bind' | 'unbind' | 'move' | 'online' | 'offline';
-
 export interface DeviceEvent {
   action: string;
   subsystem: string;
@@ -35,10 +34,13 @@ export interface DeviceEvent {
   devtype?: string;
 }
 
+/** A port may answer at once (sysfs is read synchronously) or after a wait (a test's stand-in). */
+type Awaitable<T> = T | Promise<T>;
+
 export interface DaemonPorts {
-  listNamespaces(): Promise<PmemNamespaceModel[]>;
-  readByBlockName(name: string): Promise<PmemNamespaceModel | null>;
-  readBySyspath(syspath: string): Promise<PmemNamespaceModel | null>;
+  listNamespaces(): Awaitable<PmemNamespaceModel[]>;
+  readByBlockName(name: string): Awaitable<PmemNamespaceModel | null>;
+  readBySyspath(syspath: string): Awaitable<PmemNamespaceModel | null>;
   openReader(devPath: string): Promise<DeviceReader>;
   bridge: {
     capability(): Capability;
@@ -465,10 +467,6 @@ function sameCapability(a: Capability, b: Capability): boolean {
   return a.reason === b.reason && a.message === b.message;
 }
 
-function keyOf(model: PmemNamespaceModel): string {
-  return model.block?.name ?? model.namespace;
-}
-
 function layoutFields(outcome: Outcome): LogFields {
   const layout = outcome.layout;
   if (!layout) return {};
@@ -480,12 +478,4 @@ function layoutFields(outcome: Outcome): LogFields {
     dataStart: layout.data.start, dataSize: layout.data.size,
     spfn: r.spfn, epfn: r.epfn, rsvSpfn: r.rsvSpfn, rsvEpfn: r.rsvEpfn, dataSpfn: r.dataSpfn, dataEpfn: r.dataEpfn,
   };
-}
-
-function messageOf(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
-  }
-  return String(error);
 }

@@ -3,8 +3,8 @@
 // then read the hypervisor's answer. The controller only moves data between these and the ports.
 
 import type { Verdict } from '../core/validate.js';
-import { hex, hexRange, HUGE_PAGE_BYTES, isAligned, PAGE_BYTES, PAGE_SHIFT } from '../core/units.js';
-import type { SupportedPmemNamespace, PmemNamespaceModel } from '../sysfs/types.js';
+import { halfOpenRange, hex, hexRange, HUGE_PAGE_BYTES, isAligned, PAGE_BYTES, PAGE_SHIFT, rangesOverlap } from '../core/units.js';
+import { deviceKey, type SupportedPmemNamespace, type PmemNamespaceModel } from '../sysfs/types.js';
 import type { BridgeAnswer, Capability } from '../xen/bridge.js';
 import { checkPmemAddLikeXen, type PfnRange, type PmemAddRequest } from '../xen/platform-op.js';
 import { configRefusal, type Config } from './config.js';
@@ -50,7 +50,7 @@ export type Judgement =
 
 /** Before touching the device: is it a pmem device we can map, and does the config allow it? */
 export function admit(model: PmemNamespaceModel, config: Config): Outcome | null {
-  const name = model.block?.name ?? model.namespace;
+  const name = deviceKey(model);
   if (model.unsupported) {
     return { state: 'rejected', reason: model.unsupported.code, message: `${name}: not usable for Xen: ${model.unsupported.message}`, severity: 'warn' };
   }
@@ -80,10 +80,10 @@ export function judgeForXen(model: SupportedPmemNamespace, verdict: Verdict, led
     return { kind: 'outcome', outcome: { state: 'reported', reason: 'reported-earlier', message: `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} was reported to Xen at ${same.at}; Xen keeps it until reboot`, severity: 'info', layout: mapped } };
   }
   const others = ledger.filter((entry) => entry !== same);
-  const clash = others.find((entry) => overlapsPfn(entry.request, mapped.request));
+  const clash = others.find(({ request }) => rangesOverlap(request.spfn, request.epfn, mapped.request.spfn, mapped.request.epfn));
   if (clash) {
     return outcome('rejected', 'overlaps-reported',
-      `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} overlaps [${hex(clash.request.spfn)}, ${hex(clash.request.epfn)}) reported for ${clash.device} (reservation ${clash.uuid}); Xen has no remove, so a new layout there needs a reboot`, 'error', mapped);
+      `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} overlaps ${halfOpenRange(clash.request.spfn, clash.request.epfn)} reported for ${clash.device} (reservation ${clash.uuid}); Xen has no remove, so a new layout there needs a reboot`, 'error', mapped);
   }
   const xenView = checkPmemAddLikeXen(mapped.request, others.map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn })));
   if (!xenView.ok) {
@@ -171,10 +171,6 @@ export function removalOutcome(name: string, previous: { state: DeviceState; lay
 export function sameRequest(a: PmemAddRequest, b: PmemAddRequest): boolean {
   return a.spfn === b.spfn && a.epfn === b.epfn && a.rsvSpfn === b.rsvSpfn && a.rsvEpfn === b.rsvEpfn
     && a.dataSpfn === b.dataSpfn && a.dataEpfn === b.dataEpfn;
-}
-
-function overlapsPfn(a: PfnRange, b: PfnRange): boolean {
-  return a.spfn < b.epfn && b.spfn < a.epfn;
 }
 
 function outcome(state: DeviceState, reason: string, message: string, severity: Severity, layout?: PhysicalLayout): Judgement {

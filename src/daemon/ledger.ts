@@ -10,6 +10,8 @@ import { closeSync, fdatasyncSync, mkdirSync, openSync, writeSync } from 'node:f
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+
+import { errorCode } from '../core/errno.js';
 import { sameRequest, type LedgerEntry } from './decide.js';
 
 export const LEDGER_FILE = 'ledger.jsonl';
@@ -77,7 +79,7 @@ export async function loadLedger(dir: string): Promise<LedgerLoad> {
   try {
     return { kind: 'loaded', replayed: replayLedger(await readFile(join(dir, LEDGER_FILE), 'utf8')) };
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = errorCode(error);
     if (code === 'ENOENT') return { kind: 'missing' };
     return { kind: 'unreadable', message: `cannot be read (${code ?? String(error)})` };
   }

@@ -9,6 +9,8 @@
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+
+import { errorCode } from '../core/errno.js';
 import type { DeviceState, LedgerEntry, PhysicalLayout } from './decide.js';
 import { LEDGER_FILE, loadLedger } from './ledger.js';
 
@@ -101,7 +103,7 @@ export async function loadState(dir: string): Promise<LoadResult> {
   try {
     text = await readFile(join(dir, STATE_FILE), 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = errorCode(error);
     if (code === 'ENOENT') return { kind: 'missing' };
     return { kind: 'unreadable', message: `cannot be read (${code ?? String(error)})` };
   }

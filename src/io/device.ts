@@ -3,6 +3,7 @@
 // reads O(1) bytes whatever the device size.
 
 import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { describeError } from '../core/errno.js';
 import { toSafeNumber } from '../core/units.js';
 
 export interface DeviceReader {
@@ -118,21 +119,4 @@ function blockGeometry(rdev: bigint): { size: bigint; sectorSize: number } {
     // Partitions have no queue/ of their own; 512 is what the kernel reports for pmem disks.
   }
   return { size: sectors * 512n, sectorSize };
-}
-
-export function describeError(error: unknown): string {
-  if (error && typeof error === 'object' && 'code' in error) {
-    const code = String((error as { code: unknown }).code);
-    const text: Record<string, string> = {
-      ENOENT: 'no such file or device',
-      EACCES: 'permission denied (run as root)',
-      EPERM: 'operation not permitted (run as root)',
-      EBUSY: 'device is busy',
-      EIO: 'input/output error',
-      ENXIO: 'no such device (it may have been removed)',
-      EROFS: 'read-only file system',
-    };
-    return text[code] ?? `${code}`;
-  }
-  return error instanceof Error ? error.message : String(error);
 }

@@ -4,6 +4,7 @@
 
 import koffi from 'koffi';
 
+import { errnoName } from '../core/errno.js';
 import { HYPERVISOR_PLATFORM_OP, HYPERVISOR_XEN_VERSION } from '../xen/platform-op.js';
 
 export interface HypercallResult {
@@ -60,11 +61,6 @@ function load(libraryPath: string): XencallFunctions {
   };
   loaded.set(libraryPath, functions);
   return functions;
-}
-
-function errnoName(errno: number): string {
-  const entry = Object.entries(koffi.os.errno).find(([, value]) => value === errno);
-  return entry ? entry[0] : `errno ${errno}`;
 }
 
 /**

@@ -4,7 +4,8 @@
 
 import { constants } from 'node:os';
 
-import { hex } from '../core/units.js';
+import { errnoName } from '../core/errno.js';
+import { halfOpenRange } from '../core/units.js';
 import type { HypercallResult, XencallPort } from '../native/libxencall.js';
 import {
   checkPmemAddLikeXen,
@@ -46,11 +47,6 @@ const { EINVAL, ENOSYS, ENODEV, EAGAIN, EBUSY, ENOMEM, EPERM, EACCES } = constan
 
 /** Upstream Xen gave platform op 64 to XENPF_get_dom0_console in 4.18.0 (released 2023-11-16). */
 const DOM0_CONSOLE_NOTE = 'upstream Xen 4.18 and later define platform op 64 as XENPF_get_dom0_console';
-
-export function errnoName(errno: number): string {
-  const entry = Object.entries(constants.errno).find(([, value]) => value === errno);
-  return entry ? entry[0] : `errno ${errno}`;
-}
 
 /**
  * The probe: a pmem_add that breaks rule 1 (every PFN zero) with the unused rest of the union
@@ -217,7 +213,7 @@ export class HypercallBridge {
         kind: 'rejected',
         errno,
         reason: 'overlaps-earlier-add',
-        message: `Xen refused XENPF_pmem_add ${described} with EINVAL although rules 1-6 hold for what this daemon knows: the region [${hex(req.spfn)}, ${hex(req.epfn)}) overlaps one already added, possibly by an earlier run, or memory Xen already knows (Xen has no remove operation)`,
+        message: `Xen refused XENPF_pmem_add ${described} with EINVAL although rules 1-6 hold for what this daemon knows: the region ${halfOpenRange(req.spfn, req.epfn)} overlaps one already added, possibly by an earlier run, or memory Xen already knows (Xen has no remove operation)`,
       };
     }
     if (errno === EAGAIN || errno === EBUSY || errno === ENOMEM) {

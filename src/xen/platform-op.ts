@@ -3,7 +3,7 @@
 // the spec of those 136 bytes; the hypercall shell and the test hypervisor both follow it.
 
 import { xenMinimumReservedPages } from '../core/xen-sizing.js';
-import { hex, U64_MAX } from '../core/units.js';
+import { halfOpenRange, hex, rangesOverlap, U64_MAX } from '../core/units.js';
 
 /** `sizeof(struct xen_platform_op)` on x86-64: cmd, interface_version and a 128-byte union. */
 export const PLATFORM_OP_BYTES = 136;
@@ -32,7 +32,6 @@ export const PLATFORM_OP_OFFSETS = {
   dataSpfn: 40,
   dataEpfn: 48,
 } as const;
-export const PLATFORM_OP_UNION_BYTES = PLATFORM_OP_BYTES - PLATFORM_OP_OFFSETS.union;
 /** First byte of the union that pmem_add leaves unused. */
 export const PMEM_ADD_PAYLOAD_END = 56;
 
@@ -133,12 +132,10 @@ export type XenCheck =
   | { ok: false; rule: number; reason: XenRuleReason; message: string };
 
 function overlaps(a: PfnRange, b: PfnRange): boolean {
-  return a.spfn < b.epfn && b.spfn < a.epfn;
+  return rangesOverlap(a.spfn, a.epfn, b.spfn, b.epfn);
 }
 
-function range(spfn: bigint, epfn: bigint): string {
-  return `[${hex(spfn)}, ${hex(epfn)})`;
-}
+const range = halfOpenRange;
 
 /**
  * The RFC hypervisor's checks on XENPF_pmem_add, rules 1–6 of docs/hypercall.md, in that order;

@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
 import type { Verdict } from '../../core/validate.js';
-import { openDevice, describeError } from '../../io/device.js';
+import { describeError } from '../../core/errno.js';
+import { openDevice } from '../../io/device.js';
 import { scanDevice } from '../../io/scan.js';
 import { DEFAULT_STATE_DIR, loadState, type DeviceRecord } from '../../daemon/state-store.js';
 import { listPmemNamespaces, namespaceToJson } from '../../sysfs/model.js';
-import type { PmemNamespaceModel } from '../../sysfs/types.js';
+import { deviceKey, type PmemNamespaceModel } from '../../sysfs/types.js';
 import { EXIT_OK, type Command } from '../command.js';
 import { verdictToJson, type VerdictJson } from '../report.js';
 import { hexRange } from '../../core/units.js';
@@ -68,8 +69,7 @@ interface ListRow {
 
 async function describe(model: PmemNamespaceModel, records: Map<string, DeviceRecord>): Promise<ListRow> {
   const row: ListRow = { model };
-  const key = model.block?.name ?? model.namespace;
-  const record = records.get(key);
+  const record = records.get(deviceKey(model));
   if (record) row.daemon = { state: record.state, reason: record.reason, since: record.since };
   if (model.block && model.unsupported === null) {
     try {
@@ -90,8 +90,7 @@ async function describe(model: PmemNamespaceModel, records: Map<string, DeviceRe
 
 function humanRow(row: ListRow): string {
   const m = row.model;
-  const name = m.block?.name ?? m.namespace;
-  const lines = [`${name}  ${m.namespace}  mode ${m.mode}${m.namespaceUuid ? `  uuid ${m.namespaceUuid}` : ''}`];
+  const lines = [`${deviceKey(m)}  ${m.namespace}  mode ${m.mode}${m.namespaceUuid ? `  uuid ${m.namespaceUuid}` : ''}`];
   if (m.block?.physStart != null) lines.push(`  physical   ${hexRange(m.block.physStart, m.block.size)}`);
   if (m.region.start !== null && m.region.size !== null) {
     lines.push(`  ${m.region.name.padEnd(9)}  ${hexRange(m.region.start, m.region.size)}${m.region.numaNode !== null ? `  NUMA node ${m.region.numaNode}` : ''}`);
