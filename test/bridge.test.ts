@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 
-import { DEFAULT_LIBXENCALL, openXencall, type HypercallResult, type XencallPort } from '../src/native/libxencall.js';
+import { DEFAULT_LIBXENCALL, openXencall } from '../src/native/libxencall.js';
+import type { HypercallResult, HypercallPort } from '../src/xen/ports.js';
 import { HypercallBridge, pmemAddProbe, type BridgeAnswer } from '../src/xen/bridge.js';
 import { decodePmemAdd, PLATFORM_OP_BYTES, type PmemAddRequest } from '../src/xen/platform-op.js';
 import { buildTestHypervisor } from './hypervisor/build.js';
@@ -29,14 +30,14 @@ const REGION: PmemAddRequest = {
 
 let library: string;
 let workdir: string;
-let opened: XencallPort[] = [];
+let opened: HypercallPort[] = [];
 
 function useMode(mode: string, extra: Record<string, string> = {}): void {
   process.env.TEST_XEN_MODE = mode;
   for (const [name, value] of Object.entries(extra)) process.env[name] = value;
 }
 
-function openTestHypervisor(): XencallPort {
+function openTestHypervisor(): HypercallPort {
   const port = openXencall(library);
   if ('error' in port) assert.fail(`the test hypervisor did not open: ${port.message}`);
   opened.push(port);
@@ -274,7 +275,7 @@ describe('opening libxencall', () => {
 });
 
 /** An in-process port for answers the test hypervisor has no mode for. */
-function scriptedPort(answers: { platformOp: (op: Buffer) => HypercallResult }): XencallPort & { ops: Buffer[] } {
+function scriptedPort(answers: { platformOp: (op: Buffer) => HypercallResult }): HypercallPort & { ops: Buffer[] } {
   const ops: Buffer[] = [];
   return {
     ops,

@@ -9,10 +9,12 @@ import { afterEach, describe, test } from 'node:test';
 
 import { MiB } from '../src/core/units.js';
 import type { Config } from '../src/daemon/config.js';
-import { Controller, type DaemonPorts, type DeviceEvent } from '../src/daemon/controller.js';
+import { Controller, type DaemonPorts } from '../src/daemon/controller.js';
+import type { DeviceEvent } from '../src/daemon/ports.js';
 import { loadState, StateStore, type DaemonState, type DeviceRecord } from '../src/daemon/state-store.js';
 import { LedgerJournal } from '../src/daemon/ledger.js';
-import { openDevice, type DeviceReader } from '../src/io/device.js';
+import { openDevice } from '../src/io/device.js';
+import type { DeviceReader } from '../src/io/ports.js';
 import { readPmemByBlockName } from '../src/sysfs/model.js';
 import { HypercallBridge } from '../src/xen/bridge.js';
 import type { RegionSpec } from './fixtures/sysfs-tree.js';

@@ -15,12 +15,15 @@ import { fileURLToPath } from 'node:url';
 
 import { MiB } from '../src/core/units.js';
 import type { Config } from '../src/daemon/config.js';
-import { Controller, type DaemonPorts, type DeviceEvent } from '../src/daemon/controller.js';
+import { Controller, type DaemonPorts } from '../src/daemon/controller.js';
+import type { DeviceEvent } from '../src/daemon/ports.js';
 import { LedgerJournal } from '../src/daemon/ledger.js';
 import { loadPreviousRun, loadState, parseState, type DaemonState, type DeviceRecord } from '../src/daemon/state-store.js';
-import { openDevice, type DeviceReader } from '../src/io/device.js';
+import { openDevice } from '../src/io/device.js';
+import type { DeviceReader } from '../src/io/ports.js';
 import { scanDevice } from '../src/io/scan.js';
-import { openXencall, type HypercallResult, type XencallPort } from '../src/native/libxencall.js';
+import { openXencall } from '../src/native/libxencall.js';
+import type { HypercallResult, HypercallPort } from '../src/xen/ports.js';
 import { readPmemByBlockName } from '../src/sysfs/model.js';
 import { HypercallBridge, pmemAddProbe } from '../src/xen/bridge.js';
 import type { RegionSpec } from './fixtures/sysfs-tree.js';
@@ -310,8 +313,8 @@ describe('devices that vanish', { skip }, () => {
   });
 });
 
-/** A stand-in hypervisor behind the XencallPort interface: the probe proves pmem_add, adds answer as told. */
-function scriptedPort(answer: () => HypercallResult | 'throw'): XencallPort & { adds: number; taken: number } {
+/** A stand-in hypervisor behind the HypercallPort interface: the probe proves pmem_add, adds answer as told. */
+function scriptedPort(answer: () => HypercallResult | 'throw'): HypercallPort & { adds: number; taken: number } {
   const probe = pmemAddProbe();
   const port = {
     adds: 0,

@@ -8,7 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 
 import { hex } from '../src/core/units.js';
-import { openXencall, type XencallPort } from '../src/native/libxencall.js';
+import { openXencall } from '../src/native/libxencall.js';
+import type { HypercallPort } from '../src/xen/ports.js';
 import {
   checkPmemAddLikeXen,
   decodePmemAdd,
@@ -144,7 +145,7 @@ describe('checkPmemAddLikeXen', () => {
 });
 
 describe('the test hypervisor applies the same rules in C', () => {
-  let port: XencallPort;
+  let port: HypercallPort;
   let workdir: string;
 
   before(() => {
@@ -154,7 +155,7 @@ describe('the test hypervisor applies the same rules in C', () => {
     process.env.TEST_XEN_LOG = join(workdir, 'log');
     const opened = openXencall(buildTestHypervisor());
     assert.ok(!('error' in opened), 'the test hypervisor opens');
-    port = opened as XencallPort;
+    port = opened as HypercallPort;
   });
 
   after(() => {

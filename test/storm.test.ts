@@ -19,9 +19,11 @@ import { fileURLToPath } from 'node:url';
 
 import { FLAG_BACKUP_COPY, FLAG_NAMESPACE_BOUND, SUPERBLOCK_BYTES } from '../src/core/superblock.js';
 import { MiB } from '../src/core/units.js';
-import { Controller, type DeviceEvent } from '../src/daemon/controller.js';
+import { Controller } from '../src/daemon/controller.js';
+import type { DeviceEvent } from '../src/daemon/ports.js';
 import { parseState, StateStore, type DaemonState } from '../src/daemon/state-store.js';
-import { openDevice, type DeviceReader } from '../src/io/device.js';
+import { openDevice } from '../src/io/device.js';
+import type { DeviceReader } from '../src/io/ports.js';
 import { listPmemNamespaces } from '../src/sysfs/model.js';
 import type { PmemNamespaceModel } from '../src/sysfs/types.js';
 import type { RegionSpec } from './fixtures/sysfs-tree.js';

@@ -10,7 +10,7 @@
 
 import { messageOf } from '../core/errno.js';
 import type { Verdict } from '../core/validate.js';
-import type { DeviceReader } from '../io/device.js';
+import type { DeviceReader } from '../io/ports.js';
 import { scanDevice } from '../io/scan.js';
 import { deviceKey as keyOf, isSupportedPmem, type PmemNamespaceModel } from '../sysfs/types.js';
 import type { BridgeAnswer, Capability } from '../xen/bridge.js';
@@ -23,16 +23,8 @@ import {
 import type { LedgerOp } from './ledger.js';
 import type { DaemonLogger, LogFields } from './log.js';
 import type { Notifier } from './notify.js';
+import type { DeviceEvent } from './ports.js';
 import type { DaemonState, DeviceRecord } from './state-store.js';
-
-export interface DeviceEvent {
-  action: string;
-  subsystem: string;
-  /** Kernel name: `pmem0`, `pmem0p1`, `namespace0.0`, `region0`. */
-  sysname: string;
-  syspath: string;
-  devtype?: string;
-}
 
 /** A port may answer at once (sysfs is read synchronously) or after a wait (a test's stand-in). */
 type Awaitable<T> = T | Promise<T>;

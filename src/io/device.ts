@@ -5,24 +5,7 @@
 import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { describeError } from '../core/errno.js';
 import { toSafeNumber } from '../core/units.js';
-
-export interface DeviceReader {
-  readonly path: string;
-  readonly size: bigint;
-  /** Logical sector size the partition table is written in. */
-  readonly sectorSize: number;
-  readonly isBlockDevice: boolean;
-  /** Reads up to `length` bytes at `offset`; fewer only at the end of the device. */
-  read(offset: bigint, length: number): Promise<Buffer>;
-  readonly bytesRead: number;
-  close(): Promise<void>;
-}
-
-export interface DeviceWriter extends DeviceReader {
-  write(offset: bigint, bytes: Uint8Array): Promise<void>;
-  /** Makes what was written durable before the command reports success. */
-  sync(): Promise<void>;
-}
+import type { DeviceReader, DeviceWriter } from './ports.js';
 
 export class DeviceOpenError extends Error {}
 

@@ -6,7 +6,7 @@ import { constants } from 'node:os';
 
 import { errnoName } from '../core/errno.js';
 import { halfOpenRange } from '../core/units.js';
-import type { HypercallResult, XencallPort } from '../native/libxencall.js';
+import type { HypercallPort, HypercallResult } from './ports.js';
 import {
   checkPmemAddLikeXen,
   describePmemAdd,
@@ -80,7 +80,7 @@ export class HypercallBridge {
   private probed: Capability | null = null;
 
   constructor(
-    private readonly port: XencallPort | null,
+    private readonly port: HypercallPort | null,
     private readonly options: BridgeOptions,
   ) {}
 
@@ -114,7 +114,7 @@ export class HypercallBridge {
     }
   }
 
-  private probeWith(port: XencallPort): Capability {
+  private probeWith(port: HypercallPort): Capability {
     const version = port.xenVersion(XENVER_VERSION, 0);
     if (version.rc < 0) {
       return {

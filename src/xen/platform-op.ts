@@ -11,9 +11,6 @@ export const PLATFORM_OP_BYTES = 136;
 export const XENPF_PMEM_ADD = 64;
 /** Xen refuses (EACCES) a platform op whose interface_version differs from its own. */
 export const XENPF_INTERFACE_VERSION = 0x03000001;
-/** Hypercall numbers (`__HYPERVISOR_*`). */
-export const HYPERVISOR_PLATFORM_OP = 7;
-export const HYPERVISOR_XEN_VERSION = 17;
 /** xen_version sub-commands. */
 export const XENVER_VERSION = 0;
 export const XENVER_EXTRAVERSION = 1;

@@ -14,7 +14,7 @@ import { describeVerdict, verdictToJson } from '../../src/cli/report.js';
 import { HUGE_PAGE_BYTES, isAligned } from '../../src/core/units.js';
 import type { Verdict } from '../../src/core/validate.js';
 import { judgeForXen } from '../../src/daemon/decide.js';
-import type { DeviceReader } from '../../src/io/device.js';
+import type { DeviceReader } from '../../src/io/ports.js';
 import { scanDevice, type ScanOptions } from '../../src/io/scan.js';
 import type { SupportedPmemNamespace } from '../../src/sysfs/types.js';
 import { checkPmemAddLikeXen, encodePmemAdd } from '../../src/xen/platform-op.js';

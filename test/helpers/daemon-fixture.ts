@@ -16,7 +16,8 @@ import type { DaemonLogger, LogFields, LogLevel } from '../../src/daemon/log.js'
 import type { Notifier } from '../../src/daemon/notify.js';
 import { StateStore } from '../../src/daemon/state-store.js';
 import { LedgerJournal } from '../../src/daemon/ledger.js';
-import { openDevice, type DeviceReader } from '../../src/io/device.js';
+import { openDevice } from '../../src/io/device.js';
+import type { DeviceReader } from '../../src/io/ports.js';
 import { writeLayout } from '../../src/io/layout-writer.js';
 import { openXencall } from '../../src/native/libxencall.js';
 import { listPmemNamespaces, readPmemByBlockName, readPmemBySyspath } from '../../src/sysfs/model.js';
