@@ -84,8 +84,8 @@ function timedPorts(host: DaemonHost, tracker: LatencyTracker, deviceBySpfn: Map
     },
     bridge: {
       capability: () => bridge.capability(),
-      pmemAdd: (request, alreadyReported) => {
-        const answer = bridge.pmemAdd(request, alreadyReported);
+      report: (request, alreadyReported) => {
+        const answer = bridge.report(request, alreadyReported);
         const device = deviceBySpfn.get(request.spfn);
         if (device !== undefined) tracker.hypercallMade(device, performance.now());
         return answer;

@@ -25,7 +25,8 @@ import { scanDevice } from '../src/io/scan.js';
 import { openXencall } from '../src/native/libxencall.js';
 import type { HypercallResult, HypercallPort } from '../src/xen/ports.js';
 import { readPmemByBlockName } from '../src/sysfs/model.js';
-import { HypercallBridge, pmemAddProbe } from '../src/xen/bridge.js';
+import { HypercallBridge } from '../src/xen/bridge.js';
+import { pmemAddProbe } from '../src/xen/platform-op.js';
 import type { RegionSpec } from './fixtures/sysfs-tree.js';
 import { stackTraceLines } from './helpers/cli.js';
 import {
@@ -292,11 +293,11 @@ describe('devices that vanish', { skip }, () => {
         readByBlockName: async (name) => (gone ? null : readPmemByBlockName(host.roots, name)),
         bridge: {
           capability: () => real.capability(),
-          pmemAdd: (request, already) => {
+          report: (request, already) => {
             // The NVDIMM is pulled while Xen works on the add; udev tells the daemon afterwards.
             gone = true;
             setImmediate(() => controller.handleEvent(blockEvent('pmem0', 'remove')));
-            return real.pmemAdd(request, already);
+            return real.report(request, already);
           },
         },
       },

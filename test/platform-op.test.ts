@@ -10,8 +10,9 @@ import fc from 'fast-check';
 import { hex } from '../src/core/units.js';
 import { openXencall } from '../src/native/libxencall.js';
 import type { HypercallPort } from '../src/xen/ports.js';
+import type { PfnRange } from '../src/xen/interface.js';
+import { checkPmemAddLikeXen } from '../src/xen/interfaces/pmem-add.js';
 import {
-  checkPmemAddLikeXen,
   decodePmemAdd,
   describePmemAdd,
   encodePmemAdd,
@@ -19,7 +20,6 @@ import {
   PLATFORM_OP_OFFSETS,
   XENPF_INTERFACE_VERSION,
   XENPF_PMEM_ADD,
-  type PfnRange,
   type PmemAddRequest,
 } from '../src/xen/platform-op.js';
 import { buildTestHypervisor } from './hypervisor/build.js';

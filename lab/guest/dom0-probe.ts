@@ -11,8 +11,7 @@ import { pathToFileURL } from 'node:url';
 
 import { openXencall } from '../../src/native/libxencall.js';
 import { udevEventSource } from '../../src/native/udev.js';
-import { pmemAddProbe } from '../../src/xen/bridge.js';
-import { XENVER_VERSION } from '../../src/xen/platform-op.js';
+import { pmemAddProbe, XENVER_VERSION } from '../../src/xen/platform-op.js';
 
 export interface CheckResult {
   ok: boolean;

@@ -13,8 +13,8 @@ import type { Verdict } from '../core/validate.js';
 import type { DeviceReader } from '../io/ports.js';
 import { scanDevice } from '../io/scan.js';
 import { deviceKey as keyOf, isSupportedPmem, type PmemNamespaceModel } from '../sysfs/types.js';
-import type { BridgeAnswer, Capability } from '../xen/bridge.js';
-import type { PfnRange, PmemAddRequest } from '../xen/platform-op.js';
+import type { BridgeAnswer, Capability, PfnRange, PmemReport } from '../xen/interface.js';
+import { interfaceFor } from '../xen/interfaces/index.js';
 import type { Config } from './config.js';
 import {
   admit, interpretAnswer, judgeForXen, removalOutcome, sameRequest,
@@ -36,7 +36,7 @@ export interface DaemonPorts {
   openReader(devPath: string): Promise<DeviceReader>;
   bridge: {
     capability(): Capability;
-    pmemAdd(request: PmemAddRequest, alreadyReported: PfnRange[]): BridgeAnswer;
+    report(request: PmemReport, alreadyReported: PfnRange[]): BridgeAnswer;
   };
   /** state.json: what `xen-pmem status` reads. */
   saveState(state: DaemonState): Promise<void>;
@@ -48,7 +48,7 @@ export interface DaemonPorts {
 }
 
 /** What a dry run judges against: it never learns what Xen implements. */
-const DRY_RUN_ASSUMPTION: Capability = { kind: 'pmem-add', xenVersion: 'unknown (dry run)' };
+const DRY_RUN_ASSUMPTION: Capability = { kind: interfaceFor(null).name, xenVersion: 'unknown (dry run)' };
 
 /**
  * pmem2 before pmem10. One collator for every snapshot: localeCompare with options builds a new
@@ -100,7 +100,7 @@ export class Controller {
    */
   probeHypervisor(): Capability | null {
     if (this.config.dryRun) {
-      this.ports.log.notice({ capability: 'dry-run' }, 'dry run: no hypercall is made, not even the probe of the hypervisor; each valid pmem device is logged with the XENPF_pmem_add it would get');
+      this.ports.log.notice({ capability: 'dry-run' }, `dry run: no hypercall is made, not even the probe of the hypervisor; each valid pmem device is logged with the ${interfaceFor(null).title} it would get`);
       return null;
     }
     return this.hypervisorCapability();
@@ -115,8 +115,8 @@ export class Controller {
     const capability = this.ports.bridge.capability();
     if (this.told && sameCapability(this.told, capability)) return capability;
     this.told = capability;
-    if (capability.kind === 'pmem-add') {
-      this.ports.log.info({ capability: 'pmem-add', xenVersion: capability.xenVersion }, `Xen ${capability.xenVersion} implements XENPF_pmem_add; valid pmem devices will be reported`);
+    if (capability.kind !== 'unsupported') {
+      this.ports.log.info({ capability: capability.kind, xenVersion: capability.xenVersion }, `Xen ${capability.xenVersion} implements ${interfaceFor(capability).title}; valid pmem devices will be reported`);
     } else {
       // Notice, not warning: each valid device it affects gets its own warning line, so
       // `journalctl -p warning` shows one line per device, as operators count them.
@@ -314,11 +314,11 @@ export class Controller {
     if (judgement.kind === 'outcome') return judgement.outcome;
     const { layout, confirming } = judgement;
     if (this.config.dryRun) {
-      return interpretAnswer(key, layout, this.ports.bridge.pmemAdd(layout.request, []), false);
+      return interpretAnswer(key, layout, this.ports.bridge.report(layout.request, []), false);
     }
     let entry = this.ledger.find((e) => e.uuid === layout.uuid && sameRequest(e.request, layout.request));
     if (!entry) {
-      const pending: LedgerEntry = { device: key, uuid: layout.uuid, request: layout.request, status: 'pending', at: this.ports.now().toISOString() };
+      const pending: LedgerEntry = { interface: interfaceFor(capability).name, device: key, uuid: layout.uuid, request: layout.request, status: 'pending', at: this.ports.now().toISOString() };
       try {
         await this.ports.recordLedger('pending', pending);
       } catch (error) {
@@ -328,7 +328,7 @@ export class Controller {
       entry = pending;
     }
     const already = this.ledger.filter((e) => e !== entry).map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn }));
-    const answer = this.ports.bridge.pmemAdd(layout.request, already);
+    const answer = this.ports.bridge.report(layout.request, already);
     const outcome = interpretAnswer(key, layout, answer, confirming);
     let step: LedgerOp | null = null;
     if (outcome.state === 'reported') {
@@ -455,7 +455,7 @@ export class Controller {
 }
 
 function sameCapability(a: Capability, b: Capability): boolean {
-  if (a.kind === 'pmem-add' || b.kind === 'pmem-add') return a.kind === b.kind;
+  if (a.kind !== 'unsupported' || b.kind !== 'unsupported') return a.kind === b.kind;
   return a.reason === b.reason && a.message === b.message;
 }
 

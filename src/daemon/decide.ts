@@ -5,8 +5,8 @@
 import type { Verdict } from '../core/validate.js';
 import { halfOpenRange, hex, hexRange, HUGE_PAGE_BYTES, isAligned, PAGE_BYTES, PAGE_SHIFT, rangesOverlap } from '../core/units.js';
 import { deviceKey, type SupportedPmemNamespace, type PmemNamespaceModel } from '../sysfs/types.js';
-import type { BridgeAnswer, Capability } from '../xen/bridge.js';
-import { checkPmemAddLikeXen, type PfnRange, type PmemAddRequest } from '../xen/platform-op.js';
+import type { BridgeAnswer, Capability, PmemReport } from '../xen/interface.js';
+import { interfaceFor } from '../xen/interfaces/index.js';
 import { configRefusal, type Config } from './config.js';
 
 export type DeviceState = 'absent' | 'rejected' | 'reported' | 'unsupported' | 'retrying' | 'failed' | 'removed';
@@ -19,7 +19,7 @@ export interface PhysicalLayout {
   region: { start: bigint; size: bigint };
   reserved: { start: bigint; size: bigint };
   data: { start: bigint; size: bigint };
-  request: PmemAddRequest;
+  request: PmemReport;
   /** Reservation UUID from the super block: identifies this layout across restarts. */
   uuid: string;
 }
@@ -34,11 +34,15 @@ export interface Outcome {
   notes?: string[];
 }
 
-/** One add this daemon asked Xen for. `pending` until the answer was recorded. */
+/**
+ * One report to the hypervisor this daemon made, or is making: `pending` until the answer was
+ * recorded. `interface` names the hypervisor interface it went through (src/xen/interfaces/).
+ */
 export interface LedgerEntry {
+  interface: string;
   device: string;
   uuid: string;
-  request: PmemAddRequest;
+  request: PmemReport;
   status: 'pending' | 'reported';
   at: string;
 }
@@ -85,7 +89,7 @@ export function judgeForXen(model: SupportedPmemNamespace, verdict: Verdict, led
     return outcome('rejected', 'overlaps-reported',
       `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} overlaps ${halfOpenRange(clash.request.spfn, clash.request.epfn)} reported for ${clash.device} (reservation ${clash.uuid}); Xen has no remove, so a new layout there needs a reboot`, 'error', mapped);
   }
-  const xenView = checkPmemAddLikeXen(mapped.request, others.map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn })));
+  const xenView = interfaceFor(capability).check(mapped.request, others.map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn })));
   if (!xenView.ok) {
     return outcome('rejected', `xen-rule-${xenView.rule}`, `${name}: Xen would refuse this layout (rule ${xenView.rule}): ${xenView.message}`, 'error', mapped);
   }
@@ -168,7 +172,7 @@ export function removalOutcome(name: string, previous: { state: DeviceState; lay
   return { state: 'removed', reason: 'removed', message: `${name}: removed`, severity: 'info' };
 }
 
-export function sameRequest(a: PmemAddRequest, b: PmemAddRequest): boolean {
+export function sameRequest(a: PmemReport, b: PmemReport): boolean {
   return a.spfn === b.spfn && a.epfn === b.epfn && a.rsvSpfn === b.rsvSpfn && a.rsvEpfn === b.rsvEpfn
     && a.dataSpfn === b.dataSpfn && a.dataEpfn === b.dataEpfn;
 }

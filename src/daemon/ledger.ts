@@ -19,18 +19,28 @@ export const LEDGER_FILE = 'ledger.jsonl';
 /** `pending`: about to ask Xen. `reported`: Xen took it. `dropped`: Xen did not take it. */
 export type LedgerOp = 'pending' | 'reported' | 'dropped';
 
-const hexBig = z.string().regex(/^0x[0-9a-f]+$/).transform((text) => BigInt(text));
-const lineSchema = z.object({
-  op: z.enum(['pending', 'reported', 'dropped']),
+/** On disk every 64-bit number is a hex string: JSON numbers lose precision past 2^53. */
+export const hexBigSchema = z.string().regex(/^0x[0-9a-f]+$/).transform((text) => BigInt(text));
+/** The six PFNs of a report. */
+export const reportSchema = z.object({
+  spfn: hexBigSchema, epfn: hexBigSchema, rsvSpfn: hexBigSchema, rsvEpfn: hexBigSchema, dataSpfn: hexBigSchema, dataEpfn: hexBigSchema,
+});
+/** Lines written before reports named their interface were all made through pmem-add. */
+const FIRST_INTERFACE = 'pmem-add';
+/** A report as a ledger line and state.json's copy of the ledger both record it. */
+const entryFields = {
+  interface: z.string().default(FIRST_INTERFACE),
   device: z.string(),
   uuid: z.string(),
-  request: z.object({ spfn: hexBig, epfn: hexBig, rsvSpfn: hexBig, rsvEpfn: hexBig, dataSpfn: hexBig, dataEpfn: hexBig }),
+  request: reportSchema,
   at: z.string(),
-});
+};
+const lineSchema = z.object({ op: z.enum(['pending', 'reported', 'dropped']), ...entryFields });
+export const ledgerEntrySchema = z.object({ ...entryFields, status: z.enum(['pending', 'reported']) });
 
 export function ledgerLine(op: LedgerOp, entry: LedgerEntry): string {
   const request = Object.fromEntries(Object.entries(entry.request).map(([key, value]) => [key, '0x' + (value as bigint).toString(16)]));
-  return JSON.stringify({ op, device: entry.device, uuid: entry.uuid, request, at: entry.at }) + '\n';
+  return JSON.stringify({ op, interface: entry.interface, device: entry.device, uuid: entry.uuid, request, at: entry.at }) + '\n';
 }
 
 export interface Replayed {

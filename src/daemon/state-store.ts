@@ -12,7 +12,7 @@ import { z } from 'zod';
 
 import { errorCode } from '../core/errno.js';
 import type { DeviceState, LedgerEntry, PhysicalLayout } from './decide.js';
-import { LEDGER_FILE, loadLedger } from './ledger.js';
+import { hexBigSchema as hexBig, LEDGER_FILE, ledgerEntrySchema, loadLedger, reportSchema as requestSchema } from './ledger.js';
 
 export const DEFAULT_STATE_DIR = '/run/xen-pmem';
 export const STATE_FILE = 'state.json';
@@ -48,11 +48,6 @@ export interface DaemonState {
   ledger: LedgerEntry[];
 }
 
-// On disk every 64-bit number is a hex string: JSON numbers lose precision past 2^53.
-const hexBig = z.string().regex(/^0x[0-9a-f]+$/).transform((text) => BigInt(text));
-const requestSchema = z.object({
-  spfn: hexBig, epfn: hexBig, rsvSpfn: hexBig, rsvEpfn: hexBig, dataSpfn: hexBig, dataEpfn: hexBig,
-});
 const rangeSchema = z.object({ start: hexBig, size: hexBig });
 const layoutSchema = z.object({ region: rangeSchema, reserved: rangeSchema, data: rangeSchema, request: requestSchema, uuid: z.string() });
 const stateSchema = z.object({
@@ -69,9 +64,7 @@ const stateSchema = z.object({
     reason: z.string(), message: z.string(), since: z.string(),
     layout: layoutSchema.optional(), nextAttempt: z.string().optional(), notes: z.array(z.string()).optional(),
   })),
-  ledger: z.array(z.object({
-    device: z.string(), uuid: z.string(), request: requestSchema, status: z.enum(['pending', 'reported']), at: z.string(),
-  })),
+  ledger: z.array(ledgerEntrySchema),
 });
 
 export function serializeState(state: DaemonState): string {

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { hexRange, toSafeNumber, hex } from '../../core/units.js';
 import { DEFAULT_STATE_DIR, loadState, type DaemonState, type DeviceRecord } from '../../daemon/state-store.js';
+import { interfaceFor, interfaceNamed } from '../../xen/interfaces/index.js';
 import { CommandError, EXIT_NOT_VALID, EXIT_OK, type Command } from '../command.js';
 
 export const statusCommand: Command = {
@@ -85,9 +86,9 @@ function describeState(state: DaemonState, running: boolean): string {
       : `xen-pmemd is NOT running; last state written by pid ${state.pid} at ${state.updatedAt}:`,
   ];
   if (capability) {
-    lines.push(capability.kind === 'pmem-add'
-      ? `Xen ${capability.xenVersion ?? ''} accepts XENPF_pmem_add`
-      : `Xen does not accept XENPF_pmem_add: ${capability.message ?? capability.reason}`);
+    lines.push(capability.kind !== 'unsupported'
+      ? `Xen ${capability.xenVersion ?? ''} accepts ${interfaceNamed(capability.kind)?.title ?? capability.kind}`
+      : `Xen does not accept ${interfaceFor(null).title}: ${capability.message ?? capability.reason}`);
   }
   if (state.devices.length === 0) lines.push('No pmem devices.');
   for (const record of state.devices) {
