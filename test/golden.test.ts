@@ -34,3 +34,26 @@ describe('the golden 1.0 layout', () => {
     }
   });
 });
+
+describe('inspect --json --human on the golden layout', () => {
+  const golden = assembleGolden('superblock-1.0', join(scratch.dir, 'golden-human.img'));
+
+  test('offsets in hex, sizes in binary units, the time as ISO text; the rest as --json says', () => {
+    const result = runCli(['inspect', golden.path, '--json', '--human']);
+    assert.equal(result.code, 0, result.stderr);
+    const json = JSON.parse(result.stdout) as Record<string, unknown> & { superblock: Record<string, unknown> };
+    assert.equal(json.size, '256.00 MiB');
+    assert.deepEqual(json.partitions, [
+      { number: 1, start: '0x600000', size: '64.00 MiB' },
+      { number: 2, start: '0x4600000', size: '184.00 MiB' },
+    ]);
+    assert.deepEqual(
+      [json.superblock.reservedOffset, json.superblock.reservedSize, json.superblock.dataOffset, json.superblock.dataSize],
+      ['0x200000', '4.00 MiB', '0x600000', '248.00 MiB'],
+    );
+    const machine = golden.inspect as { superblock: { createdAt: number; uuid: string } };
+    assert.equal(json.superblock.createdAt, new Date(machine.superblock.createdAt * 1000).toISOString());
+    assert.equal(json.superblock.uuid, machine.superblock.uuid);
+    assert.equal(json.status, 'valid');
+  });
+});

@@ -9,6 +9,7 @@
 // - the ledger entry is on disk (pending, in the journal) before the hypercall is made.
 
 import { messageOf } from '../core/errno.js';
+import { layoutToFields } from '../format/serializers.js';
 import type { Verdict } from '../core/validate.js';
 import type { DeviceReader } from '../io/ports.js';
 import { scanDevice } from '../io/scan.js';
@@ -399,7 +400,7 @@ export class Controller {
     }
     this.records.set(key, record);
 
-    const fields: LogFields = { device: key, state: outcome.state, reason: outcome.reason, ...layoutFields(outcome) };
+    const fields: LogFields = { device: key, state: outcome.state, reason: outcome.reason, ...(outcome.layout ? layoutToFields(outcome.layout) : {}) };
     if (changed) {
       // A damaged copy does not stop the device, but it is the operator's to repair (setup again
       // when the device is free): a warning of its own, before the outcome it led to.
@@ -459,15 +460,3 @@ function sameCapability(a: Capability, b: Capability): boolean {
   return a.reason === b.reason && a.message === b.message;
 }
 
-function layoutFields(outcome: Outcome): LogFields {
-  const layout = outcome.layout;
-  if (!layout) return {};
-  const r = layout.request;
-  return {
-    uuid: layout.uuid,
-    regionStart: layout.region.start, regionSize: layout.region.size,
-    reservedStart: layout.reserved.start, reservedSize: layout.reserved.size,
-    dataStart: layout.data.start, dataSize: layout.data.size,
-    spfn: r.spfn, epfn: r.epfn, rsvSpfn: r.rsvSpfn, rsvEpfn: r.rsvEpfn, dataSpfn: r.dataSpfn, dataEpfn: r.dataEpfn,
-  };
-}

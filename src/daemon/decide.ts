@@ -4,25 +4,17 @@
 
 import type { Verdict } from '../core/validate.js';
 import { halfOpenRange, hex, hexRange, HUGE_PAGE_BYTES, isAligned, PAGE_BYTES, PAGE_SHIFT, rangesOverlap } from '../core/units.js';
+import type { DeviceState, LedgerEntry, PhysicalLayout } from '../format/records.js';
+import { layoutText } from '../format/serializers.js';
 import { deviceKey, type SupportedPmemNamespace, type PmemNamespaceModel } from '../sysfs/types.js';
 import type { BridgeAnswer, Capability, PmemReport } from '../xen/interface.js';
 import { interfaceFor } from '../xen/interfaces/index.js';
 import { configRefusal, type Config } from './config.js';
 
-export type DeviceState = 'absent' | 'rejected' | 'reported' | 'unsupported' | 'retrying' | 'failed' | 'removed';
+export type { DeviceState, LedgerEntry, PhysicalLayout } from '../format/records.js';
 
 /** How loud the journal line for an outcome is. */
 export type Severity = 'debug' | 'info' | 'notice' | 'warn' | 'error';
-
-export interface PhysicalLayout {
-  /** The whole block device in physical memory: what Xen calls the pmem region. */
-  region: { start: bigint; size: bigint };
-  reserved: { start: bigint; size: bigint };
-  data: { start: bigint; size: bigint };
-  request: PmemReport;
-  /** Reservation UUID from the super block: identifies this layout across restarts. */
-  uuid: string;
-}
 
 export interface Outcome {
   state: DeviceState;
@@ -32,19 +24,6 @@ export interface Outcome {
   layout?: PhysicalLayout;
   /** What the scan noticed on a valid device that the operator should know: a damaged copy. */
   notes?: string[];
-}
-
-/**
- * One report to the hypervisor this daemon made, or is making: `pending` until the answer was
- * recorded. `interface` names the hypervisor interface it went through (src/xen/interfaces/).
- */
-export interface LedgerEntry {
-  interface: string;
-  device: string;
-  uuid: string;
-  request: PmemReport;
-  status: 'pending' | 'reported';
-  at: string;
 }
 
 export type Judgement =
@@ -137,7 +116,7 @@ export function mapToPhysical(model: SupportedPmemNamespace, verdict: Extract<Ve
 
 /** What Xen's answer means for the device. `confirming`: an EINVAL for our own range is the proof. */
 export function interpretAnswer(name: string, layout: PhysicalLayout, answer: BridgeAnswer, confirming: boolean): Outcome {
-  const where = `region ${hexRange(layout.region.start, layout.region.size)} (reserved ${hexRange(layout.reserved.start, layout.reserved.size)}, data ${hexRange(layout.data.start, layout.data.size)})`;
+  const where = layoutText(layout);
   const base = { layout };
   switch (answer.kind) {
     case 'reported':

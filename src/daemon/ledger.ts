@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import { z } from 'zod';
 
 import { errorCode } from '../core/errno.js';
-import { sameRequest, type LedgerEntry } from './decide.js';
+import type { LedgerEntry } from '../format/records.js';
+import { storedJson } from '../format/serializers.js';
+import { sameRequest } from './decide.js';
 
 export const LEDGER_FILE = 'ledger.jsonl';
 
@@ -39,8 +41,7 @@ const lineSchema = z.object({ op: z.enum(['pending', 'reported', 'dropped']), ..
 export const ledgerEntrySchema = z.object({ ...entryFields, status: z.enum(['pending', 'reported']) });
 
 export function ledgerLine(op: LedgerOp, entry: LedgerEntry): string {
-  const request = Object.fromEntries(Object.entries(entry.request).map(([key, value]) => [key, '0x' + (value as bigint).toString(16)]));
-  return JSON.stringify({ op, interface: entry.interface, device: entry.device, uuid: entry.uuid, request, at: entry.at }) + '\n';
+  return storedJson({ op, interface: entry.interface, device: entry.device, uuid: entry.uuid, request: entry.request, at: entry.at }) + '\n';
 }
 
 export interface Replayed {

@@ -11,42 +11,15 @@ import { join } from 'node:path';
 import { z } from 'zod';
 
 import { errorCode } from '../core/errno.js';
-import type { DeviceState, LedgerEntry, PhysicalLayout } from './decide.js';
+import type { DaemonState } from '../format/records.js';
+import { stateToText } from '../format/serializers.js';
 import { hexBigSchema as hexBig, LEDGER_FILE, ledgerEntrySchema, loadLedger, reportSchema as requestSchema } from './ledger.js';
 
 export const DEFAULT_STATE_DIR = '/run/xen-pmem';
 export const STATE_FILE = 'state.json';
 export const STATE_VERSION = 1;
 
-export interface DeviceRecord {
-  device: string;
-  devPath: string | null;
-  namespace: string | null;
-  mode: string | null;
-  region: string | null;
-  state: DeviceState;
-  reason: string;
-  message: string;
-  /** ISO time of the last change of state or reason. */
-  since: string;
-  layout?: PhysicalLayout;
-  /** While retrying: when the next attempt is due. */
-  nextAttempt?: string;
-  /** Damage the scan worked around, such as a super block copy that had to be skipped. */
-  notes?: string[];
-}
-
-export interface DaemonState {
-  version: number;
-  pid: number;
-  startedAt: string;
-  updatedAt: string;
-  /** True once coldplug finished (the moment READY=1 was sent). */
-  ready: boolean;
-  capability: { kind: string; reason?: string; message?: string; xenVersion?: string } | null;
-  devices: DeviceRecord[];
-  ledger: LedgerEntry[];
-}
+export type { DaemonState, DeviceRecord } from '../format/records.js';
 
 const rangeSchema = z.object({ start: hexBig, size: hexBig });
 const layoutSchema = z.object({ region: rangeSchema, reserved: rangeSchema, data: rangeSchema, request: requestSchema, uuid: z.string() });
@@ -62,13 +35,13 @@ const stateSchema = z.object({
     region: z.string().nullable(),
     state: z.enum(['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed']),
     reason: z.string(), message: z.string(), since: z.string(),
-    layout: layoutSchema.optional(), nextAttempt: z.string().optional(), notes: z.array(z.string()).optional(),
+    layout: layoutSchema.optional(), interface: z.string().optional(), nextAttempt: z.string().optional(), notes: z.array(z.string()).optional(),
   })),
   ledger: z.array(ledgerEntrySchema),
 });
 
 export function serializeState(state: DaemonState): string {
-  return JSON.stringify(state, (_key, value) => (typeof value === 'bigint' ? '0x' + value.toString(16) : value), 2) + '\n';
+  return stateToText(state);
 }
 
 export type LoadResult =

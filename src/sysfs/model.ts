@@ -30,7 +30,6 @@ import { DEFAULT_ROOTS, type PmemNamespaceModel, type SysfsRoots } from './types
 export * from './types.js';
 export { buildNamespaceModel, isIdleSeed } from './build-model.js';
 export type { NamespaceFacts, AttributeRead, BlockFacts, BlockListing, ClaimFacts } from './facts.js';
-export { namespaceToJson, type NamespaceJson, type NamespaceJsonOptions } from './json.js';
 
 const NAMESPACE_NAME = /^namespace(\d+)\.(\d+)$/;
 const ND_DEVICE_NAME = /^(namespace|pfn|btt|dax)\d+\.\d+$/;

@@ -10,7 +10,7 @@
 
 import fc from 'fast-check';
 
-import { describeVerdict, verdictToJson } from '../../src/cli/report.js';
+import { describeVerdict, verdictToJson } from '../../src/format/serializers.js';
 import { HUGE_PAGE_BYTES, isAligned } from '../../src/core/units.js';
 import type { Verdict } from '../../src/core/validate.js';
 import { judgeForXen } from '../../src/daemon/decide.js';

@@ -1,7 +1,7 @@
 // Runs the built `xen-pmem` CLI as a child process, the way an operator does, with no terminal
 // on stdin (so confirmations fail closed).
 
-import type { VerdictJson } from '../../src/cli/report.js';
+import type { VerdictJson } from '../../src/format/serializers.js';
 import { execFile, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 

@@ -7,7 +7,7 @@ import type { DeviceReader } from '../../io/ports.js';
 import { writeLayout } from '../../io/layout-writer.js';
 import { foreignSignatures } from '../../io/tools.js';
 import { CommandError, EXIT_NOT_VALID, EXIT_OK, EXIT_USAGE_OR_IO, type Command } from '../command.js';
-import { describePlan, describeVerdict } from '../report.js';
+import { describePlan, describeVerdict } from '../../format/serializers.js';
 import { deviceArgument } from './arguments.js';
 
 export const setupCommand: Command = {
