@@ -22,6 +22,8 @@ export interface Outcome {
   message: string;
   severity: Severity;
   layout?: PhysicalLayout;
+  /** The interface the layout was (or would be) reported through, when a report was made or found. */
+  interface?: string;
   /** What the scan noticed on a valid device that the operator should know: a damaged copy. */
   notes?: string[];
 }
@@ -60,7 +62,7 @@ export function judgeForXen(model: SupportedPmemNamespace, verdict: Verdict, led
 
   const same = ledger.find((entry) => entry.uuid === mapped.uuid && sameRequest(entry.request, mapped.request));
   if (same?.status === 'reported') {
-    return { kind: 'outcome', outcome: { state: 'reported', reason: 'reported-earlier', message: `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} was reported to Xen at ${same.at}; Xen keeps it until reboot`, severity: 'info', layout: mapped } };
+    return { kind: 'outcome', outcome: { state: 'reported', reason: 'reported-earlier', message: `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} was reported to Xen at ${same.at}; Xen keeps it until reboot`, severity: 'info', layout: mapped, interface: same.interface } };
   }
   const others = ledger.filter((entry) => entry !== same);
   const clash = others.find(({ request }) => rangesOverlap(request.spfn, request.epfn, mapped.request.spfn, mapped.request.epfn));

@@ -11,14 +11,13 @@ import { join } from 'node:path';
 import { z } from 'zod';
 
 import { errorCode } from '../core/errno.js';
-import type { DaemonState } from '../format/records.js';
+import { STATE_VERSION, type DaemonState } from '../format/records.js';
 import { stateToText } from '../format/serializers.js';
 import { hexBigSchema as hexBig, LEDGER_FILE, ledgerEntrySchema, loadLedger, reportSchema as requestSchema } from './ledger.js';
 
 export const DEFAULT_STATE_DIR = '/run/xen-pmem';
 export const STATE_FILE = 'state.json';
-export const STATE_VERSION = 1;
-
+export { STATE_VERSION } from '../format/records.js';
 export type { DaemonState, DeviceRecord } from '../format/records.js';
 
 const rangeSchema = z.object({ start: hexBig, size: hexBig });

@@ -1,8 +1,12 @@
 // The records the daemon keeps about each device and each report to the hypervisor, as the
-// daemon holds them, state.json stores them and `xen-pmem status` and `list` show them. Types
-// only; the serializers beside this module write them out, src/daemon/ makes them.
+// daemon holds them, state.json stores them and `xen-pmem status` and `list` show them: types
+// (and the version of state.json's shape); the serializers beside this module write them out,
+// src/daemon/ makes them.
 
 import type { PmemReport } from '../xen/interface.js';
+
+/** The version of state.json's shape; a reader refuses any other. */
+export const STATE_VERSION = 1;
 
 export type DeviceState = 'absent' | 'rejected' | 'reported' | 'unsupported' | 'retrying' | 'failed' | 'removed';
 

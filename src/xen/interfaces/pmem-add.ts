@@ -8,7 +8,7 @@ import { constants } from 'node:os';
 import { errnoName } from '../../core/errno.js';
 import { halfOpenRange, hex, rangesOverlap } from '../../core/units.js';
 import { xenMinimumReservedPages } from '../../core/xen-sizing.js';
-import type { BridgeAnswer, HypervisorInterface, PfnRange, PmemReport, Presence, RuleCheck } from '../interface.js';
+import type { BridgeAnswer, HypervisorInterface, PfnRange, PmemReport, Presence } from '../interface.js';
 import { describePmemAdd, encodePmemAdd, pmemAddProbe } from '../platform-op.js';
 import type { HypercallPort, HypercallResult } from '../ports.js';
 
