@@ -21,24 +21,39 @@ export const LEDGER_FILE = 'ledger.jsonl';
 /** `pending`: about to ask Xen. `reported`: Xen took it. `dropped`: Xen did not take it. */
 export type LedgerOp = 'pending' | 'reported' | 'dropped';
 
-/** On disk every 64-bit number is a hex string: JSON numbers lose precision past 2^53. */
-export const hexBigSchema = z.string().regex(/^0x[0-9a-f]+$/).transform((text) => BigInt(text));
-/** The six PFNs of a report. */
-export const reportSchema = z.object({
-  spfn: hexBigSchema, epfn: hexBigSchema, rsvSpfn: hexBigSchema, rsvEpfn: hexBigSchema, dataSpfn: hexBigSchema, dataEpfn: hexBigSchema,
-});
 /** Lines written before reports named their interface were all made through pmem-add. */
 const FIRST_INTERFACE = 'pmem-add';
-/** A report as a ledger line and state.json's copy of the ledger both record it. */
-const entryFields = {
-  interface: z.string().default(FIRST_INTERFACE),
-  device: z.string(),
-  uuid: z.string(),
-  request: reportSchema,
-  at: z.string(),
-};
-const lineSchema = z.object({ op: z.enum(['pending', 'reported', 'dropped']), ...entryFields });
-export const ledgerEntrySchema = z.object({ ...entryFields, status: z.enum(['pending', 'reported']) });
+
+function buildSchemas() {
+  /** On disk every 64-bit number is a hex string: JSON numbers lose precision past 2^53. */
+  const hexBig = z.string().regex(/^0x[0-9a-f]+$/).transform((text) => BigInt(text));
+  /** The six PFNs of a report. */
+  const report = z.object({ spfn: hexBig, epfn: hexBig, rsvSpfn: hexBig, rsvEpfn: hexBig, dataSpfn: hexBig, dataEpfn: hexBig });
+  /** A report as a ledger line and state.json's copy of the ledger both record it. */
+  const entryFields = {
+    interface: z.string().default(FIRST_INTERFACE),
+    device: z.string(),
+    uuid: z.string(),
+    request: report,
+    at: z.string(),
+  };
+  return {
+    hexBig,
+    report,
+    line: z.object({ op: z.enum(['pending', 'reported', 'dropped']), ...entryFields }),
+    entry: z.object({ ...entryFields, status: z.enum(['pending', 'reported']) }),
+  };
+}
+
+let schemas: ReturnType<typeof buildSchemas> | null = null;
+
+/**
+ * The schemas of what the ledger and state.json hold, built the first time a file is read: a
+ * daemon started at boot has nothing to read, and building them is a measurable part of start-up.
+ */
+export function recordSchemas(): ReturnType<typeof buildSchemas> {
+  return schemas ??= buildSchemas();
+}
 
 export function ledgerLine(op: LedgerOp, entry: LedgerEntry): string {
   return storedJson({ op, interface: entry.interface, device: entry.device, uuid: entry.uuid, request: entry.request, at: entry.at }) + '\n';
@@ -57,6 +72,7 @@ export function replayLedger(text: string): Replayed {
   const problems: string[] = [];
   // The last piece is either the empty string after the final newline or a torn line.
   const complete = text.split('\n').slice(0, -1);
+  const lineSchema = recordSchemas().line;
   complete.forEach((line, index) => {
     let parsed;
     try {

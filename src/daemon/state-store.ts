@@ -13,31 +13,36 @@ import { z } from 'zod';
 import { errorCode } from '../core/errno.js';
 import { STATE_VERSION, type DaemonState } from '../format/records.js';
 import { stateToText } from '../format/serializers.js';
-import { hexBigSchema as hexBig, LEDGER_FILE, ledgerEntrySchema, loadLedger, reportSchema as requestSchema } from './ledger.js';
+import { LEDGER_FILE, loadLedger, recordSchemas } from './ledger.js';
 
 export const DEFAULT_STATE_DIR = '/run/xen-pmem';
 export const STATE_FILE = 'state.json';
 export { STATE_VERSION } from '../format/records.js';
 export type { DaemonState, DeviceRecord } from '../format/records.js';
 
-const rangeSchema = z.object({ start: hexBig, size: hexBig });
-const layoutSchema = z.object({ region: rangeSchema, reserved: rangeSchema, data: rangeSchema, request: requestSchema, uuid: z.string() });
-const stateSchema = z.object({
-  version: z.literal(STATE_VERSION),
-  pid: z.number().int(),
-  startedAt: z.string(),
-  updatedAt: z.string(),
-  ready: z.boolean(),
-  capability: z.object({ kind: z.string(), reason: z.string().optional(), message: z.string().optional(), xenVersion: z.string().optional() }).nullable(),
-  devices: z.array(z.object({
-    device: z.string(), devPath: z.string().nullable(), namespace: z.string().nullable(), mode: z.string().nullable(),
-    region: z.string().nullable(),
-    state: z.enum(['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed']),
-    reason: z.string(), message: z.string(), since: z.string(),
-    layout: layoutSchema.optional(), interface: z.string().optional(), nextAttempt: z.string().optional(), notes: z.array(z.string()).optional(),
-  })),
-  ledger: z.array(ledgerEntrySchema),
-});
+function buildStateSchema() {
+  const { hexBig, report, entry } = recordSchemas();
+  const rangeSchema = z.object({ start: hexBig, size: hexBig });
+  const layoutSchema = z.object({ region: rangeSchema, reserved: rangeSchema, data: rangeSchema, request: report, uuid: z.string() });
+  return z.object({
+    version: z.literal(STATE_VERSION),
+    pid: z.number().int(),
+    startedAt: z.string(),
+    updatedAt: z.string(),
+    ready: z.boolean(),
+    capability: z.object({ kind: z.string(), reason: z.string().optional(), message: z.string().optional(), xenVersion: z.string().optional() }).nullable(),
+    devices: z.array(z.object({
+      device: z.string(), devPath: z.string().nullable(), namespace: z.string().nullable(), mode: z.string().nullable(),
+      region: z.string().nullable(),
+      state: z.enum(['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed']),
+      reason: z.string(), message: z.string(), since: z.string(),
+      layout: layoutSchema.optional(), interface: z.string().optional(), nextAttempt: z.string().optional(), notes: z.array(z.string()).optional(),
+    })),
+    ledger: z.array(entry),
+  });
+}
+
+let stateSchema: ReturnType<typeof buildStateSchema> | null = null;
 
 export function serializeState(state: DaemonState): string {
   return stateToText(state);
@@ -55,7 +60,8 @@ export function parseState(text: string): LoadResult {
   } catch (error) {
     return { kind: 'unreadable', message: `not JSON (${(error as Error).message})` };
   }
-  const parsed = stateSchema.safeParse(raw);
+  // Built the first time a state file is read (see recordSchemas).
+  const parsed = (stateSchema ??= buildStateSchema()).safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     return { kind: 'unreadable', message: `${issue.path.join('.') || '(top level)'}: ${issue.message}` };
