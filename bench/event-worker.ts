@@ -15,8 +15,8 @@ import pino from 'pino';
 
 import { Controller, type DaemonPorts } from '../src/daemon/controller.js';
 import { createLogger, type DaemonLogger, type LogFields } from '../src/daemon/log.js';
-import type { SysfsTree } from '../test/fixtures/sysfs-tree.js';
-import { DaemonHost, testConfig } from '../test/helpers/daemon-fixture.js';
+import type { SysfsTree } from '../fixtures/sysfs-tree.js';
+import { DaemonHost, testConfig } from '../fixtures/daemon-host.js';
 import { eventMix, LatencyTracker, type EventTiming } from './events.js';
 import { setPresent } from './hosts.js';
 

@@ -153,6 +153,15 @@ function portsWithRuntime(dir: string): string[] {
   });
 }
 
+describe('what the benchmarks and the tests share', () => {
+  test('bench/ imports nothing from test/; fixtures/ takes only the test hypervisor from there', () => {
+    const fromBench = importEdges(join(ROOT, 'bench')).filter((edge) => edge.to.startsWith('test/'));
+    assert.deepEqual(fromBench.map((edge) => `${edge.from} imports ${edge.to}`), []);
+    const fromFixtures = importEdges(join(ROOT, 'fixtures')).filter((edge) => edge.to.startsWith('test/') && edge.to !== 'test/hypervisor/build.ts');
+    assert.deepEqual(fromFixtures.map((edge) => `${edge.from} imports ${edge.to}`), []);
+  });
+});
+
 describe('the layering of src/', () => {
   const edges = importEdges(join(ROOT, 'src'));
 

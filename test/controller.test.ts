@@ -17,12 +17,12 @@ import { openDevice } from '../src/io/device.js';
 import type { DeviceReader } from '../src/io/ports.js';
 import { readPmemByBlockName } from '../src/sysfs/model.js';
 import { HypercallBridge } from '../src/xen/bridge.js';
-import type { RegionSpec } from './fixtures/sysfs-tree.js';
+import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { flipByte } from './helpers/damage.js';
 import {
   makeDaemonHost, recordingLogger, recordingNotifier, show, testConfig, waitFor,
   type DaemonHost, type RecordingLogger, type XenEnvOptions,
-} from './helpers/daemon-fixture.js';
+} from '../fixtures/daemon-host.js';
 
 const GiB4 = 0x1_0000_0000n;
 const SIZE = 256n * MiB;

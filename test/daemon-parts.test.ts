@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { Lifecycle, type Component } from '../src/daemon/lifecycle.js';
 import type { DeviceEvent } from '../src/daemon/ports.js';
 import { routeEvent } from '../src/daemon/router.js';
-import { recordingLogger, recordingNotifier } from './helpers/daemon-fixture.js';
+import { recordingLogger, recordingNotifier } from '../fixtures/daemon-host.js';
 
 function event(subsystem: string, sysname: string, action = 'change'): DeviceEvent {
   return { action, subsystem, sysname, syspath: `/sys/devices/x/${sysname}` };

@@ -17,9 +17,9 @@ import { scanDevice } from '../src/io/scan.js';
 import { openXencall } from '../src/native/libxencall.js';
 import { isSupportedPmem, listPmemNamespaces, type PmemNamespaceModel, type SupportedPmemNamespace } from '../src/sysfs/model.js';
 import { HypercallBridge, type BridgeAnswer, type Capability } from '../src/xen/bridge.js';
-import { makeDaemonHost, show, type DaemonHost } from './helpers/daemon-fixture.js';
+import { makeDaemonHost, show, type DaemonHost } from '../fixtures/daemon-host.js';
 import { freshDevice, withBothCopies } from './helpers/fixtures.js';
-import type { SysfsTreeSpec } from './fixtures/sysfs-tree.js';
+import type { SysfsTreeSpec } from '../fixtures/sysfs-tree.js';
 
 const REGION_START = 0x1_0000_0000n;
 const REGION_SIZE = 256n * MiB;

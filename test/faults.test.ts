@@ -27,12 +27,12 @@ import type { HypercallResult, HypercallPort } from '../src/xen/ports.js';
 import { readPmemByBlockName } from '../src/sysfs/model.js';
 import { HypercallBridge } from '../src/xen/bridge.js';
 import { pmemAddProbe } from '../src/xen/platform-op.js';
-import type { RegionSpec } from './fixtures/sysfs-tree.js';
-import { stackTraceLines } from './helpers/cli.js';
+import type { RegionSpec } from '../fixtures/sysfs-tree.js';
+import { stackTraceLines } from '../fixtures/cli.js';
 import {
   makeDaemonHost, recordingLogger, testConfig, waitFor, type DaemonHost, type RecordingLogger, type XenEnvOptions,
-} from './helpers/daemon-fixture.js';
-import { hasCommand } from './helpers/images.js';
+} from '../fixtures/daemon-host.js';
+import { hasCommand } from '../fixtures/images.js';
 
 const DAEMON = fileURLToPath(new URL('../src/daemon/xen-pmemd.js', import.meta.url));
 const GiB4 = 0x1_0000_0000n;

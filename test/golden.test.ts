@@ -7,8 +7,8 @@ import { after, describe, test } from 'node:test';
 
 import { decodeSuperblock, encodeSuperblock, FLAG_BACKUP_COPY } from '../src/core/superblock.js';
 import { assembleGolden } from '../fixtures/golden.js';
-import { runCli } from './helpers/cli.js';
-import { makeScratchDir } from './helpers/images.js';
+import { runCli } from '../fixtures/cli.js';
+import { makeScratchDir } from '../fixtures/images.js';
 
 const scratch = makeScratchDir('golden');
 after(() => scratch.remove());

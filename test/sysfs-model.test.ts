@@ -17,7 +17,7 @@ import {
   type SysfsRoots,
 } from '../src/sysfs/model.js';
 import { namespaceToJson } from '../src/format/serializers.js';
-import { makeSysfsTree, type SysfsTree, type SysfsTreeSpec } from './fixtures/sysfs-tree.js';
+import { makeSysfsTree, type SysfsTree, type SysfsTreeSpec } from '../fixtures/sysfs-tree.js';
 
 const scratch: string[] = [];
 
