@@ -1,6 +1,6 @@
-// The exactly-once record: /run/xen-pmem/ledger.jsonl, an append-only journal of the adds this
-// daemon asked Xen for. One short line per step (pending before the hypercall, then reported or
-// dropped), each on disk (fdatasync) before the daemon goes on, so the cost of keeping the
+// The exactly-once record: /run/xen-pmem/ledger.jsonl, an append-only journal of the reports to
+// the hypervisor this daemon made, each naming the interface it went through. One short line per
+// step (pending before the hypercall, then reported or dropped), each on disk (fdatasync) before the daemon goes on, so the cost of keeping the
 // promise does not grow with the number of devices. Replaying the journal gives the ledger.
 //
 // A line cut short by a crash can only be the last one, and it was never synced, so the

@@ -67,7 +67,7 @@ export function rangeToJson(range: ByteRange, options: JsonOptions = {}): RangeJ
 }
 
 /** The six PFNs as hex strings, keyed as the report names them. */
-export function pfnsToJson(report: PmemReport): Record<string, string> {
+function pfnsToJson(report: PmemReport): Record<string, string> {
   return Object.fromEntries(Object.entries(report).map(([key, value]) => [key, hex(value as bigint)]));
 }
 
@@ -320,14 +320,14 @@ export function daemonToJson(state: DaemonState, running: boolean): Record<strin
 }
 
 /** What the hypervisor implements, in a line for people. */
-export function describeCapability(capability: NonNullable<DaemonState['capability']>): string {
+function describeCapability(capability: NonNullable<DaemonState['capability']>): string {
   return capability.kind !== 'unsupported'
     ? `Xen ${capability.xenVersion ?? ''} accepts ${interfaceNamed(capability.kind)?.title ?? capability.kind}`
     : `Xen does not accept ${interfaceFor(null).title}: ${capability.message ?? capability.reason}`;
 }
 
 /** A device record for people: the state line, the ranges, the sentence, notes and the next attempt. */
-export function describeRecord(record: DeviceRecord): string[] {
+function describeRecord(record: DeviceRecord): string[] {
   const lines = [`${record.device.padEnd(8)} ${record.state.toUpperCase().padEnd(12)} ${record.reason}   since ${record.since}`];
   if (record.layout) {
     const l = record.layout;
