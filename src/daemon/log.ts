@@ -10,8 +10,6 @@ import { hex } from '../core/units.js';
 import { loadLibSystemd } from '../native/libsystemd.js';
 import type { JournalSender } from './ports.js';
 
-export type { JournalSender } from './ports.js';
-
 export const LOG_LEVELS = ['debug', 'info', 'notice', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
