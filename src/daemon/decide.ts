@@ -1,6 +1,6 @@
 // The daemon's decision for one device, as pure functions: admit (config and device model, before
 // any I/O), then judge what the scan found against the physical map and what Xen already holds,
-// then read the hypervisor's answer. The controller only moves data between these and the ports.
+// then read the hypervisor's answer. The controller's parts only move data between these and the ports.
 
 import type { Verdict } from '../core/validate.js';
 import { halfOpenRange, hex, hexRange, HUGE_PAGE_BYTES, isAligned, PAGE_BYTES, PAGE_SHIFT, rangesOverlap } from '../core/units.js';
