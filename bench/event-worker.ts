@@ -15,8 +15,8 @@ import pino from 'pino';
 
 import { Controller, type DaemonPorts } from '../src/daemon/controller.js';
 import { createLogger, type DaemonLogger, type LogFields } from '../src/daemon/log.js';
-import type { SysfsTree } from '../test/fixtures/sysfs-tree.js';
-import { DaemonHost, testConfig } from '../test/helpers/daemon-fixture.js';
+import type { SysfsTree } from '../fixtures/sysfs-tree.js';
+import { DaemonHost, testConfig } from '../fixtures/daemon-host.js';
 import { eventMix, LatencyTracker, type EventTiming } from './events.js';
 import { setPresent } from './hosts.js';
 
@@ -84,8 +84,8 @@ function timedPorts(host: DaemonHost, tracker: LatencyTracker, deviceBySpfn: Map
     },
     bridge: {
       capability: () => bridge.capability(),
-      pmemAdd: (request, alreadyReported) => {
-        const answer = bridge.pmemAdd(request, alreadyReported);
+      report: (request, alreadyReported) => {
+        const answer = bridge.report(request, alreadyReported);
         const device = deviceBySpfn.get(request.spfn);
         if (device !== undefined) tracker.hypercallMade(device, performance.now());
         return answer;

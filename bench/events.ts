@@ -9,7 +9,7 @@
 // a pass already running when it came cannot have seen it. A pmem_add is stamped when the bridge
 // returns and belongs to the pass of its device that is running.
 
-import type { DeviceEvent } from '../src/daemon/controller.js';
+import type { DeviceEvent } from '../src/daemon/ports.js';
 import { seededRandom } from './stats.js';
 
 export type BurstKind = 'hotplug' | 'unplug' | 'change' | 'partition' | 'repeat' | 'storm';

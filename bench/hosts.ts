@@ -17,9 +17,9 @@ import { encodeSuperblock, FLAG_BACKUP_COPY } from '../src/core/superblock.js';
 import { TiB } from '../src/core/units.js';
 import { openDevice } from '../src/io/device.js';
 import { superblockFor } from '../src/io/layout-writer.js';
-import type { RegionSpec } from '../test/fixtures/sysfs-tree.js';
-import { makeDaemonHost, type DaemonHost, type PreparedDevice } from '../test/helpers/daemon-fixture.js';
-import { copySparseImage } from '../test/helpers/images.js';
+import type { RegionSpec } from '../fixtures/sysfs-tree.js';
+import { makeDaemonHost, type DaemonHost, type PreparedDevice } from '../fixtures/daemon-host.js';
+import { copySparseImage } from '../fixtures/images.js';
 
 /** Where the first region starts: 4 GiB, above the low memory a real machine has there. */
 export const FIRST_REGION_START = 0x1_0000_0000n;

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { GiB, TiB } from '../src/core/units.js';
 import { openDevice } from '../src/io/device.js';
 import { scanDevice } from '../src/io/scan.js';
-import { CLI_PATH, runCli } from '../test/helpers/cli.js';
-import { hasCommand, makeScratchDir, makeSparseImage } from '../test/helpers/images.js';
+import { CLI_PATH, runCli } from '../fixtures/cli.js';
+import { hasCommand, makeScratchDir, makeSparseImage } from '../fixtures/images.js';
 
 export interface IoFigure {
   image: string;

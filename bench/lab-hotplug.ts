@@ -10,8 +10,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { MiB } from '../src/core/units.js';
-import { runCli } from '../test/helpers/cli.js';
-import { makeScratchDir, makeSparseImage } from '../test/helpers/images.js';
+import { runCli } from '../fixtures/cli.js';
+import { makeScratchDir, makeSparseImage } from '../fixtures/images.js';
 import { spread, type Spread } from './stats.js';
 
 export interface LabFigures {

@@ -7,9 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 
-import { DEFAULT_LIBXENCALL, openXencall, type HypercallResult, type XencallPort } from '../src/native/libxencall.js';
-import { HypercallBridge, pmemAddProbe, type BridgeAnswer } from '../src/xen/bridge.js';
-import { decodePmemAdd, PLATFORM_OP_BYTES, type PmemAddRequest } from '../src/xen/platform-op.js';
+import { DEFAULT_LIBXENCALL, openXencall } from '../src/native/libxencall.js';
+import type { HypercallResult, HypercallPort } from '../src/xen/ports.js';
+import { HypercallBridge, type BridgeAnswer } from '../src/xen/bridge.js';
+import { decodePmemAdd, PLATFORM_OP_BYTES, pmemAddProbe, type PmemAddRequest } from '../src/xen/platform-op.js';
 import { buildTestHypervisor } from './hypervisor/build.js';
 
 const EINVAL = 22;
@@ -29,14 +30,14 @@ const REGION: PmemAddRequest = {
 
 let library: string;
 let workdir: string;
-let opened: XencallPort[] = [];
+let opened: HypercallPort[] = [];
 
 function useMode(mode: string, extra: Record<string, string> = {}): void {
   process.env.TEST_XEN_MODE = mode;
   for (const [name, value] of Object.entries(extra)) process.env[name] = value;
 }
 
-function openTestHypervisor(): XencallPort {
+function openTestHypervisor(): HypercallPort {
   const port = openXencall(library);
   if ('error' in port) assert.fail(`the test hypervisor did not open: ${port.message}`);
   opened.push(port);
@@ -99,15 +100,15 @@ describe('capability probe', () => {
 
   it('probes once: later adds reuse the answer', () => {
     const hypercalls = bridge();
-    assertKind(hypercalls.pmemAdd(REGION, []), 'reported');
-    assertKind(hypercalls.pmemAdd({ ...REGION, spfn: 0x120000n, epfn: 0x130000n, rsvSpfn: 0x120200n, rsvEpfn: 0x120600n, dataSpfn: 0x120600n, dataEpfn: 0x130000n }, []), 'reported');
+    assertKind(hypercalls.report(REGION, []), 'reported');
+    assertKind(hypercalls.report({ ...REGION, spfn: 0x120000n, epfn: 0x130000n, rsvSpfn: 0x120200n, rsvEpfn: 0x120600n, dataSpfn: 0x120600n, dataEpfn: 0x130000n }, []), 'reported');
     assert.equal(probes().length, 1);
     assert.equal(logLines().filter((line) => line.startsWith('xen_version')).length, 2);
   });
 
   it('reports ENOSYS like Xen 4.17 as unsupported/enosys and sends no region', () => {
     useMode('enosys');
-    const answer = assertKind(bridge().pmemAdd(REGION, []), 'unsupported');
+    const answer = assertKind(bridge().report(REGION, []), 'unsupported');
     assert.equal(answer.reason, 'enosys');
     assert.match(answer.message, /^Xen 4\.17\.7 does not implement XENPF_pmem_add \(platform op 64\)/);
     assert.equal(regionAdds().length, 0);
@@ -120,14 +121,14 @@ describe('capability probe', () => {
     assert.equal(capability.kind, 'unsupported');
     assert.ok(capability.kind === 'unsupported' && capability.reason === 'cmd-64-is-another-operation');
     assert.match(capability.message, /Xen 4\.19\.1 .* write into the request at byte 8 .*XENPF_get_dom0_console/);
-    const answer = assertKind(hypercalls.pmemAdd(REGION, []), 'unsupported');
+    const answer = assertKind(hypercalls.report(REGION, []), 'unsupported');
     assert.equal(answer.reason, 'cmd-64-is-another-operation');
     assert.equal(regionAdds().length, 0, 'no region is ever sent to an op 64 that is not pmem_add');
   });
 
   it('treats ENODEV (get_dom0_console on a host without a video console) as another operation', () => {
     useMode('dom0-console-headless');
-    const answer = assertKind(bridge().pmemAdd(REGION, []), 'unsupported');
+    const answer = assertKind(bridge().report(REGION, []), 'unsupported');
     assert.equal(answer.reason, 'cmd-64-is-another-operation');
     assert.match(answer.message, /with ENODEV/);
   });
@@ -135,10 +136,10 @@ describe('capability probe', () => {
   it('reports a denied probe as probe-failed and asks again next time', () => {
     useMode('eperm');
     const hypercalls = bridge();
-    const answer = assertKind(hypercalls.pmemAdd(REGION, []), 'unsupported');
+    const answer = assertKind(hypercalls.report(REGION, []), 'unsupported');
     assert.equal(answer.reason, 'probe-failed');
     assert.match(answer.message, /refused platform op 64 with EPERM/);
-    hypercalls.pmemAdd(REGION, []);
+    hypercalls.report(REGION, []);
     assert.equal(probes().length, 2);
     assert.equal(regionAdds().length, 0);
   });
@@ -146,7 +147,7 @@ describe('capability probe', () => {
 
 describe('pmemAdd over the RFC hypervisor', () => {
   it('reports a valid region with one hypercall carrying its six PFNs', () => {
-    assertKind(bridge().pmemAdd(REGION, []), 'reported');
+    assertKind(bridge().report(REGION, []), 'reported');
     assert.deepEqual(regionAdds().map((line) => line.replace(/ mode=.*/, '')), [
       'platform_op cmd=64 spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100600 data_spfn=0x100600 data_epfn=0x110000',
     ]);
@@ -162,7 +163,7 @@ describe('pmemAdd over the RFC hypervisor', () => {
   ];
   for (const [rule, reason, request, explanation] of invalid) {
     it(`explains an EINVAL for rule ${rule} (${reason}) in the hypervisor's view`, () => {
-      const answer = assertKind(bridge().pmemAdd(request, []), 'rejected');
+      const answer = assertKind(bridge().report(request, []), 'rejected');
       assert.equal(answer.errno, EINVAL);
       assert.equal(answer.reason, reason);
       assert.match(answer.message, new RegExp(`rule ${rule} fails`));
@@ -173,17 +174,17 @@ describe('pmemAdd over the RFC hypervisor', () => {
 
   it('explains an EINVAL for rule 5 by the region it already reported', () => {
     const hypercalls = bridge();
-    assertKind(hypercalls.pmemAdd(REGION, []), 'reported');
+    assertKind(hypercalls.report(REGION, []), 'reported');
     const overlapping = { ...REGION, spfn: 0x10fe00n, epfn: 0x120000n, rsvSpfn: 0x10fe00n, rsvEpfn: 0x110200n, dataSpfn: 0x110200n, dataEpfn: 0x120000n };
-    const answer = assertKind(hypercalls.pmemAdd(overlapping, [REGION]), 'rejected');
+    const answer = assertKind(hypercalls.report(overlapping, [REGION]), 'rejected');
     assert.equal(answer.reason, 'overlaps-added-region');
     assert.match(answer.message, /rule 5 fails: the region \[0x10fe00, 0x120000\) overlaps \[0x100000, 0x110000\)/);
   });
 
   it('rejects the same region after a restart: new port, same hypervisor state', () => {
-    assertKind(bridge().pmemAdd(REGION, []), 'reported');
+    assertKind(bridge().report(REGION, []), 'reported');
     for (const port of opened) port.close();
-    const afterRestart = assertKind(bridge().pmemAdd(REGION, []), 'rejected');
+    const afterRestart = assertKind(bridge().report(REGION, []), 'rejected');
     assert.equal(afterRestart.errno, EINVAL);
     assert.equal(afterRestart.reason, 'overlaps-earlier-add');
     assert.match(afterRestart.message, /\[0x100000, 0x110000\) overlaps one already added, possibly by an earlier run/);
@@ -193,11 +194,11 @@ describe('pmemAdd over the RFC hypervisor', () => {
   it('answers retry on ENOMEM, then reported when asked again', () => {
     useMode('enomem-once');
     const hypercalls = bridge();
-    const first = assertKind(hypercalls.pmemAdd(REGION, []), 'retry');
+    const first = assertKind(hypercalls.report(REGION, []), 'retry');
     assert.equal(first.errno, ENOMEM);
     assert.equal(first.reason, 'enomem');
     assert.match(first.message, /spfn=0x100000 .* with ENOMEM; nothing was added/);
-    assertKind(hypercalls.pmemAdd(REGION, []), 'reported');
+    assertKind(hypercalls.report(REGION, []), 'reported');
     assert.equal(regionAdds().length, 2);
   });
 
@@ -205,7 +206,7 @@ describe('pmemAdd over the RFC hypervisor', () => {
     useMode('eagain');
     const hypercalls = bridge();
     for (let attempt = 0; attempt < 2; attempt++) {
-      const answer = assertKind(hypercalls.pmemAdd(REGION, []), 'retry');
+      const answer = assertKind(hypercalls.report(REGION, []), 'retry');
       assert.equal(answer.errno, EAGAIN);
     }
   });
@@ -213,7 +214,7 @@ describe('pmemAdd over the RFC hypervisor', () => {
   it('waits for a slow hypervisor: every hypercall takes TEST_XEN_DELAY_MS', () => {
     useMode('slow', { TEST_XEN_DELAY_MS: '40' });
     const started = performance.now();
-    assertKind(bridge().pmemAdd(REGION, []), 'reported');
+    assertKind(bridge().report(REGION, []), 'reported');
     const elapsed = performance.now() - started;
     const calls = logLines().length;
     assert.equal(calls, 4, 'two xen_version, the probe, the add');
@@ -223,7 +224,7 @@ describe('pmemAdd over the RFC hypervisor', () => {
 
 describe('dry run', () => {
   it('makes no hypercall at all and names all six PFNs in hex', () => {
-    const answer = assertKind(bridge(true).pmemAdd(REGION, []), 'dry-run');
+    const answer = assertKind(bridge(true).report(REGION, []), 'dry-run');
     assert.equal(logLines().length, 0);
     assert.equal(existsSync(process.env.TEST_XEN_LOG!), false);
     for (const pfn of ['0x100000', '0x110000', '0x100200', '0x100600']) assert.ok(answer.message.includes(pfn), pfn);
@@ -232,7 +233,7 @@ describe('dry run', () => {
   });
 
   it('says which rule the hypervisor would apply to a bad request', () => {
-    const answer = assertKind(bridge(true).pmemAdd({ ...REGION, spfn: 0x100100n }, []), 'dry-run');
+    const answer = assertKind(bridge(true).report({ ...REGION, spfn: 0x100100n }, []), 'dry-run');
     assert.match(answer.message, /would refuse it \(rule 6: /);
     assert.equal(logLines().length, 0);
   });
@@ -267,14 +268,14 @@ describe('opening libxencall', () => {
 
   it('a bridge without a port says why, as not-dom0', () => {
     const hypercalls = new HypercallBridge(null, { dryRun: false, unavailable: 'xencall_open failed with ENOENT' });
-    const answer = assertKind(hypercalls.pmemAdd(REGION, []), 'unsupported');
+    const answer = assertKind(hypercalls.report(REGION, []), 'unsupported');
     assert.equal(answer.reason, 'not-dom0');
     assert.equal(answer.message, 'xencall_open failed with ENOENT');
   });
 });
 
 /** An in-process port for answers the test hypervisor has no mode for. */
-function scriptedPort(answers: { platformOp: (op: Buffer) => HypercallResult }): XencallPort & { ops: Buffer[] } {
+function scriptedPort(answers: { platformOp: (op: Buffer) => HypercallResult }): HypercallPort & { ops: Buffer[] } {
   const ops: Buffer[] = [];
   return {
     ops,
@@ -323,7 +324,7 @@ describe('bridge policy on answers no test mode produces', () => {
     const port = scriptedPort({
       platformOp: (op) => (isProbe(op) ? { rc: -1, errno: EINVAL, after: Buffer.from(op) } : { rc: -1, errno: EIO, after: Buffer.from(op) }),
     });
-    const answer = assertKind(new HypercallBridge(port, { dryRun: false }).pmemAdd(REGION, []), 'error');
+    const answer = assertKind(new HypercallBridge(port, { dryRun: false }).report(REGION, []), 'error');
     assert.equal(answer.errno, EIO);
     assert.equal(answer.reason, 'eio');
     assert.match(answer.message, /with EIO/);
@@ -336,7 +337,7 @@ describe('bridge policy on answers no test mode produces', () => {
         throw new TypeError('koffi: unexpected pointer');
       },
     });
-    const answer = assertKind(new HypercallBridge(port, { dryRun: false }).pmemAdd(REGION, []), 'error');
+    const answer = assertKind(new HypercallBridge(port, { dryRun: false }).report(REGION, []), 'error');
     assert.equal(answer.reason, 'exception');
     assert.match(answer.message, /koffi: unexpected pointer/);
   });
@@ -347,7 +348,7 @@ describe('bridge policy on answers no test mode produces', () => {
         throw new Error('segfault guard');
       },
     });
-    const answer = assertKind(new HypercallBridge(port, { dryRun: false }).pmemAdd(REGION, []), 'unsupported');
+    const answer = assertKind(new HypercallBridge(port, { dryRun: false }).report(REGION, []), 'unsupported');
     assert.equal(answer.reason, 'probe-failed');
     assert.match(answer.message, /segfault guard/);
   });

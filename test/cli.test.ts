@@ -14,13 +14,13 @@ import { GiB, HUGE_PAGE_BYTES, KiB, MiB, PAGE_BYTES, TiB, U64_MAX } from '../src
 import { xenMinimumReservedPages } from '../src/core/xen-sizing.js';
 import { openDevice } from '../src/io/device.js';
 import { scanDevice } from '../src/io/scan.js';
-import { CLI_PATH, inspectJson, inspectJsonAsync, runCli, runCliAsync, stackTraceLines, type CliResult, type InspectJson } from './helpers/cli.js';
+import { CLI_PATH, inspectJson, inspectJsonAsync, runCli, runCliAsync, stackTraceLines, type CliResult, type InspectJson } from '../fixtures/cli.js';
 import {
   copyOffsets, fillRandom, flipByte, patchSuperblockBytes, readBytes, readSuperblockAt, rewriteSuperblocks, writeBytes,
 } from './helpers/damage.js';
 import {
   copySparseImage, hasCommand, makeScratchDir, makeSparseImage, resizeImage, sfdiskDump, sfdiskJson, writeTable,
-} from './helpers/images.js';
+} from '../fixtures/images.js';
 
 const missing = ['sfdisk', 'blkid'].filter((tool) => !hasCommand(tool));
 const skip = missing.length > 0 ? `${missing.join(' and ')} not installed (Debian packages fdisk, util-linux)` : false;

@@ -9,18 +9,20 @@ import { afterEach, describe, test } from 'node:test';
 
 import { MiB } from '../src/core/units.js';
 import type { Config } from '../src/daemon/config.js';
-import { Controller, type DaemonPorts, type DeviceEvent } from '../src/daemon/controller.js';
+import { Controller, type DaemonPorts } from '../src/daemon/controller.js';
+import type { DeviceEvent } from '../src/daemon/ports.js';
 import { loadState, StateStore, type DaemonState, type DeviceRecord } from '../src/daemon/state-store.js';
 import { LedgerJournal } from '../src/daemon/ledger.js';
-import { openDevice, type DeviceReader } from '../src/io/device.js';
+import { openDevice } from '../src/io/device.js';
+import type { DeviceReader } from '../src/io/ports.js';
 import { readPmemByBlockName } from '../src/sysfs/model.js';
 import { HypercallBridge } from '../src/xen/bridge.js';
-import type { RegionSpec } from './fixtures/sysfs-tree.js';
+import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { flipByte } from './helpers/damage.js';
 import {
   makeDaemonHost, recordingLogger, recordingNotifier, show, testConfig, waitFor,
   type DaemonHost, type RecordingLogger, type XenEnvOptions,
-} from './helpers/daemon-fixture.js';
+} from '../fixtures/daemon-host.js';
 
 const GiB4 = 0x1_0000_0000n;
 const SIZE = 256n * MiB;
@@ -418,6 +420,39 @@ describe('answers from the hypervisor', () => {
     t.mock.timers.tick(40);
     await controller.idle();
     assert.equal(readers.opened.length, 3, 'the announced retry runs once');
+  });
+
+  // The behaviour this test pins changed on purpose. Before, the controller kept the first
+  // capability it saw for its whole life: after a denied probe (EPERM) the bridge would have
+  // proven pmem_add at the next question, but nobody asked it again, so the change event below
+  // left pmem0 unsupported/probe-failed and no add reached Xen until the daemon was restarted.
+  // On that code this test fails at the first assertion after the change event.
+  test('a denied probe is asked again: EPERM, then the RFC hypervisor, a change event, and the add is made', async () => {
+    const host = await makeHost('denial-lifted', [rawRegion(0)], { mode: 'eperm' });
+    await host.prepare('pmem0');
+    const { controller, log } = rig(host);
+    controller.probeHypervisor();
+    await controller.coldplug();
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['unsupported', 'probe-failed']);
+    assert.equal(host.regionAdds().length, 0);
+
+    // The denial is lifted (the hypervisor reads its mode on every call).
+    host.useXenInProcess({ mode: 'rfc' });
+    controller.handleEvent(blockEvent('pmem0'));
+    await controller.idle();
+
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
+    assert.deepEqual(host.regionAdds().map((call) => call.result), ['OK']);
+    assert.deepEqual(controller.snapshot().capability, { kind: 'pmem-add', xenVersion: '4.8-pmem-rfc' });
+    assert.ok(log.entries.some((entry) => entry.fields.capability === 'pmem-add'), 'the new capability is said once it is proven');
+
+    // Proven now: later decisions never probe again.
+    const probes = () => host.xenCalls().filter((call) => call.op === 'platform_op' && call.spfn === 0n).length;
+    const provenAfter = probes();
+    controller.handleEvent(blockEvent('pmem0'));
+    await controller.idle();
+    assert.equal(probes(), provenAfter, 'no probe on the success path');
+    assert.deepEqual(host.regionAdds().map((call) => call.result), ['OK']);
   });
 
   test('op 64 as another operation: unsupported, and no region is ever sent', async () => {

@@ -13,8 +13,8 @@ import { fileURLToPath } from 'node:url';
 
 import { MiB } from '../src/core/units.js';
 import { parseState, type DaemonState } from '../src/daemon/state-store.js';
-import { makeDaemonHost, show, waitFor, type DaemonHost, type XenEnvOptions } from './helpers/daemon-fixture.js';
-import { stackTraceLines } from './helpers/cli.js';
+import { makeDaemonHost, show, waitFor, type DaemonHost, type XenEnvOptions } from '../fixtures/daemon-host.js';
+import { stackTraceLines } from '../fixtures/cli.js';
 
 const DAEMON = fileURLToPath(new URL('../src/daemon/xen-pmemd.js', import.meta.url));
 const EX_CONFIG = 78;

@@ -17,9 +17,9 @@ import { scanDevice } from '../src/io/scan.js';
 import { openXencall } from '../src/native/libxencall.js';
 import { isSupportedPmem, listPmemNamespaces, type PmemNamespaceModel, type SupportedPmemNamespace } from '../src/sysfs/model.js';
 import { HypercallBridge, type BridgeAnswer, type Capability } from '../src/xen/bridge.js';
-import { makeDaemonHost, show, type DaemonHost } from './helpers/daemon-fixture.js';
+import { makeDaemonHost, show, type DaemonHost } from '../fixtures/daemon-host.js';
 import { freshDevice, withBothCopies } from './helpers/fixtures.js';
-import type { SysfsTreeSpec } from './fixtures/sysfs-tree.js';
+import type { SysfsTreeSpec } from '../fixtures/sysfs-tree.js';
 
 const REGION_START = 0x1_0000_0000n;
 const REGION_SIZE = 256n * MiB;
@@ -71,7 +71,7 @@ function layoutOf(model: SupportedPmemNamespace, verdict: Extract<Verdict, { sta
 }
 
 function ledgerEntry(layout: PhysicalLayout, status: LedgerEntry['status'], device = 'pmem0'): LedgerEntry {
-  return { device, uuid: layout.uuid, request: { ...layout.request }, status, at: '2026-11-21T10:00:00.000Z' };
+  return { interface: 'pmem-add', device, uuid: layout.uuid, request: { ...layout.request }, status, at: '2026-11-21T10:00:00.000Z' };
 }
 
 // A labelled raw namespace filling a 256 MiB region at 4 GiB: block byte 0 at 0x100000000.
@@ -185,7 +185,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     const layout = layoutOf(model, validVerdict(REGION_SIZE));
     // Another reservation whose region ends 2 MiB into ours.
     const other: LedgerEntry = {
-      device: 'pmem7', uuid: OTHER_UUID, status: 'reported', at: '2026-11-21T10:00:00.000Z',
+      interface: 'pmem-add', device: 'pmem7', uuid: OTHER_UUID, status: 'reported', at: '2026-11-21T10:00:00.000Z',
       request: { spfn: 0xffe00n, epfn: 0x100200n, rsvSpfn: 0xffe00n, rsvEpfn: 0xfff00n, dataSpfn: 0xfff00n, dataEpfn: 0x100200n },
     };
     const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [other], PMEM_ADD));
@@ -306,22 +306,22 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
   }
 
   test('reported: Xen took the region', () => {
-    const answer = fixture.openBridge().pmemAdd(layout.request, []);
+    const answer = fixture.openBridge().report(layout.request, []);
     const outcome = expectOutcome(answer, false, ['reported', 'reported', 'notice']);
     assert.match(outcome.message, /^pmem0: reported region /);
     assert.equal(fixture.xenRegions().length, 1);
   });
 
   test('rejected: Xen refused the region (EINVAL) on a first attempt', () => {
-    fixture.openBridge().pmemAdd(layout.request, []);
-    const answer = fixture.openBridge().pmemAdd(layout.request, []);
+    fixture.openBridge().report(layout.request, []);
+    const answer = fixture.openBridge().report(layout.request, []);
     const outcome = expectOutcome(answer, false, ['rejected', 'overlaps-earlier-add', 'error']);
     assert.match(outcome.message, /Xen refused region .* with EINVAL/);
   });
 
   test('reported, reported-before-restart: EINVAL while confirming a pending entry is the proof', () => {
-    fixture.openBridge().pmemAdd(layout.request, []);
-    const answer = fixture.openBridge().pmemAdd(layout.request, []);
+    fixture.openBridge().report(layout.request, []);
+    const answer = fixture.openBridge().report(layout.request, []);
     assert.equal(answer.kind, 'rejected');
     const outcome = expectOutcome(answer, true, ['reported', 'reported-before-restart', 'notice']);
     assert.match(outcome.message, /already added to Xen by a run that stopped before recording it/);
@@ -332,7 +332,7 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
     // The request breaks rule 4 (reserved area one page): Xen's EINVAL says nothing about an
     // earlier add, so it must not be taken as proof of one.
     const starved = { ...layout.request, rsvEpfn: layout.request.rsvSpfn + 1n };
-    const answer = fixture.openBridge().pmemAdd(starved, []);
+    const answer = fixture.openBridge().report(starved, []);
     assert.equal(answer.kind, 'rejected');
     const outcome = interpretAnswer('pmem0', { ...layout, request: starved }, answer, true);
     assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'reserved-too-small'], outcome.message);
@@ -343,7 +343,7 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
   for (const [mode, reason] of retries) {
     test(`retrying, ${reason}: test hypervisor in mode ${mode}`, () => {
       fixture.useXenInProcess({ mode });
-      const answer = fixture.openBridge().pmemAdd(layout.request, []);
+      const answer = fixture.openBridge().report(layout.request, []);
       const outcome = expectOutcome(answer, false, ['retrying', reason, 'warn']);
       assert.match(outcome.message, /^pmem0: Xen is busy with region /);
       assert.equal(fixture.xenRegions().length, 0, 'nothing was added');
@@ -359,7 +359,7 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
     const bridge = fixture.openBridge();
     assert.equal(bridge.capability().kind, 'pmem-add');
     fixture.useXenInProcess({ mode: 'eperm' });
-    const answer = bridge.pmemAdd(layout.request, []);
+    const answer = bridge.report(layout.request, []);
     const outcome = expectOutcome(answer, false, ['failed', 'eperm', 'error']);
     assert.match(outcome.message, /^pmem0: reporting region .* failed: Xen answered XENPF_pmem_add .* with EPERM$/);
   });
@@ -368,19 +368,19 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
     const bridge = fixture.openBridge();
     bridge.capability();
     fixture.useXenInProcess({ mode: 'eperm' });
-    expectOutcome(bridge.pmemAdd(layout.request, []), true, ['failed', 'eperm', 'error']);
+    expectOutcome(bridge.report(layout.request, []), true, ['failed', 'eperm', 'error']);
   });
 
   test('unsupported answers from the bridge stay unsupported (op 64 is another operation)', () => {
     fixture.useXenInProcess({ mode: 'dom0-console' });
-    const answer = fixture.openBridge().pmemAdd(layout.request, []);
+    const answer = fixture.openBridge().report(layout.request, []);
     expectOutcome(answer, false, ['unsupported', 'cmd-64-is-another-operation', 'warn']);
     expectOutcome(answer, true, ['unsupported', 'cmd-64-is-another-operation', 'warn']);
     assert.equal(fixture.regionAdds().length, 0);
   });
 
   test('dry-run: nothing reached Xen, so the state is not reported', () => {
-    const answer = fixture.openBridge(true).pmemAdd(layout.request, []);
+    const answer = fixture.openBridge(true).report(layout.request, []);
     const outcome = interpretAnswer('pmem0', layout, answer, false);
     assert.notEqual(outcome.state, 'reported');
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['unsupported', 'dry-run', 'notice']);

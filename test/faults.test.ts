@@ -15,20 +15,24 @@ import { fileURLToPath } from 'node:url';
 
 import { MiB } from '../src/core/units.js';
 import type { Config } from '../src/daemon/config.js';
-import { Controller, type DaemonPorts, type DeviceEvent } from '../src/daemon/controller.js';
+import { Controller, type DaemonPorts } from '../src/daemon/controller.js';
+import type { DeviceEvent } from '../src/daemon/ports.js';
 import { LedgerJournal } from '../src/daemon/ledger.js';
 import { loadPreviousRun, loadState, parseState, type DaemonState, type DeviceRecord } from '../src/daemon/state-store.js';
-import { openDevice, type DeviceReader } from '../src/io/device.js';
+import { openDevice } from '../src/io/device.js';
+import type { DeviceReader } from '../src/io/ports.js';
 import { scanDevice } from '../src/io/scan.js';
-import { openXencall, type HypercallResult, type XencallPort } from '../src/native/libxencall.js';
+import { openXencall } from '../src/native/libxencall.js';
+import type { HypercallResult, HypercallPort } from '../src/xen/ports.js';
 import { readPmemByBlockName } from '../src/sysfs/model.js';
-import { HypercallBridge, pmemAddProbe } from '../src/xen/bridge.js';
-import type { RegionSpec } from './fixtures/sysfs-tree.js';
-import { stackTraceLines } from './helpers/cli.js';
+import { HypercallBridge } from '../src/xen/bridge.js';
+import { pmemAddProbe } from '../src/xen/platform-op.js';
+import type { RegionSpec } from '../fixtures/sysfs-tree.js';
+import { stackTraceLines } from '../fixtures/cli.js';
 import {
   makeDaemonHost, recordingLogger, testConfig, waitFor, type DaemonHost, type RecordingLogger, type XenEnvOptions,
-} from './helpers/daemon-fixture.js';
-import { hasCommand } from './helpers/images.js';
+} from '../fixtures/daemon-host.js';
+import { hasCommand } from '../fixtures/images.js';
 
 const DAEMON = fileURLToPath(new URL('../src/daemon/xen-pmemd.js', import.meta.url));
 const GiB4 = 0x1_0000_0000n;
@@ -289,11 +293,11 @@ describe('devices that vanish', { skip }, () => {
         readByBlockName: async (name) => (gone ? null : readPmemByBlockName(host.roots, name)),
         bridge: {
           capability: () => real.capability(),
-          pmemAdd: (request, already) => {
+          report: (request, already) => {
             // The NVDIMM is pulled while Xen works on the add; udev tells the daemon afterwards.
             gone = true;
             setImmediate(() => controller.handleEvent(blockEvent('pmem0', 'remove')));
-            return real.pmemAdd(request, already);
+            return real.report(request, already);
           },
         },
       },
@@ -310,8 +314,8 @@ describe('devices that vanish', { skip }, () => {
   });
 });
 
-/** A stand-in hypervisor behind the XencallPort interface: the probe proves pmem_add, adds answer as told. */
-function scriptedPort(answer: () => HypercallResult | 'throw'): XencallPort & { adds: number; taken: number } {
+/** A stand-in hypervisor behind the HypercallPort interface: the probe proves pmem_add, adds answer as told. */
+function scriptedPort(answer: () => HypercallResult | 'throw'): HypercallPort & { adds: number; taken: number } {
   const probe = pmemAddProbe();
   const port = {
     adds: 0,

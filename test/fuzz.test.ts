@@ -15,7 +15,7 @@ import { crc32 } from './fuzz/forge.js';
 import { makeBaseImages, type MemoryImage } from './fuzz/image.js';
 import { applyMutation } from './fuzz/mutate.js';
 import { oracle } from './fuzz/oracle.js';
-import { hasCommand } from './helpers/images.js';
+import { hasCommand } from '../fixtures/images.js';
 
 const skip = hasCommand('sfdisk') ? false : 'sfdisk is not installed (Debian package fdisk): the fuzzer starts from layouts the real setup path wrote';
 const CASES = Number(process.env.XEN_PMEM_FUZZ_CASES ?? 20_000);

@@ -10,7 +10,7 @@ import { MiB } from '../src/core/units.js';
 import { readBytes, writeBytes } from './helpers/damage.js';
 import {
   copySparseImage, hasCommand, makeScratchDir, makeSparseImage, resizeImage, sfdiskJson, writeTable,
-} from './helpers/images.js';
+} from '../fixtures/images.js';
 import { show } from './helpers/show.js';
 
 const SECTOR = 512;

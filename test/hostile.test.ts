@@ -14,20 +14,22 @@ import { main } from '../src/cli/xen-pmem.js';
 import { FIELDS, FLAG_NAMESPACE_BOUND, SUPERBLOCK_BYTES, backupOffsetFor, type Superblock } from '../src/core/superblock.js';
 import { GiB, KiB, MiB, U64_MAX } from '../src/core/units.js';
 import type { Verdict } from '../src/core/validate.js';
-import { Controller, type DeviceEvent } from '../src/daemon/controller.js';
+import { Controller } from '../src/daemon/controller.js';
+import type { DeviceEvent } from '../src/daemon/ports.js';
 import type { DeviceRecord } from '../src/daemon/state-store.js';
-import { openDevice, type DeviceReader } from '../src/io/device.js';
+import { openDevice } from '../src/io/device.js';
+import type { DeviceReader } from '../src/io/ports.js';
 import { scanDevice } from '../src/io/scan.js';
-import type { RegionSpec } from './fixtures/sysfs-tree.js';
+import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { LINUX_DATA_GUID, GPT_HEADER, MBR_PARTITION_TABLE_OFFSET, resealGptEntries, resealGptHeader, writeGptEntry } from './fuzz/forge.js';
-import { runCliAsync, stackTraceLines, type CliResult, type InspectJson } from './helpers/cli.js';
+import { runCliAsync, stackTraceLines, type CliResult, type InspectJson } from '../fixtures/cli.js';
 import {
   makeDaemonHost, recordingLogger, show, testConfig, type DaemonHost, type RecordingLogger,
-} from './helpers/daemon-fixture.js';
+} from '../fixtures/daemon-host.js';
 import {
   copyOffsets, flipByte, patchSuperblockBytes, readBytes, readSuperblockAt, rewriteSuperblocks, writeBytes,
 } from './helpers/damage.js';
-import { copySparseImage, hasCommand, resizeImage, sfdiskDump, writeTable } from './helpers/images.js';
+import { copySparseImage, hasCommand, resizeImage, sfdiskDump, writeTable } from '../fixtures/images.js';
 
 const skip = hasCommand('sfdisk') ? false : 'sfdisk is not installed (Debian package fdisk): the corpus is made with the real setup path';
 

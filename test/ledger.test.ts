@@ -9,7 +9,7 @@ import { LEDGER_FILE, LedgerJournal, ledgerLine, loadLedger, replayLedger } from
 
 function entry(device: string, spfn: bigint, status: LedgerEntry['status'] = 'pending'): LedgerEntry {
   return {
-    device, uuid: `00000000-0000-4000-8000-${spfn.toString(16).padStart(12, '0')}`, status, at: '2026-11-22T00:00:00.000Z',
+    interface: 'pmem-add', device, uuid: `00000000-0000-4000-8000-${spfn.toString(16).padStart(12, '0')}`, status, at: '2026-11-22T00:00:00.000Z',
     request: { spfn, epfn: spfn + 0x10000n, rsvSpfn: spfn + 0x200n, rsvEpfn: spfn + 0x600n, dataSpfn: spfn + 0x600n, dataEpfn: spfn + 0xfe00n },
   };
 }
@@ -74,4 +74,11 @@ test('journal: concurrent appends are whole lines; compaction rewrites just the 
 
 test('a missing journal is "missing", not an error', async () => {
   assert.deepEqual(await loadLedger(join(tmpdir(), 'xen-pmem-no-such-dir')), { kind: 'missing' });
+});
+
+test('replay: every line names the interface the report went through; a line from before that was pmem-add', () => {
+  const a = entry('pmem0', 0x100000n);
+  assert.match(ledgerLine('pending', a), /^\{"op":"pending","interface":"pmem-add","device":"pmem0",/);
+  const older = '{"op":"reported","device":"pmem0","uuid":"' + a.uuid + '","request":{"spfn":"0x100000","epfn":"0x110000","rsvSpfn":"0x100200","rsvEpfn":"0x100600","dataSpfn":"0x100600","dataEpfn":"0x10fe00"},"at":"2026-11-22T00:00:00.000Z"}\n';
+  assert.deepEqual(replayLedger(older).entries.map((e) => [e.interface, e.device, e.status]), [['pmem-add', 'pmem0', 'reported']]);
 });

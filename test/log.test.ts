@@ -18,9 +18,9 @@ import {
   renderFieldValue,
   toJournalFields,
   toJsonFields,
-  type JournalSender,
   type LogFields,
 } from '../src/daemon/log.js';
+import type { JournalSender } from '../src/daemon/ports.js';
 
 /** A pino destination that keeps each JSON line. */
 function lines(): { records: Array<Record<string, unknown>>; write(line: string): void } {

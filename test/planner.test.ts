@@ -11,7 +11,7 @@ import { judge } from '../src/core/validate.js';
 import { GiB, HUGE_PAGE_BYTES, KiB, MiB, PAGE_BYTES, TiB } from '../src/core/units.js';
 import { plannedReservedBytes, xenMinimumReservedPages, XEN_X86_64_COSTS } from '../src/core/xen-sizing.js';
 import { freshDevice } from './helpers/fixtures.js';
-import { hasCommand, makeScratchDir, makeSparseImage, sfdiskJson, writeTable } from './helpers/images.js';
+import { hasCommand, makeScratchDir, makeSparseImage, sfdiskJson, writeTable } from '../fixtures/images.js';
 import { show } from './helpers/show.js';
 
 function planned(result: PlanResult): LayoutPlan {

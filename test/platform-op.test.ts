@@ -8,9 +8,11 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 
 import { hex } from '../src/core/units.js';
-import { openXencall, type XencallPort } from '../src/native/libxencall.js';
+import { openXencall } from '../src/native/libxencall.js';
+import type { HypercallPort } from '../src/xen/ports.js';
+import type { PfnRange } from '../src/xen/interface.js';
+import { checkPmemAddLikeXen } from '../src/xen/interfaces/pmem-add.js';
 import {
-  checkPmemAddLikeXen,
   decodePmemAdd,
   describePmemAdd,
   encodePmemAdd,
@@ -18,7 +20,6 @@ import {
   PLATFORM_OP_OFFSETS,
   XENPF_INTERFACE_VERSION,
   XENPF_PMEM_ADD,
-  type PfnRange,
   type PmemAddRequest,
 } from '../src/xen/platform-op.js';
 import { buildTestHypervisor } from './hypervisor/build.js';
@@ -144,7 +145,7 @@ describe('checkPmemAddLikeXen', () => {
 });
 
 describe('the test hypervisor applies the same rules in C', () => {
-  let port: XencallPort;
+  let port: HypercallPort;
   let workdir: string;
 
   before(() => {
@@ -154,7 +155,7 @@ describe('the test hypervisor applies the same rules in C', () => {
     process.env.TEST_XEN_LOG = join(workdir, 'log');
     const opened = openXencall(buildTestHypervisor());
     assert.ok(!('error' in opened), 'the test hypervisor opens');
-    port = opened as XencallPort;
+    port = opened as HypercallPort;
   });
 
   after(() => {

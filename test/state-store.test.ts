@@ -44,7 +44,7 @@ function sampleState(sequence: number): DaemonState {
         uuid: '6f1d2c3b-4a59-4e68-9d7c-8b9a0f1e2d3c',
       },
     }],
-    ledger: [{ device: 'pmem0', uuid: '6f1d2c3b-4a59-4e68-9d7c-8b9a0f1e2d3c', request, status: 'reported', at: '2026-11-21T10:00:01.000Z' }],
+    ledger: [{ interface: 'pmem-add', device: 'pmem0', uuid: '6f1d2c3b-4a59-4e68-9d7c-8b9a0f1e2d3c', request, status: 'reported', at: '2026-11-21T10:00:01.000Z' }],
   };
 }
 

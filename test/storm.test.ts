@@ -19,19 +19,21 @@ import { fileURLToPath } from 'node:url';
 
 import { FLAG_BACKUP_COPY, FLAG_NAMESPACE_BOUND, SUPERBLOCK_BYTES } from '../src/core/superblock.js';
 import { MiB } from '../src/core/units.js';
-import { Controller, type DeviceEvent } from '../src/daemon/controller.js';
+import { Controller } from '../src/daemon/controller.js';
+import type { DeviceEvent } from '../src/daemon/ports.js';
 import { parseState, StateStore, type DaemonState } from '../src/daemon/state-store.js';
-import { openDevice, type DeviceReader } from '../src/io/device.js';
+import { openDevice } from '../src/io/device.js';
+import type { DeviceReader } from '../src/io/ports.js';
 import { listPmemNamespaces } from '../src/sysfs/model.js';
 import type { PmemNamespaceModel } from '../src/sysfs/types.js';
-import type { RegionSpec } from './fixtures/sysfs-tree.js';
+import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { xorshift32 } from './fuzz/forge.js';
-import { stackTraceLines } from './helpers/cli.js';
+import { stackTraceLines } from '../fixtures/cli.js';
 import {
   makeDaemonHost, recordingLogger, show, testConfig, waitFor, type DaemonHost, type XenCall,
-} from './helpers/daemon-fixture.js';
+} from '../fixtures/daemon-host.js';
 import { copyOffsets, flipByte, readBytes, rewriteSuperblocks, writeBytes } from './helpers/damage.js';
-import { hasCommand, resizeImage, sfdiskDump, writeTable } from './helpers/images.js';
+import { hasCommand, resizeImage, sfdiskDump, writeTable } from '../fixtures/images.js';
 
 const skip = hasCommand('sfdisk') ? false : 'sfdisk is not installed (Debian package fdisk): devices are set up with the real setup path';
 const DAEMON = fileURLToPath(new URL('../src/daemon/xen-pmemd.js', import.meta.url));

@@ -10,14 +10,14 @@ import {
   buildNamespaceModel,
   isSupportedPmem,
   listPmemNamespaces,
-  namespaceToJson,
   readPmemByBlockName,
   readPmemBySyspath,
   UNSUPPORTED_CODES,
   type PmemNamespaceModel,
   type SysfsRoots,
 } from '../src/sysfs/model.js';
-import { makeSysfsTree, type SysfsTree, type SysfsTreeSpec } from './fixtures/sysfs-tree.js';
+import { namespaceToJson } from '../src/format/serializers.js';
+import { makeSysfsTree, type SysfsTree, type SysfsTreeSpec } from '../fixtures/sysfs-tree.js';
 
 const scratch: string[] = [];
 

@@ -10,8 +10,7 @@ import { createRequire } from 'node:module';
 
 import { openXencall } from '../../src/native/libxencall.js';
 import { udevEventSource } from '../../src/native/udev.js';
-import { pmemAddProbe } from '../../src/xen/bridge.js';
-import { XENVER_VERSION } from '../../src/xen/platform-op.js';
+import { pmemAddProbe, XENVER_VERSION } from '../../src/xen/platform-op.js';
 import type { CheckResult } from './probe-checks.js';
 
 

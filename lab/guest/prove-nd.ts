@@ -12,8 +12,7 @@ import { release } from 'node:os';
 
 import { MiB, alignDown, hex } from '../../src/core/units.js';
 import { openXencall } from '../../src/native/libxencall.js';
-import { pmemAddProbe } from '../../src/xen/bridge.js';
-import { XENPF_PMEM_ADD, XENVER_VERSION } from '../../src/xen/platform-op.js';
+import { pmemAddProbe, XENPF_PMEM_ADD, XENVER_VERSION } from '../../src/xen/platform-op.js';
 import { snapshotNd } from './nd-snapshot.js';
 import { log, mark, putResult, uptimeSeconds, waitUntil } from './results.js';
 

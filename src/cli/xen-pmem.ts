@@ -55,12 +55,13 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
   try {
     return await command.run(rest, io);
   } catch (error) {
-    io.err(`xen-pmem ${command.name}: ${messageOf(error)}`);
+    io.err(`xen-pmem ${command.name}: ${failureText(error)}`);
     return error instanceof CommandError ? error.exitCode : EXIT_USAGE_OR_IO;
   }
 }
 
-function messageOf(error: unknown): string {
+/** The one line a failed command prints after its name. */
+function failureText(error: unknown): string {
   if (error instanceof CommandError || error instanceof DeviceOpenError || error instanceof ToolMissingError) return error.message;
   // parseArgs reports unknown options and missing values with a code and a readable message.
   if (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS')) {

@@ -1,6 +1,7 @@
 // The on-disk super block, format v1. This module is the specification: docs/superblock.md mirrors
-// the FIELDS table below, and test/superblock.test.ts asserts every offset. The reader and the
-// writer both go through FIELDS, so they cannot drift apart.
+// the FIELDS table below, and test/superblock.test.ts asserts every offset. The writer and the
+// reader both walk FIELDS, each field by its kind, so a field added to the table is written and
+// read without another line of code here (docs/superblock.md, "Adding a minor version").
 //
 // Decoding never throws and trusts nothing: the signature is checked first (so that "no super
 // block here" and "a damaged one" are different verdicts), then the checksum over the whole block,
@@ -8,7 +9,8 @@
 // (sizes, overlaps, Xen's rule) live in validate.ts.
 
 import CRC32 from 'crc-32';
-import { KiB, MiB, U64_MAX } from './units.js';
+import { KiB, MiB } from './units.js';
+import { isCanonicalUuid, NIL_UUID } from './uuid.js';
 
 /** A whole block: one 4 KiB page, so it never straddles a page of the pmem. */
 export const SUPERBLOCK_BYTES = 4096;
@@ -24,7 +26,6 @@ export const BACKUP_DISTANCE_FROM_END = 1n * MiB;
 export const FLAG_BACKUP_COPY = 1 << 0;
 /** Set when setup knew the pmem namespace UUID and bound the reservation to it. */
 export const FLAG_NAMESPACE_BOUND = 1 << 1;
-const KNOWN_FLAGS = FLAG_BACKUP_COPY | FLAG_NAMESPACE_BOUND;
 
 type FieldKind = 'bytes' | 'u16' | 'u32' | 'u64' | 'uuid' | 'text';
 interface FieldSpec {
@@ -33,7 +34,11 @@ interface FieldSpec {
   kind: FieldKind;
 }
 
-/** Byte layout of v1.0. Little-endian throughout. Offsets relative to the start of the block. */
+/**
+ * Byte layout of v1.0. Little-endian throughout. Offsets relative to the start of the block.
+ * A later minor version appends its fields after `writer`, each with the version that added it
+ * in a comment, and a row in MINORS below.
+ */
 export const FIELDS = {
   signature: { offset: 0, size: 16, kind: 'bytes' },
   majorVersion: { offset: 16, size: 2, kind: 'u16' },
@@ -58,8 +63,26 @@ export const FIELDS = {
   writer: { offset: 144, size: 48, kind: 'text' },
 } as const satisfies Record<string, FieldSpec>;
 
+type FieldName = keyof typeof FIELDS;
+/** Written by the codec itself (the constant, the sum, the version's header size), not carried in a Superblock. */
+type FramingField = 'signature' | 'checksum' | 'headerBytes';
+type ContentField = Exclude<FieldName, FramingField>;
+const CONTENT_FIELDS = (Object.keys(FIELDS) as FieldName[])
+  .filter((name): name is ContentField => name !== 'signature' && name !== 'checksum' && name !== 'headerBytes')
+  .map((name) => [name, FIELDS[name]] as const);
+
 /** Bytes of the block that v1.0 gives meaning to; the rest must be zero in v1.0. */
 export const HEADER_BYTES_V1_0 = 192;
+
+/**
+ * What each minor version of major 1 this code knows declares, indexed by minor: the header size
+ * a block of that version must carry, and the flags it defines. A block of a later minor is read
+ * as the newest one known here, after its own header size is checked to be plausible.
+ */
+const MINORS: readonly { headerBytes: number; flags: number }[] = [
+  /* 1.0 */ { headerBytes: HEADER_BYTES_V1_0, flags: FLAG_BACKUP_COPY | FLAG_NAMESPACE_BOUND },
+];
+const NEWEST_KNOWN = MINORS[MINORS.length - 1]!;
 
 export interface Superblock {
   majorVersion: number;
@@ -86,8 +109,20 @@ export interface Superblock {
   writer: string;
 }
 
+// A field added to FIELDS and not here (or the reverse) fails to compile.
+type SameKeys<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const superblockMatchesFields: SameKeys<keyof Superblock, ContentField> = true;
+void superblockMatchesFields;
+
 export type DecodeVerdict =
-  | { kind: 'ok'; superblock: Superblock }
+  | {
+    kind: 'ok';
+    superblock: Superblock;
+    /** The header size the block declares. */
+    headerBytes: number;
+    /** The bytes past the fields this code knows, to the end of the block: a later minor's fields, then zero padding. */
+    unread: Buffer;
+  }
   /** No signature: nothing of ours was ever here (or it was wiped). */
   | { kind: 'absent' }
   | { kind: 'damaged'; reason: DecodeFailure; message: string };
@@ -102,8 +137,6 @@ export type DecodeFailure =
   | 'bad-uuid'
   | 'bad-writer';
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const ZERO_UUID = '00000000-0000-0000-0000-000000000000';
 
 /** CRC-32 (IEEE, as zlib) of the block with the checksum field taken as zero. */
 export function superblockChecksum(block: Uint8Array): number {
@@ -112,28 +145,58 @@ export function superblockChecksum(block: Uint8Array): number {
   return CRC32.buf(copy) >>> 0;
 }
 
-export function encodeSuperblock(sb: Superblock): Buffer {
-  const block = Buffer.alloc(SUPERBLOCK_BYTES);
-  block.write(SIGNATURE, FIELDS.signature.offset, 'latin1');
-  block.writeUInt16LE(sb.majorVersion, FIELDS.majorVersion.offset);
-  block.writeUInt16LE(sb.minorVersion, FIELDS.minorVersion.offset);
-  block.writeUInt32LE(sb.flags >>> 0, FIELDS.flags.offset);
-  block.writeUInt32LE(HEADER_BYTES_V1_0, FIELDS.headerBytes.offset);
-  writeUuid(block, FIELDS.uuid.offset, sb.uuid);
-  writeUuid(block, FIELDS.namespaceUuid.offset, sb.namespaceUuid ?? ZERO_UUID);
-  for (const name of U64_FIELDS) block.writeBigUInt64LE(sb[name], FIELDS[name].offset);
-  for (const name of U32_COST_FIELDS) block.writeUInt32LE(sb[name], FIELDS[name].offset);
-  utf8Prefix(sb.writer, FIELDS.writer.size - 1).copy(block, FIELDS.writer.offset);
-  // Checksum last, over everything else, as the kernel's pfn info block does.
-  block.writeUInt32LE(superblockChecksum(block), FIELDS.checksum.offset);
-  return block;
+type FieldValue = number | bigint | string | null;
+
+/** How each kind of field is written. A UUID field holding null is the nil UUID. */
+function writeField(block: Buffer, { offset, size, kind }: FieldSpec, value: FieldValue): void {
+  switch (kind) {
+    case 'u16': block.writeUInt16LE(value as number, offset); return;
+    case 'u32': block.writeUInt32LE((value as number) >>> 0, offset); return;
+    case 'u64': block.writeBigUInt64LE(value as bigint, offset); return;
+    case 'uuid': writeUuid(block, offset, (value as string | null) ?? NIL_UUID); return;
+    case 'text': utf8Prefix(value as string, size - 1).copy(block, offset); return;
+    case 'bytes': Buffer.from(value as string, 'latin1').copy(block, offset, 0, size); return;
+  }
 }
 
-const U64_FIELDS = [
-  'deviceSize', 'reservedOffset', 'reservedSize', 'dataOffset', 'dataSize',
-  'primaryOffset', 'backupOffset', 'createdAt',
-] as const;
-const U32_COST_FIELDS = ['pageSize', 'pageInfoBytes', 'm2pBytes', 'compatM2pBytes'] as const;
+/** How each kind of field is read; a text field that is not clean NUL-padded UTF-8 reads as null. */
+function readField(block: Buffer, { offset, size, kind }: FieldSpec): FieldValue {
+  switch (kind) {
+    case 'u16': return block.readUInt16LE(offset);
+    case 'u32': return block.readUInt32LE(offset);
+    case 'u64': return block.readBigUInt64LE(offset);
+    case 'uuid': return readUuid(block, offset);
+    case 'text': return readText(block, offset, size);
+    case 'bytes': return block.subarray(offset, offset + size).toString('latin1');
+  }
+}
+
+/** What a field of a later minor holds in a block written before it: its kind's zero. */
+function zeroOf(kind: FieldKind): FieldValue {
+  switch (kind) {
+    case 'u16': case 'u32': return 0;
+    case 'u64': return 0n;
+    case 'uuid': return NIL_UUID;
+    case 'text': case 'bytes': return '';
+  }
+}
+
+function within(spec: FieldSpec, headerBytes: number): boolean {
+  return spec.offset + spec.size <= headerBytes;
+}
+
+export function encodeSuperblock(sb: Superblock): Buffer {
+  const block = Buffer.alloc(SUPERBLOCK_BYTES);
+  const headerBytes = (MINORS[sb.minorVersion] ?? NEWEST_KNOWN).headerBytes;
+  writeField(block, FIELDS.signature, SIGNATURE);
+  writeField(block, FIELDS.headerBytes, headerBytes);
+  for (const [name, spec] of CONTENT_FIELDS) {
+    if (within(spec, headerBytes)) writeField(block, spec, sb[name]);
+  }
+  // Checksum last, over everything else, as the kernel's pfn info block does.
+  writeField(block, FIELDS.checksum, superblockChecksum(block));
+  return block;
+}
 
 export function hasSignature(block: Uint8Array): boolean {
   if (block.length < FIELDS.signature.size) return false;
@@ -146,27 +209,28 @@ export function decodeSuperblock(bytes: Uint8Array): DecodeVerdict {
     return damaged('short-read', `only ${bytes.length} of ${SUPERBLOCK_BYTES} bytes could be read`);
   }
   const block = Buffer.from(bytes.buffer, bytes.byteOffset, SUPERBLOCK_BYTES);
-  const stored = block.readUInt32LE(FIELDS.checksum.offset);
+  const stored = readField(block, FIELDS.checksum) as number;
   const computed = superblockChecksum(block);
   if (stored !== computed) {
     return damaged('bad-checksum',
       `checksum is 0x${hex32(stored)} but the block sums to 0x${hex32(computed)}`);
   }
-  const majorVersion = block.readUInt16LE(FIELDS.majorVersion.offset);
+  const majorVersion = readField(block, FIELDS.majorVersion) as number;
   if (majorVersion !== MAJOR_VERSION) {
     return damaged('unsupported-major-version',
       `format version ${majorVersion}.x is not understood by this version (it reads ${MAJOR_VERSION}.x)`);
   }
-  const minorVersion = block.readUInt16LE(FIELDS.minorVersion.offset);
-  const headerBytes = block.readUInt32LE(FIELDS.headerBytes.offset);
+  const minorVersion = readField(block, FIELDS.minorVersion) as number;
+  const headerBytes = readField(block, FIELDS.headerBytes) as number;
+  const minor = MINORS[minorVersion];
   // Later minor versions may add fields after v1.0's; they must declare them in headerBytes.
   if (headerBytes < HEADER_BYTES_V1_0 || headerBytes > SUPERBLOCK_BYTES
-      || (minorVersion === MINOR_VERSION && headerBytes !== HEADER_BYTES_V1_0)) {
+      || (minor !== undefined && headerBytes !== minor.headerBytes)) {
     return damaged('bad-header-size',
       `header size ${headerBytes} is impossible for version ${majorVersion}.${minorVersion}`);
   }
-  const flags = block.readUInt32LE(FIELDS.flags.offset);
-  if (minorVersion === MINOR_VERSION && (flags & ~KNOWN_FLAGS) !== 0) {
+  const flags = readField(block, FIELDS.flags) as number;
+  if (minor !== undefined && (flags & ~minor.flags) !== 0) {
     return damaged('unknown-flags', `flags 0x${hex32(flags)} include bits this version does not define`);
   }
   const paddingStart = headerBytes;
@@ -175,29 +239,19 @@ export function decodeSuperblock(bytes: Uint8Array): DecodeVerdict {
     return damaged('nonzero-padding',
       `byte ${paddingStart + firstNonZero} is past the ${headerBytes}-byte header and must be zero`);
   }
-  const uuid = readUuid(block, FIELDS.uuid.offset);
-  if (uuid === ZERO_UUID) return damaged('bad-uuid', 'the reservation UUID is all zero');
-  const namespaceUuid = readUuid(block, FIELDS.namespaceUuid.offset);
+
+  const values = {} as Record<ContentField, FieldValue>;
+  for (const [name, spec] of CONTENT_FIELDS) values[name] = within(spec, headerBytes) ? readField(block, spec) : zeroOf(spec.kind);
+  if (values.uuid === NIL_UUID) return damaged('bad-uuid', 'the reservation UUID is all zero');
   const bound = (flags & FLAG_NAMESPACE_BOUND) !== 0;
-  if (bound === (namespaceUuid === ZERO_UUID)) {
+  if (bound === (values.namespaceUuid === NIL_UUID)) {
     return damaged('bad-uuid', bound
       ? 'the block says it is bound to a namespace but records no namespace UUID'
-      : `the block records namespace UUID ${namespaceUuid} without the bound flag`);
+      : `the block records namespace UUID ${values.namespaceUuid} without the bound flag`);
   }
-  const writer = readText(block, FIELDS.writer.offset, FIELDS.writer.size);
-  if (writer === null) return damaged('bad-writer', 'the writer field is not NUL-terminated UTF-8 text');
-
-  const sb: Superblock = {
-    majorVersion, minorVersion, flags, uuid,
-    namespaceUuid: bound ? namespaceUuid : null,
-    deviceSize: 0n, reservedOffset: 0n, reservedSize: 0n, dataOffset: 0n, dataSize: 0n,
-    primaryOffset: 0n, backupOffset: 0n, createdAt: 0n,
-    pageSize: 0, pageInfoBytes: 0, m2pBytes: 0, compatM2pBytes: 0,
-    writer,
-  };
-  for (const name of U64_FIELDS) sb[name] = block.readBigUInt64LE(FIELDS[name].offset);
-  for (const name of U32_COST_FIELDS) sb[name] = block.readUInt32LE(FIELDS[name].offset);
-  return { kind: 'ok', superblock: sb };
+  if (values.writer === null) return damaged('bad-writer', 'the writer field is not NUL-terminated UTF-8 text');
+  if (!bound) values.namespaceUuid = null;
+  return { kind: 'ok', superblock: values as unknown as Superblock, headerBytes, unread: block.subarray(NEWEST_KNOWN.headerBytes) };
 }
 
 /** Where the backup copy of a device of `deviceSize` bytes lives. */
@@ -205,17 +259,28 @@ export function backupOffsetFor(deviceSize: bigint): bigint {
   return (deviceSize / (4n * KiB)) * (4n * KiB) - BACKUP_DISTANCE_FROM_END;
 }
 
-/** Field-by-field differences between two copies, ignoring which copy each is. */
+/** Field-by-field differences between two copies, in FIELDS order, ignoring which copy each is. */
 export function differingFields(a: Superblock, b: Superblock): string[] {
-  const keys = Object.keys(a) as (keyof Superblock)[];
-  return keys.filter((key) => {
-    if (key === 'flags') return (a.flags & ~FLAG_BACKUP_COPY) !== (b.flags & ~FLAG_BACKUP_COPY);
-    return a[key] !== b[key];
+  return CONTENT_FIELDS.map(([name]) => name).filter((name) => {
+    if (name === 'flags') return (a.flags & ~FLAG_BACKUP_COPY) !== (b.flags & ~FLAG_BACKUP_COPY);
+    return a[name] !== b[name];
   });
 }
 
-export function isU64(value: bigint): boolean {
-  return value >= 0n && value <= U64_MAX;
+/**
+ * Everything two decoded copies disagree on: their fields, and what the fields cannot show, the
+ * header size and the bytes a later minor version gives meaning to. Setup writes both copies byte
+ * for byte alike but for the backup flag, so copies that differ anywhere else come from different
+ * setups (or one was forged).
+ */
+export function differingCopies(
+  a: Extract<DecodeVerdict, { kind: 'ok' }>,
+  b: Extract<DecodeVerdict, { kind: 'ok' }>,
+): string[] {
+  const found = differingFields(a.superblock, b.superblock);
+  if (a.headerBytes !== b.headerBytes) found.push('headerBytes');
+  if (!a.unread.equals(b.unread)) found.push(`bytes ${NEWEST_KNOWN.headerBytes}-${SUPERBLOCK_BYTES - 1}`);
+  return found;
 }
 
 function damaged(reason: DecodeFailure, message: string): DecodeVerdict {
@@ -227,7 +292,7 @@ function hex32(value: number): string {
 }
 
 function writeUuid(block: Buffer, offset: number, uuid: string): void {
-  if (!UUID_PATTERN.test(uuid)) throw new RangeError(`not a UUID: ${uuid}`);
+  if (!isCanonicalUuid(uuid)) throw new RangeError(`not a UUID: ${uuid}`);
   Buffer.from(uuid.replaceAll('-', ''), 'hex').copy(block, offset);
 }
 

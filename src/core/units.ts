@@ -34,6 +34,16 @@ export function hexRange(start: bigint, size: bigint): string {
   return `${hex(start)}-${hex(start + size - 1n)}`;
 }
 
+/** A half-open range as the hypervisor's rules speak of PFNs: `[0x100000, 0x110000)`. */
+export function halfOpenRange(start: bigint, end: bigint): string {
+  return `[${hex(start)}, ${hex(end)})`;
+}
+
+/** Whether the half-open ranges [aStart, aEnd) and [bStart, bEnd) share at least one unit. */
+export function rangesOverlap(aStart: bigint, aEnd: bigint, bStart: bigint, bEnd: bigint): boolean {
+  return aStart < bEnd && bStart < aEnd;
+}
+
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'] as const;
 
 /** `256.00 MiB`: binary units with two decimals, exact for whole units. */

@@ -7,10 +7,10 @@
 
 import type { GptPartition, GptTable } from './gpt.js';
 import {
-  backupOffsetFor, decodeSuperblock, differingFields, FIELDS, FLAG_BACKUP_COPY, HEADER_BYTES_V1_0, PRIMARY_OFFSET,
-  SUPERBLOCK_BYTES, type DecodeVerdict, type Superblock,
+  backupOffsetFor, decodeSuperblock, differingCopies, FLAG_BACKUP_COPY, PRIMARY_OFFSET, SUPERBLOCK_BYTES,
+  type DecodeVerdict, type Superblock,
 } from './superblock.js';
-import { hex, hexRange, HUGE_PAGE_BYTES, humanSize, isAligned, PAGE_BYTES } from './units.js';
+import { hex, hexRange, HUGE_PAGE_BYTES, humanSize, isAligned, PAGE_BYTES, rangesOverlap } from './units.js';
 import { xenMinimumReservedPages, XEN_X86_64_COSTS } from './xen-sizing.js';
 
 export type ReasonCode =
@@ -81,7 +81,7 @@ export function judge(input: ProbeInput): Verdict {
   let chosen: Superblock;
   let source: CopyName;
   if (primary.kind === 'ok' && backup.kind === 'ok') {
-    const differences = [...differingFields(primary.superblock, backup.superblock), ...differingBeyondFields(input.primary, input.backup!)];
+    const differences = differingCopies(primary, backup);
     if (differences.length > 0) {
       return {
         status: 'invalid', reason: 'copies-disagree', partitions,
@@ -109,22 +109,8 @@ export function judge(input: ProbeInput): Verdict {
   return { status: 'valid', superblock: chosen, source, notes, table, partitions };
 }
 
-/**
- * What differingFields cannot see: the header size and the bytes after 1.0's fields, which a later
- * minor version gives meaning to. Setup writes the copies byte for byte alike but for the flag, so
- * copies that differ there come from different setups (or one was forged), like any other field.
- */
-function differingBeyondFields(primary: Uint8Array, backup: Uint8Array): string[] {
-  const a = Buffer.from(primary.buffer, primary.byteOffset, SUPERBLOCK_BYTES);
-  const b = Buffer.from(backup.buffer, backup.byteOffset, SUPERBLOCK_BYTES);
-  const found: string[] = [];
-  if (a.readUInt32LE(FIELDS.headerBytes.offset) !== b.readUInt32LE(FIELDS.headerBytes.offset)) found.push('headerBytes');
-  if (!a.subarray(HEADER_BYTES_V1_0).equals(b.subarray(HEADER_BYTES_V1_0))) found.push(`bytes ${HEADER_BYTES_V1_0}-${SUPERBLOCK_BYTES - 1}`);
-  return found;
-}
-
 type CopyVerdict =
-  | { kind: 'ok'; superblock: Superblock }
+  | Extract<DecodeVerdict, { kind: 'ok' }>
   | { kind: 'absent' }
   | { kind: 'damaged'; reason: ReasonCode; message: string };
 
@@ -251,7 +237,7 @@ function fail(reason: ReasonCode, message: string): Failure {
 }
 
 function overlaps(a: Range, b: Range): boolean {
-  return a.start < b.end && b.start < a.end;
+  return rangesOverlap(a.start, a.end, b.start, b.end);
 }
 
 function show(range: Range): string {

@@ -4,7 +4,10 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 
-const uuid = z.string().regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'expected a UUID such as 8e0c5b3a-1f7e-4c55-9d0e-2a6f3b1c4d5e')
+import { errorCode } from '../core/errno.js';
+import { UUID_PATTERN } from '../core/uuid.js';
+
+const uuid = z.string().regex(UUID_PATTERN, 'expected a UUID such as 8e0c5b3a-1f7e-4c55-9d0e-2a6f3b1c4d5e')
   .transform((value) => value.toLowerCase());
 const regionName = z.string().regex(/^region\d+$/, 'expected a region name such as region0');
 const deviceName = z.string().regex(/^pmem\d+(\.\d+)?$/, 'expected a pmem block device name such as pmem0 or pmem1.1');
@@ -60,8 +63,9 @@ export async function loadConfig(path: string): Promise<Config> {
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return configSchema.parse({});
-    throw new ConfigError(`${path}: cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+    const code = errorCode(error);
+    if (code === 'ENOENT') return configSchema.parse({});
+    throw new ConfigError(`${path}: cannot be read (${code ?? String(error)})`);
   }
   return parseConfig(text, path);
 }

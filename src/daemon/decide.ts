@@ -1,28 +1,20 @@
 // The daemon's decision for one device, as pure functions: admit (config and device model, before
 // any I/O), then judge what the scan found against the physical map and what Xen already holds,
-// then read the hypervisor's answer. The controller only moves data between these and the ports.
+// then read the hypervisor's answer. The controller's parts only move data between these and the ports.
 
 import type { Verdict } from '../core/validate.js';
-import { hex, hexRange, HUGE_PAGE_BYTES, isAligned, PAGE_BYTES, PAGE_SHIFT } from '../core/units.js';
-import type { SupportedPmemNamespace, PmemNamespaceModel } from '../sysfs/types.js';
-import type { BridgeAnswer, Capability } from '../xen/bridge.js';
-import { checkPmemAddLikeXen, type PfnRange, type PmemAddRequest } from '../xen/platform-op.js';
+import { halfOpenRange, hex, hexRange, HUGE_PAGE_BYTES, isAligned, PAGE_BYTES, PAGE_SHIFT, rangesOverlap } from '../core/units.js';
+import type { DeviceState, LedgerEntry, PhysicalLayout } from '../format/records.js';
+import { layoutText } from '../format/serializers.js';
+import { deviceKey, type SupportedPmemNamespace, type PmemNamespaceModel } from '../sysfs/types.js';
+import type { BridgeAnswer, Capability, PmemReport } from '../xen/interface.js';
+import { interfaceFor } from '../xen/interfaces/index.js';
 import { configRefusal, type Config } from './config.js';
 
-export type DeviceState = 'absent' | 'rejected' | 'reported' | 'unsupported' | 'retrying' | 'failed' | 'removed';
+export type { DeviceState, LedgerEntry, PhysicalLayout } from '../format/records.js';
 
 /** How loud the journal line for an outcome is. */
 export type Severity = 'debug' | 'info' | 'notice' | 'warn' | 'error';
-
-export interface PhysicalLayout {
-  /** The whole block device in physical memory: what Xen calls the pmem region. */
-  region: { start: bigint; size: bigint };
-  reserved: { start: bigint; size: bigint };
-  data: { start: bigint; size: bigint };
-  request: PmemAddRequest;
-  /** Reservation UUID from the super block: identifies this layout across restarts. */
-  uuid: string;
-}
 
 export interface Outcome {
   state: DeviceState;
@@ -30,17 +22,10 @@ export interface Outcome {
   message: string;
   severity: Severity;
   layout?: PhysicalLayout;
+  /** The interface the layout was (or would be) reported through, when a report was made or found. */
+  interface?: string;
   /** What the scan noticed on a valid device that the operator should know: a damaged copy. */
   notes?: string[];
-}
-
-/** One add this daemon asked Xen for. `pending` until the answer was recorded. */
-export interface LedgerEntry {
-  device: string;
-  uuid: string;
-  request: PmemAddRequest;
-  status: 'pending' | 'reported';
-  at: string;
 }
 
 export type Judgement =
@@ -50,7 +35,7 @@ export type Judgement =
 
 /** Before touching the device: is it a pmem device we can map, and does the config allow it? */
 export function admit(model: PmemNamespaceModel, config: Config): Outcome | null {
-  const name = model.block?.name ?? model.namespace;
+  const name = deviceKey(model);
   if (model.unsupported) {
     return { state: 'rejected', reason: model.unsupported.code, message: `${name}: not usable for Xen: ${model.unsupported.message}`, severity: 'warn' };
   }
@@ -77,15 +62,15 @@ export function judgeForXen(model: SupportedPmemNamespace, verdict: Verdict, led
 
   const same = ledger.find((entry) => entry.uuid === mapped.uuid && sameRequest(entry.request, mapped.request));
   if (same?.status === 'reported') {
-    return { kind: 'outcome', outcome: { state: 'reported', reason: 'reported-earlier', message: `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} was reported to Xen at ${same.at}; Xen keeps it until reboot`, severity: 'info', layout: mapped } };
+    return { kind: 'outcome', outcome: { state: 'reported', reason: 'reported-earlier', message: `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} was reported to Xen at ${same.at}; Xen keeps it until reboot`, severity: 'info', layout: mapped, interface: same.interface } };
   }
   const others = ledger.filter((entry) => entry !== same);
-  const clash = others.find((entry) => overlapsPfn(entry.request, mapped.request));
+  const clash = others.find(({ request }) => rangesOverlap(request.spfn, request.epfn, mapped.request.spfn, mapped.request.epfn));
   if (clash) {
     return outcome('rejected', 'overlaps-reported',
-      `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} overlaps [${hex(clash.request.spfn)}, ${hex(clash.request.epfn)}) reported for ${clash.device} (reservation ${clash.uuid}); Xen has no remove, so a new layout there needs a reboot`, 'error', mapped);
+      `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} overlaps ${halfOpenRange(clash.request.spfn, clash.request.epfn)} reported for ${clash.device} (reservation ${clash.uuid}); Xen has no remove, so a new layout there needs a reboot`, 'error', mapped);
   }
-  const xenView = checkPmemAddLikeXen(mapped.request, others.map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn })));
+  const xenView = interfaceFor(capability).check(mapped.request, others.map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn })));
   if (!xenView.ok) {
     return outcome('rejected', `xen-rule-${xenView.rule}`, `${name}: Xen would refuse this layout (rule ${xenView.rule}): ${xenView.message}`, 'error', mapped);
   }
@@ -133,7 +118,7 @@ export function mapToPhysical(model: SupportedPmemNamespace, verdict: Extract<Ve
 
 /** What Xen's answer means for the device. `confirming`: an EINVAL for our own range is the proof. */
 export function interpretAnswer(name: string, layout: PhysicalLayout, answer: BridgeAnswer, confirming: boolean): Outcome {
-  const where = `region ${hexRange(layout.region.start, layout.region.size)} (reserved ${hexRange(layout.reserved.start, layout.reserved.size)}, data ${hexRange(layout.data.start, layout.data.size)})`;
+  const where = layoutText(layout);
   const base = { layout };
   switch (answer.kind) {
     case 'reported':
@@ -168,13 +153,9 @@ export function removalOutcome(name: string, previous: { state: DeviceState; lay
   return { state: 'removed', reason: 'removed', message: `${name}: removed`, severity: 'info' };
 }
 
-export function sameRequest(a: PmemAddRequest, b: PmemAddRequest): boolean {
+export function sameRequest(a: PmemReport, b: PmemReport): boolean {
   return a.spfn === b.spfn && a.epfn === b.epfn && a.rsvSpfn === b.rsvSpfn && a.rsvEpfn === b.rsvEpfn
     && a.dataSpfn === b.dataSpfn && a.dataEpfn === b.dataEpfn;
-}
-
-function overlapsPfn(a: PfnRange, b: PfnRange): boolean {
-  return a.spfn < b.epfn && b.spfn < a.epfn;
 }
 
 function outcome(state: DeviceState, reason: string, message: string, severity: Severity, layout?: PhysicalLayout): Judgement {

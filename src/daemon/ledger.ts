@@ -1,6 +1,6 @@
-// The exactly-once record: /run/xen-pmem/ledger.jsonl, an append-only journal of the adds this
-// daemon asked Xen for. One short line per step (pending before the hypercall, then reported or
-// dropped), each on disk (fdatasync) before the daemon goes on, so the cost of keeping the
+// The exactly-once record: /run/xen-pmem/ledger.jsonl, an append-only journal of the reports to
+// the hypervisor this daemon made, each naming the interface it went through. One short line per
+// step (pending before the hypercall, then reported or dropped), each on disk (fdatasync) before the daemon goes on, so the cost of keeping the
 // promise does not grow with the number of devices. Replaying the journal gives the ledger.
 //
 // A line cut short by a crash can only be the last one, and it was never synced, so the
@@ -10,25 +10,53 @@ import { closeSync, fdatasyncSync, mkdirSync, openSync, writeSync } from 'node:f
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { sameRequest, type LedgerEntry } from './decide.js';
+
+import { errorCode } from '../core/errno.js';
+import type { LedgerEntry } from '../format/records.js';
+import { storedJson } from '../format/serializers.js';
+import { sameRequest } from './decide.js';
 
 export const LEDGER_FILE = 'ledger.jsonl';
 
 /** `pending`: about to ask Xen. `reported`: Xen took it. `dropped`: Xen did not take it. */
 export type LedgerOp = 'pending' | 'reported' | 'dropped';
 
-const hexBig = z.string().regex(/^0x[0-9a-f]+$/).transform((text) => BigInt(text));
-const lineSchema = z.object({
-  op: z.enum(['pending', 'reported', 'dropped']),
-  device: z.string(),
-  uuid: z.string(),
-  request: z.object({ spfn: hexBig, epfn: hexBig, rsvSpfn: hexBig, rsvEpfn: hexBig, dataSpfn: hexBig, dataEpfn: hexBig }),
-  at: z.string(),
-});
+/** Lines written before reports named their interface were all made through pmem-add. */
+const FIRST_INTERFACE = 'pmem-add';
+
+function buildSchemas() {
+  /** On disk every 64-bit number is a hex string: JSON numbers lose precision past 2^53. */
+  const hexBig = z.string().regex(/^0x[0-9a-f]+$/).transform((text) => BigInt(text));
+  /** The six PFNs of a report. */
+  const report = z.object({ spfn: hexBig, epfn: hexBig, rsvSpfn: hexBig, rsvEpfn: hexBig, dataSpfn: hexBig, dataEpfn: hexBig });
+  /** A report as a ledger line and state.json's copy of the ledger both record it. */
+  const entryFields = {
+    interface: z.string().default(FIRST_INTERFACE),
+    device: z.string(),
+    uuid: z.string(),
+    request: report,
+    at: z.string(),
+  };
+  return {
+    hexBig,
+    report,
+    line: z.object({ op: z.enum(['pending', 'reported', 'dropped']), ...entryFields }),
+    entry: z.object({ ...entryFields, status: z.enum(['pending', 'reported']) }),
+  };
+}
+
+let schemas: ReturnType<typeof buildSchemas> | null = null;
+
+/**
+ * The schemas of what the ledger and state.json hold, built the first time a file is read: a
+ * daemon started at boot has nothing to read, and building them is a measurable part of start-up.
+ */
+export function recordSchemas(): ReturnType<typeof buildSchemas> {
+  return schemas ??= buildSchemas();
+}
 
 export function ledgerLine(op: LedgerOp, entry: LedgerEntry): string {
-  const request = Object.fromEntries(Object.entries(entry.request).map(([key, value]) => [key, '0x' + (value as bigint).toString(16)]));
-  return JSON.stringify({ op, device: entry.device, uuid: entry.uuid, request, at: entry.at }) + '\n';
+  return storedJson({ op, interface: entry.interface, device: entry.device, uuid: entry.uuid, request: entry.request, at: entry.at }) + '\n';
 }
 
 export interface Replayed {
@@ -44,6 +72,7 @@ export function replayLedger(text: string): Replayed {
   const problems: string[] = [];
   // The last piece is either the empty string after the final newline or a torn line.
   const complete = text.split('\n').slice(0, -1);
+  const lineSchema = recordSchemas().line;
   complete.forEach((line, index) => {
     let parsed;
     try {
@@ -77,7 +106,7 @@ export async function loadLedger(dir: string): Promise<LedgerLoad> {
   try {
     return { kind: 'loaded', replayed: replayLedger(await readFile(join(dir, LEDGER_FILE), 'utf8')) };
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = errorCode(error);
     if (code === 'ENOENT') return { kind: 'missing' };
     return { kind: 'unreadable', message: `cannot be read (${code ?? String(error)})` };
   }

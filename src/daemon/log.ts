@@ -8,6 +8,7 @@ import pino from 'pino';
 
 import { hex } from '../core/units.js';
 import { loadLibSystemd } from '../native/libsystemd.js';
+import type { JournalSender } from './ports.js';
 
 export const LOG_LEVELS = ['debug', 'info', 'notice', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -165,11 +166,6 @@ function identityOf(fd: number): StreamIdentity | null {
   } catch {
     return null;
   }
-}
-
-/** Where journal entries go; the default is libsystemd's sd_journal_sendv. */
-export interface JournalSender {
-  journalSend(fields: readonly string[]): number;
 }
 
 export interface LoggerOptions {

@@ -4,6 +4,7 @@
 // line must never take the daemon down.
 
 import { loadLibSystemd } from '../native/libsystemd.js';
+import type { NotifySender } from './ports.js';
 
 export interface Notifier {
   /** READY=1 with a status line; systemd starts the units ordered after this one. */
@@ -20,11 +21,6 @@ export interface Notifier {
   readonly active: boolean;
   /** The keep-alive period in milliseconds, or null when no watchdog is asked for. */
   readonly watchdogIntervalMs: number | null;
-}
-
-/** Where the notifications go; the default is libsystemd's sd_notify. */
-export interface NotifySender {
-  notify(state: string): number;
 }
 
 export interface NotifierOptions {

@@ -9,71 +9,43 @@
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import type { DeviceState, LedgerEntry, PhysicalLayout } from './decide.js';
-import { LEDGER_FILE, loadLedger } from './ledger.js';
+
+import { errorCode } from '../core/errno.js';
+import { STATE_VERSION, type DaemonState } from '../format/records.js';
+import { stateToText } from '../format/serializers.js';
+import { LEDGER_FILE, loadLedger, recordSchemas } from './ledger.js';
 
 export const DEFAULT_STATE_DIR = '/run/xen-pmem';
 export const STATE_FILE = 'state.json';
-export const STATE_VERSION = 1;
+export { STATE_VERSION } from '../format/records.js';
+export type { DaemonState, DeviceRecord } from '../format/records.js';
 
-export interface DeviceRecord {
-  device: string;
-  devPath: string | null;
-  namespace: string | null;
-  mode: string | null;
-  region: string | null;
-  state: DeviceState;
-  reason: string;
-  message: string;
-  /** ISO time of the last change of state or reason. */
-  since: string;
-  layout?: PhysicalLayout;
-  /** While retrying: when the next attempt is due. */
-  nextAttempt?: string;
-  /** Damage the scan worked around, such as a super block copy that had to be skipped. */
-  notes?: string[];
+function buildStateSchema() {
+  const { hexBig, report, entry } = recordSchemas();
+  const rangeSchema = z.object({ start: hexBig, size: hexBig });
+  const layoutSchema = z.object({ region: rangeSchema, reserved: rangeSchema, data: rangeSchema, request: report, uuid: z.string() });
+  return z.object({
+    version: z.literal(STATE_VERSION),
+    pid: z.number().int(),
+    startedAt: z.string(),
+    updatedAt: z.string(),
+    ready: z.boolean(),
+    capability: z.object({ kind: z.string(), reason: z.string().optional(), message: z.string().optional(), xenVersion: z.string().optional() }).nullable(),
+    devices: z.array(z.object({
+      device: z.string(), devPath: z.string().nullable(), namespace: z.string().nullable(), mode: z.string().nullable(),
+      region: z.string().nullable(),
+      state: z.enum(['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed']),
+      reason: z.string(), message: z.string(), since: z.string(),
+      layout: layoutSchema.optional(), interface: z.string().optional(), nextAttempt: z.string().optional(), notes: z.array(z.string()).optional(),
+    })),
+    ledger: z.array(entry),
+  });
 }
 
-export interface DaemonState {
-  version: number;
-  pid: number;
-  startedAt: string;
-  updatedAt: string;
-  /** True once coldplug finished (the moment READY=1 was sent). */
-  ready: boolean;
-  capability: { kind: string; reason?: string; message?: string; xenVersion?: string } | null;
-  devices: DeviceRecord[];
-  ledger: LedgerEntry[];
-}
-
-// On disk every 64-bit number is a hex string: JSON numbers lose precision past 2^53.
-const hexBig = z.string().regex(/^0x[0-9a-f]+$/).transform((text) => BigInt(text));
-const requestSchema = z.object({
-  spfn: hexBig, epfn: hexBig, rsvSpfn: hexBig, rsvEpfn: hexBig, dataSpfn: hexBig, dataEpfn: hexBig,
-});
-const rangeSchema = z.object({ start: hexBig, size: hexBig });
-const layoutSchema = z.object({ region: rangeSchema, reserved: rangeSchema, data: rangeSchema, request: requestSchema, uuid: z.string() });
-const stateSchema = z.object({
-  version: z.literal(STATE_VERSION),
-  pid: z.number().int(),
-  startedAt: z.string(),
-  updatedAt: z.string(),
-  ready: z.boolean(),
-  capability: z.object({ kind: z.string(), reason: z.string().optional(), message: z.string().optional(), xenVersion: z.string().optional() }).nullable(),
-  devices: z.array(z.object({
-    device: z.string(), devPath: z.string().nullable(), namespace: z.string().nullable(), mode: z.string().nullable(),
-    region: z.string().nullable(),
-    state: z.enum(['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed']),
-    reason: z.string(), message: z.string(), since: z.string(),
-    layout: layoutSchema.optional(), nextAttempt: z.string().optional(), notes: z.array(z.string()).optional(),
-  })),
-  ledger: z.array(z.object({
-    device: z.string(), uuid: z.string(), request: requestSchema, status: z.enum(['pending', 'reported']), at: z.string(),
-  })),
-});
+let stateSchema: ReturnType<typeof buildStateSchema> | null = null;
 
 export function serializeState(state: DaemonState): string {
-  return JSON.stringify(state, (_key, value) => (typeof value === 'bigint' ? '0x' + value.toString(16) : value), 2) + '\n';
+  return stateToText(state);
 }
 
 export type LoadResult =
@@ -88,7 +60,8 @@ export function parseState(text: string): LoadResult {
   } catch (error) {
     return { kind: 'unreadable', message: `not JSON (${(error as Error).message})` };
   }
-  const parsed = stateSchema.safeParse(raw);
+  // Built the first time a state file is read (see recordSchemas).
+  const parsed = (stateSchema ??= buildStateSchema()).safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     return { kind: 'unreadable', message: `${issue.path.join('.') || '(top level)'}: ${issue.message}` };
@@ -101,7 +74,7 @@ export async function loadState(dir: string): Promise<LoadResult> {
   try {
     text = await readFile(join(dir, STATE_FILE), 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = errorCode(error);
     if (code === 'ENOENT') return { kind: 'missing' };
     return { kind: 'unreadable', message: `cannot be read (${code ?? String(error)})` };
   }

@@ -2,17 +2,18 @@
 // xen-pmemd: wires the real ports (sysfs, block devices, libxencall, node-udev, journald, sd_notify,
 // /run state) to the controller and runs until SIGTERM.
 
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDevice } from '../io/device.js';
-import { openXencall } from '../native/libxencall.js';
+import { LIBXENCALL_ENV, openXencall } from '../native/libxencall.js';
 import { udevEventSource } from '../native/udev.js';
 import { listPmemNamespaces, readPmemByBlockName, readPmemBySyspath } from '../sysfs/model.js';
 import type { SysfsRoots } from '../sysfs/types.js';
 import { TOOL_VERSION } from '../version.js';
 import { HypercallBridge } from '../xen/bridge.js';
-import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config.js';
+import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config.js';
 import { Controller } from './controller.js';
+import { Lifecycle } from './lifecycle.js';
+import { UdevListener } from './listener.js';
 import { createLogger } from './log.js';
 import { createNotifier } from './notify.js';
 import { LEDGER_FILE, LedgerJournal } from './ledger.js';
@@ -93,7 +94,7 @@ async function main(): Promise<number> {
     });
   }
 
-  const libraryPath = config.xencallLibrary ?? process.env.XEN_PMEM_LIBXENCALL;
+  const libraryPath = config.xencallLibrary ?? process.env[LIBXENCALL_ENV];
   const opened = config.dryRun ? null : openXencall(libraryPath);
   const port = opened && 'platformOp' in opened ? opened : null;
   const bridge = new HypercallBridge(port, opened && !('platformOp' in opened) ? { dryRun: config.dryRun, unavailable: opened.message } : { dryRun: config.dryRun });
@@ -117,29 +118,22 @@ async function main(): Promise<number> {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
   });
   log.info({ version: TOOL_VERSION }, `xen-pmemd ${TOOL_VERSION} starting${config.dryRun ? ' in dry-run mode' : ''}`);
-  // Listen before enumerating, so a device that appears during coldplug is not missed.
-  const events = udevEventSource();
-  try {
-    events.start((event) => controller.handleEvent(event));
-  } catch (error) {
-    log.error({ reason: 'udev-unavailable' }, `cannot listen for udev events (${(error as Error).message}); hotplugged pmem will not be seen until restart`);
-  }
-  controller.probeHypervisor();
-  await controller.coldplug();
-  notifier.ready(controller.summary());
-  notifier.startWatchdog();
+  // The components, in the order they start: listen before enumerating, so a device that appears
+  // during coldplug is not missed; the controller's start is coldplug. A metrics writer would be
+  // one more entry here (docs/architecture.md).
+  const listener = new UdevListener(udevEventSource(), (event) => controller.handleEvent(event), log);
+  const daemon = new Lifecycle([listener, controller], log, notifier, () => controller.summary());
+  await daemon.start();
   log.info({ ready: true }, `coldplug done: ${controller.summary()}`);
 
   await stopRequested;
-  notifier.stopping();
-  await controller.stop();
-  notifier.stop();
+  await daemon.stop();
   log.info({}, 'xen-pmemd stopped');
   log.flush();
-  // Not events.stop(): node-udev 1.0.1's close() releases the monitor's handle, and the garbage
-  // collector's finalizer then stops and unrefs it a second time (a SIGSEGV at the next
-  // collection or at exit). The monitors stay open and the process ends here; the controller
-  // is stopped, so events that still arrive are ignored.
+  // The process ends here rather than when the loop drains: node-udev 1.0.1's close() releases a
+  // monitor's handle that the garbage collector's finalizer releases a second time (a SIGSEGV at
+  // the next collection or at exit), so the listener only stops delivering events and the monitors
+  // stay open until exit.
   process.exit(0);
 }
 

@@ -25,6 +25,8 @@ import {
 } from 'node:fs';
 import { join, posix } from 'node:path';
 
+import { errorCode as errnoCode } from '../core/errno.js';
+
 import { describeFailure, realHost, type HostPort } from './host.js';
 import {
   checkPrefix,
@@ -411,10 +413,6 @@ function lstatOrNull(path: string): ReturnType<typeof lstatSync> | null {
 
 function isDirectory(path: string): boolean {
   return lstatOrNull(path)?.isDirectory() ?? false;
-}
-
-function errnoCode(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null && 'code' in error ? String((error as { code: unknown }).code) : undefined;
 }
 
 function describeIoError(error: unknown): string {

@@ -3,25 +3,9 @@
 // reads O(1) bytes whatever the device size.
 
 import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { describeError } from '../core/errno.js';
 import { toSafeNumber } from '../core/units.js';
-
-export interface DeviceReader {
-  readonly path: string;
-  readonly size: bigint;
-  /** Logical sector size the partition table is written in. */
-  readonly sectorSize: number;
-  readonly isBlockDevice: boolean;
-  /** Reads up to `length` bytes at `offset`; fewer only at the end of the device. */
-  read(offset: bigint, length: number): Promise<Buffer>;
-  readonly bytesRead: number;
-  close(): Promise<void>;
-}
-
-export interface DeviceWriter extends DeviceReader {
-  write(offset: bigint, bytes: Uint8Array): Promise<void>;
-  /** Makes what was written durable before the command reports success. */
-  sync(): Promise<void>;
-}
+import type { DeviceReader, DeviceWriter } from './ports.js';
 
 export class DeviceOpenError extends Error {}
 
@@ -118,21 +102,4 @@ function blockGeometry(rdev: bigint): { size: bigint; sectorSize: number } {
     // Partitions have no queue/ of their own; 512 is what the kernel reports for pmem disks.
   }
   return { size: sectors * 512n, sectorSize };
-}
-
-export function describeError(error: unknown): string {
-  if (error && typeof error === 'object' && 'code' in error) {
-    const code = String((error as { code: unknown }).code);
-    const text: Record<string, string> = {
-      ENOENT: 'no such file or device',
-      EACCES: 'permission denied (run as root)',
-      EPERM: 'operation not permitted (run as root)',
-      EBUSY: 'device is busy',
-      EIO: 'input/output error',
-      ENXIO: 'no such device (it may have been removed)',
-      EROFS: 'read-only file system',
-    };
-    return text[code] ?? `${code}`;
-  }
-  return error instanceof Error ? error.message : String(error);
 }

@@ -6,7 +6,7 @@
 import { GPT_ENTRIES_MAX_BYTES, parseGptEntries, parseGptHeader } from '../core/gpt.js';
 import { backupOffsetFor, PRIMARY_OFFSET, SUPERBLOCK_BYTES } from '../core/superblock.js';
 import { judge, type TableInput, type Verdict } from '../core/validate.js';
-import type { DeviceReader } from './device.js';
+import type { DeviceReader } from './ports.js';
 
 export interface ScanOptions {
   /** The pmem namespace UUID, when the caller knows the device is a pmem namespace. */

@@ -5,19 +5,10 @@
 
 import koffi from 'koffi';
 
-/** What the rest of the daemon sees of libsystemd; tests can supply their own. */
-export interface LibSystemd {
-  /**
-   * sd_notify(0, state): sends `state` to $NOTIFY_SOCKET of this process's environment.
-   * Returns > 0 when sent, 0 when no socket is configured, a negative errno on failure.
-   */
-  notify(state: string): number;
-  /**
-   * sd_journal_sendv: one journal entry from `FIELD=value` items. Each item travels as its own
-   * iovec, so values may hold any byte, newlines included. Returns 0 or a negative errno.
-   */
-  journalSend(fields: readonly string[]): number;
-}
+import type { JournalSender, NotifySender } from '../daemon/ports.js';
+
+/** libsystemd as the daemon uses it: sd_notify(0, state) and sd_journal_sendv. */
+export type LibSystemd = NotifySender & JournalSender;
 
 /** The soname of Debian's libsystemd0 (and every other distribution's). */
 export const LIBSYSTEMD_SONAME = 'libsystemd.so.0';

@@ -1,27 +1,15 @@
-// The only file that loads libxencall. Everything above it talks to the `XencallPort` interface,
-// so the bridge can run over the real library, the test hypervisor (same symbols, other path) or
-// an in-process stand-in in unit tests.
+// The only file that loads libxencall. It implements the hypercall port (src/xen/ports.ts), so the
+// bridge can run over the real library, the test hypervisor (same symbols, other path) or an
+// in-process stand-in in unit tests.
 
 import koffi from 'koffi';
 
-import { HYPERVISOR_PLATFORM_OP, HYPERVISOR_XEN_VERSION } from '../xen/platform-op.js';
+import { errnoName } from '../core/errno.js';
+import type { HypercallPort, HypercallResult } from '../xen/ports.js';
 
-export interface HypercallResult {
-  /** What the hypercall returned; -1 on failure, as libxencall reports it. */
-  rc: number;
-  /** errno right after the call; meaningful only when rc is -1. */
-  errno: number;
-  /** The hypercall buffer's bytes after the call (Xen may have written into it). */
-  after: Buffer;
-}
-
-export interface XencallPort {
-  /** platform_op: copies `op` into a hypercall buffer, calls, copies the buffer back. */
-  platformOp(op: Buffer): HypercallResult;
-  /** xen_version(cmd, arg buffer of argBytes): rc and the buffer after the call. */
-  xenVersion(cmd: number, argBytes: number): HypercallResult;
-  close(): void;
-}
+/** Hypercall numbers (`__HYPERVISOR_*` in Xen's public/xen.h) of the two calls the port makes. */
+const HYPERVISOR_PLATFORM_OP = 7;
+const HYPERVISOR_XEN_VERSION = 17;
 
 export type XencallUnavailable = { error: 'not-dom0' | 'library-missing'; message: string };
 
@@ -62,18 +50,13 @@ function load(libraryPath: string): XencallFunctions {
   return functions;
 }
 
-function errnoName(errno: number): string {
-  const entry = Object.entries(koffi.os.errno).find(([, value]) => value === errno);
-  return entry ? entry[0] : `errno ${errno}`;
-}
-
 /**
  * Opens libxencall (the default library, or `libraryPath`). Outside a Xen Dom0 `xencall_open`
  * fails because /dev/xen/privcmd does not exist: that comes back as `not-dom0`, never a throw.
  * The library itself prints one line on stderr when that happens; it has no quiet mode without
  * a logger from libxentoollog, and the line says the same thing.
  */
-export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): XencallPort | XencallUnavailable {
+export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): HypercallPort | XencallUnavailable {
   let fns: XencallFunctions;
   try {
     fns = load(libraryPath);

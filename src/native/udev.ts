@@ -1,9 +1,10 @@
-// The only file that touches node-udev (libudev). It turns udev's processed events (the "udev"
-// netlink group: after udevd ran its rules, so /dev nodes exist) into the daemon's DeviceEvent.
+// The only file that touches node-udev (libudev). It implements the daemon's event source
+// (src/daemon/ports.ts): udev's processed events (the "udev" netlink group: after udevd ran its
+// rules, so /dev nodes exist) become the daemon's DeviceEvent.
 
 import { createRequire } from 'node:module';
 import { basename } from 'node:path';
-import type { DeviceEvent } from '../daemon/controller.js';
+import type { DeviceEvent, EventSource } from '../daemon/ports.js';
 
 interface UdevRecord {
   syspath: string;
@@ -19,11 +20,6 @@ interface UdevModule {
 }
 
 const ACTIONS = ['add', 'change', 'remove', 'bind', 'unbind', 'move', 'online', 'offline'] as const;
-
-export interface EventSource {
-  start(onEvent: (event: DeviceEvent) => void): void;
-  stop(): void;
-}
 
 /** Monitors the `nd` and `block` subsystems; the native module loads only when called. */
 export function udevEventSource(subsystems: readonly string[] = ['nd', 'block']): EventSource {

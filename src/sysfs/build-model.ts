@@ -3,6 +3,7 @@
 // always gets the same reason however many things are wrong with it.
 
 import { hex, hexRange } from '../core/units.js';
+import { isUuid, NIL_UUID } from '../core/uuid.js';
 import { claimKindOf, type AttributeRead, type BlockFacts, type ClaimKind, type NamespaceFacts } from './facts.js';
 import type {
   PmemBlockDevice,
@@ -43,8 +44,6 @@ const HOLDERS_BY_MODE: Record<Exclude<PmemMode, 'unknown'>, ReadonlyArray<ClaimK
 const HEX_ADDRESS = /^(0x[0-9a-fA-F]+|0)$/;
 const DECIMAL = /^[0-9]+$/;
 const SIGNED_DECIMAL = /^-?[0-9]+$/;
-const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-const NULL_UUID = '00000000-0000-0000-0000-000000000000';
 const MAX_LOGICAL_BLOCK_BYTES = 65536;
 
 type Parsed<T> = { ok: true; value: T } | { ok: false; why: Unsupported };
@@ -136,8 +135,8 @@ function parseUuid(device: string, read: AttributeRead): Parsed<string | null> {
     if (read.problem === 'missing') return { ok: true, value: null };
     return { ok: false, why: readProblem(device, 'uuid', read) };
   }
-  if (read.text === '' || read.text === NULL_UUID) return { ok: true, value: null };
-  if (!UUID.test(read.text)) return unparsable(device, 'uuid', read.text, 'a UUID');
+  if (read.text === '' || read.text === NIL_UUID) return { ok: true, value: null };
+  if (!isUuid(read.text)) return unparsable(device, 'uuid', read.text, 'a UUID');
   return { ok: true, value: read.text.toLowerCase() };
 }
 

@@ -13,6 +13,7 @@
 
 import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, sep } from 'node:path';
+import { errorCode } from '../core/errno.js';
 import { buildNamespaceModel, isIdleSeed } from './build-model.js';
 import {
   attributeProblem,
@@ -29,7 +30,6 @@ import { DEFAULT_ROOTS, type PmemNamespaceModel, type SysfsRoots } from './types
 export * from './types.js';
 export { buildNamespaceModel, isIdleSeed } from './build-model.js';
 export type { NamespaceFacts, AttributeRead, BlockFacts, BlockListing, ClaimFacts } from './facts.js';
-export { namespaceToJson, type NamespaceJson, type NamespaceJsonOptions } from './json.js';
 
 const NAMESPACE_NAME = /^namespace(\d+)\.(\d+)$/;
 const ND_DEVICE_NAME = /^(namespace|pfn|btt|dax)\d+\.\d+$/;
@@ -47,16 +47,10 @@ export class SysfsReadError extends Error {
 }
 
 function errnoOf(error: unknown): string {
-  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string'
-    ? error.code
-    : 'EIO';
+  return errorCode(error) ?? 'EIO';
 }
 
-async function exists(path: string): Promise<boolean> {
-  return existsNow(path);
-}
-
-function existsNow(path: string): boolean {
+function exists(path: string): boolean {
   try {
     statSync(path);
     return true;
@@ -65,21 +59,21 @@ function existsNow(path: string): boolean {
   }
 }
 
-async function readAttribute(deviceDir: string, attribute: string): Promise<AttributeRead> {
+function readAttribute(deviceDir: string, attribute: string): AttributeRead {
   try {
     const text = readFileSync(join(deviceDir, attribute), 'utf8');
     return attributeText(text.endsWith('\n') ? text.slice(0, -1) : text);
   } catch (error) {
     const errno = errnoOf(error);
     if (errno === 'ENOENT') {
-      return attributeProblem(existsNow(deviceDir) ? 'missing' : 'device-gone', errno);
+      return attributeProblem(exists(deviceDir) ? 'missing' : 'device-gone', errno);
     }
     if (errno === 'EACCES' || errno === 'EPERM') return attributeProblem('denied', errno);
     return attributeProblem('unreadable', errno);
   }
 }
 
-async function listBlocks(ownerDir: string, devRoot: string): Promise<BlockListing> {
+function listBlocks(ownerDir: string, devRoot: string): BlockListing {
   const owner = basename(ownerDir);
   let names: string[];
   try {
@@ -87,27 +81,21 @@ async function listBlocks(ownerDir: string, devRoot: string): Promise<BlockListi
   } catch (error) {
     const errno = errnoOf(error);
     if (errno !== 'ENOENT') return { state: 'unreadable', owner, errno };
-    return (await exists(ownerDir)) ? { state: 'listed', devices: [] } : { state: 'owner-gone', owner };
+    return exists(ownerDir) ? { state: 'listed', devices: [] } : { state: 'owner-gone', owner };
   }
-  const devices = await Promise.all(
-    names.sort().map(async (name): Promise<BlockFacts> => {
-      const syspath = join(ownerDir, 'block', name);
-      const [size, logicalBlockSize] = await Promise.all([
-        readAttribute(syspath, 'size'),
-        readAttribute(syspath, 'queue/logical_block_size'),
-      ]);
-      return { name, devPath: join(devRoot, name), syspath, size, logicalBlockSize };
-    }),
-  );
+  const devices = names.sort().map((name): BlockFacts => {
+    const syspath = join(ownerDir, 'block', name);
+    const size = readAttribute(syspath, 'size');
+    const logicalBlockSize = readAttribute(syspath, 'queue/logical_block_size');
+    return { name, devPath: join(devRoot, name), syspath, size, logicalBlockSize };
+  });
   return { state: 'listed', devices };
 }
 
-async function readClaim(claimDir: string, withRange: boolean): Promise<ClaimFacts> {
-  const [namespace, resource, size] = await Promise.all([
-    readAttribute(claimDir, 'namespace'),
-    withRange ? readAttribute(claimDir, 'resource') : null,
-    withRange ? readAttribute(claimDir, 'size') : null,
-  ]);
+function readClaim(claimDir: string, withRange: boolean): ClaimFacts {
+  const namespace = readAttribute(claimDir, 'namespace');
+  const resource = withRange ? readAttribute(claimDir, 'resource') : null;
+  const size = withRange ? readAttribute(claimDir, 'size') : null;
   return { name: basename(claimDir), namespace, resource, size };
 }
 
@@ -116,18 +104,16 @@ function deviceGone(read: AttributeRead | null): boolean {
 }
 
 /** Reads one namespace (its directory given as a real path); null when it is gone. */
-async function readNamespaceFacts(namespaceDir: string, devRoot: string): Promise<NamespaceFacts | null> {
+function readNamespaceFacts(namespaceDir: string, devRoot: string): NamespaceFacts | null {
   const regionDir = dirname(namespaceDir);
-  const [mode, holder, size, resource, uuid, regionResource, regionSize, regionNumaNode] = await Promise.all([
-    readAttribute(namespaceDir, 'mode'),
-    readAttribute(namespaceDir, 'holder'),
-    readAttribute(namespaceDir, 'size'),
-    readAttribute(namespaceDir, 'resource'),
-    readAttribute(namespaceDir, 'uuid'),
-    readAttribute(regionDir, 'resource'),
-    readAttribute(regionDir, 'size'),
-    readAttribute(regionDir, 'numa_node'),
-  ]);
+  const mode = readAttribute(namespaceDir, 'mode');
+  const holder = readAttribute(namespaceDir, 'holder');
+  const size = readAttribute(namespaceDir, 'size');
+  const resource = readAttribute(namespaceDir, 'resource');
+  const uuid = readAttribute(namespaceDir, 'uuid');
+  const regionResource = readAttribute(regionDir, 'resource');
+  const regionSize = readAttribute(regionDir, 'size');
+  const regionNumaNode = readAttribute(regionDir, 'numa_node');
   if ([mode, holder, size, resource].some(deviceGone)) return null;
 
   const claimKind = holder.ok ? claimKindOf(holder.text) : null;
@@ -135,10 +121,10 @@ async function readNamespaceFacts(namespaceDir: string, devRoot: string): Promis
   let blocks: BlockListing;
   if (holder.ok && claimKind !== null && claimKind !== '') {
     const claimDir = join(regionDir, holder.text);
-    claim = await readClaim(claimDir, claimKind === 'pfn');
-    blocks = claimKind === 'dax' ? { state: 'not-applicable' } : await listBlocks(claimDir, devRoot);
+    claim = readClaim(claimDir, claimKind === 'pfn');
+    blocks = claimKind === 'dax' ? { state: 'not-applicable' } : listBlocks(claimDir, devRoot);
   } else {
-    blocks = await listBlocks(namespaceDir, devRoot);
+    blocks = listBlocks(namespaceDir, devRoot);
   }
 
   const somethingVanished =
@@ -146,7 +132,7 @@ async function readNamespaceFacts(namespaceDir: string, devRoot: string): Promis
     blocks.state === 'owner-gone' ||
     (blocks.state === 'listed' && blocks.devices.some((device) => deviceGone(device.size)));
   // A vanished part may mean the whole namespace went: then it is gone, not "being reconfigured".
-  if (somethingVanished && !(await exists(namespaceDir))) return null;
+  if (somethingVanished && !exists(namespaceDir)) return null;
 
   return {
     namespace: basename(namespaceDir),
@@ -164,8 +150,8 @@ async function readNamespaceFacts(namespaceDir: string, devRoot: string): Promis
   };
 }
 
-async function readNamespace(namespaceDir: string, devRoot: string): Promise<PmemNamespaceModel | null> {
-  const facts = await readNamespaceFacts(namespaceDir, devRoot);
+function readNamespace(namespaceDir: string, devRoot: string): PmemNamespaceModel | null {
+  const facts = readNamespaceFacts(namespaceDir, devRoot);
   return facts === null ? null : buildNamespaceModel(facts);
 }
 
@@ -179,7 +165,7 @@ function namespaceOrder(name: string): [number, number] {
  * kernel has no nd bus (libnvdimm not loaded). Unconfigured size-0 namespaces are left out, as
  * `ndctl list` does.
  */
-export async function listPmemNamespaces(roots: SysfsRoots = DEFAULT_ROOTS): Promise<PmemNamespaceModel[]> {
+export function listPmemNamespaces(roots: SysfsRoots = DEFAULT_ROOTS): PmemNamespaceModel[] {
   const busDevices = join(roots.sysRoot, 'bus', 'nd', 'devices');
   let names: string[];
   try {
@@ -195,17 +181,15 @@ export async function listPmemNamespaces(roots: SysfsRoots = DEFAULT_ROOTS): Pro
     const [regionB, idB] = namespaceOrder(b);
     return regionA - regionB || idA - idB;
   });
-  const facts = await Promise.all(
-    namespaces.map(async (name) => {
-      let namespaceDir: string;
-      try {
-        namespaceDir = realpathSync(join(busDevices, name));
-      } catch {
-        return null;
-      }
-      return readNamespaceFacts(namespaceDir, roots.devRoot);
-    }),
-  );
+  const facts = namespaces.map((name) => {
+    let namespaceDir: string;
+    try {
+      namespaceDir = realpathSync(join(busDevices, name));
+    } catch {
+      return null;
+    }
+    return readNamespaceFacts(namespaceDir, roots.devRoot);
+  });
   return facts.filter((each): each is NamespaceFacts => each !== null && !isIdleSeed(each)).map(buildNamespaceModel);
 }
 
@@ -214,7 +198,7 @@ export async function listPmemNamespaces(roots: SysfsRoots = DEFAULT_ROOTS): Pro
  * when no such block device exists (any more), when it is not a pmem namespace's whole disk (a
  * partition, a loop device), or when the name cannot be a block device name.
  */
-export async function readPmemByBlockName(roots: SysfsRoots, name: string): Promise<PmemNamespaceModel | null> {
+export function readPmemByBlockName(roots: SysfsRoots, name: string): PmemNamespaceModel | null {
   if (!BLOCK_NAME.test(name)) return null;
   let syspath: string;
   try {
@@ -231,7 +215,7 @@ export async function readPmemByBlockName(roots: SysfsRoots, name: string): Prom
  * `roots.sysRoot`. Null when the path is gone, outside sysfs, or not part of a pmem namespace
  * (partitions included: Xen is told about whole namespaces only).
  */
-export async function readPmemBySyspath(roots: SysfsRoots, syspath: string): Promise<PmemNamespaceModel | null> {
+export function readPmemBySyspath(roots: SysfsRoots, syspath: string): PmemNamespaceModel | null {
   const rooted = rerooted(roots.sysRoot, syspath);
   if (rooted === null) return null;
   let real: string;
@@ -251,13 +235,13 @@ function rerooted(sysRoot: string, syspath: string): string | null {
 }
 
 /** `real` is a real path: a block device directory or an nd device directory. */
-async function readResolved(roots: SysfsRoots, real: string): Promise<PmemNamespaceModel | null> {
+function readResolved(roots: SysfsRoots, real: string): PmemNamespaceModel | null {
   const ownerDir = basename(dirname(real)) === 'block' ? dirname(dirname(real)) : real;
   const ownerName = basename(ownerDir);
   const regionDir = dirname(ownerDir);
   if (!ND_DEVICE_NAME.test(ownerName) || !REGION_NAME.test(basename(regionDir))) return null;
   if (NAMESPACE_NAME.test(ownerName)) return readNamespace(ownerDir, roots.devRoot);
-  const held = await readAttribute(ownerDir, 'namespace');
+  const held = readAttribute(ownerDir, 'namespace');
   if (!held.ok || !NAMESPACE_NAME.test(held.text)) return null;
   return readNamespace(join(regionDir, held.text), roots.devRoot);
 }

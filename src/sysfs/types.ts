@@ -71,6 +71,11 @@ export interface SupportedPmemNamespace extends PmemNamespaceModel {
   unsupported: null;
 }
 
+/** How the daemon, its state and `xen-pmem list` name a device: its block device, or its namespace. */
+export function deviceKey(model: PmemNamespaceModel): string {
+  return model.block?.name ?? model.namespace;
+}
+
 export function isSupportedPmem(model: PmemNamespaceModel): model is SupportedPmemNamespace {
   return (
     model.unsupported === null &&

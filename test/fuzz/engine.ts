@@ -10,14 +10,15 @@
 
 import fc from 'fast-check';
 
-import { describeVerdict, verdictToJson } from '../../src/cli/report.js';
+import { describeVerdict, verdictToJson } from '../../src/format/serializers.js';
 import { HUGE_PAGE_BYTES, isAligned } from '../../src/core/units.js';
 import type { Verdict } from '../../src/core/validate.js';
 import { judgeForXen } from '../../src/daemon/decide.js';
-import type { DeviceReader } from '../../src/io/device.js';
+import type { DeviceReader } from '../../src/io/ports.js';
 import { scanDevice, type ScanOptions } from '../../src/io/scan.js';
 import type { SupportedPmemNamespace } from '../../src/sysfs/types.js';
-import { checkPmemAddLikeXen, encodePmemAdd } from '../../src/xen/platform-op.js';
+import { checkPmemAddLikeXen } from '../../src/xen/interfaces/pmem-add.js';
+import { encodePmemAdd } from '../../src/xen/platform-op.js';
 import type { MemoryImage } from './image.js';
 import { applyMutation, fuzzPlan, mutationName, namespaceFor, type FuzzPlan } from './mutate.js';
 import { oracle } from './oracle.js';

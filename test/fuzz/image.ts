@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { planLayout, type PartitionRequest } from '../../src/core/planner.js';
 import { backupOffsetFor, PRIMARY_OFFSET, SUPERBLOCK_BYTES } from '../../src/core/superblock.js';
 import { GiB, MiB, TiB } from '../../src/core/units.js';
-import type { DeviceReader } from '../../src/io/device.js';
+import type { DeviceReader } from '../../src/io/ports.js';
 import { writeLayout } from '../../src/io/layout-writer.js';
 import { readBytes } from '../helpers/damage.js';
-import { makeScratchDir, makeSparseImage } from '../helpers/images.js';
+import { makeScratchDir, makeSparseImage } from '../../fixtures/images.js';
 
 /** MBR, GPT header and the 16 KiB entry array sfdisk writes, at 512-byte sectors. */
 export const HEAD_BYTES = 2 * 512 + 16 * 1024;

@@ -1,13 +1,13 @@
 import { parseArgs } from 'node:util';
 import type { Verdict } from '../../core/validate.js';
-import { openDevice, describeError } from '../../io/device.js';
+import { describeError } from '../../core/errno.js';
+import { openDevice } from '../../io/device.js';
 import { scanDevice } from '../../io/scan.js';
 import { DEFAULT_STATE_DIR, loadState, type DeviceRecord } from '../../daemon/state-store.js';
-import { listPmemNamespaces, namespaceToJson } from '../../sysfs/model.js';
-import type { PmemNamespaceModel } from '../../sysfs/types.js';
+import { describeListed, listedToJson, verdictToJson, type JsonOptions, type ListedNamespace } from '../../format/serializers.js';
+import { listPmemNamespaces } from '../../sysfs/model.js';
+import { deviceKey, type PmemNamespaceModel } from '../../sysfs/types.js';
 import { EXIT_OK, type Command } from '../command.js';
-import { verdictToJson, type VerdictJson } from '../report.js';
-import { hexRange } from '../../core/units.js';
 
 export const listCommand: Command = {
   name: 'list',
@@ -19,7 +19,7 @@ its first byte, region and NUMA node, whether Xen can use it, the verdict on its
 xen-pmem super block, and what the running xen-pmemd decided for it.
 
   --json          ndctl-style JSON (sizes in bytes, addresses as hex strings)
-  --human         with --json: sizes as "256.00 MiB"
+  --human         with --json: sizes as "256.00 MiB", super block offsets in hex
   --sys-root DIR  sysfs root (default /sys)
   --dev-root DIR  device root (default /dev)
   --state-dir DIR daemon state (default ${DEFAULT_STATE_DIR})
@@ -41,36 +41,26 @@ Exit codes: 0 listed (even when empty), 2 usage or I/O error.`,
     const namespaces = await listPmemNamespaces({ sysRoot: values['sys-root'], devRoot: values['dev-root'] });
     const state = await loadState(values['state-dir']);
     const records = new Map((state.kind === 'loaded' ? state.state.devices : []).map((r) => [r.device, r]));
-    const rows: ListRow[] = [];
-    for (const model of namespaces) rows.push(await describe(model, records));
+    const options: JsonOptions = { human: values.json === true && values.human === true };
+    const rows: ListedNamespace[] = [];
+    for (const model of namespaces) rows.push(await describe(model, records, options));
     if (values.json) {
-      io.out(JSON.stringify(rows.map((row) => ({
-        ...namespaceToJson(row.model, { human: values.human === true }),
-        ...(row.superblock ? { superblock: row.superblock } : {}),
-        ...(row.daemon ? { daemon: row.daemon } : {}),
-      })), null, 2));
+      io.out(JSON.stringify(rows.map((row) => listedToJson(row, options)), null, 2));
       return EXIT_OK;
     }
     if (rows.length === 0) {
       io.out('No pmem namespaces (is the nd_pmem driver loaded, and are there NVDIMMs?)');
       return EXIT_OK;
     }
-    for (const row of rows) io.out(humanRow(row));
+    for (const row of rows) io.out(describeListed(row));
     return EXIT_OK;
   },
 };
 
-interface ListRow {
-  model: PmemNamespaceModel;
-  superblock?: VerdictJson | { status: 'unreadable'; message: string };
-  daemon?: { state: string; reason: string; since: string };
-}
-
-async function describe(model: PmemNamespaceModel, records: Map<string, DeviceRecord>): Promise<ListRow> {
-  const row: ListRow = { model };
-  const key = model.block?.name ?? model.namespace;
-  const record = records.get(key);
-  if (record) row.daemon = { state: record.state, reason: record.reason, since: record.since };
+async function describe(model: PmemNamespaceModel, records: Map<string, DeviceRecord>, options: JsonOptions): Promise<ListedNamespace> {
+  const listed: ListedNamespace = { model };
+  const record = records.get(deviceKey(model));
+  if (record) listed.daemon = { state: record.state, reason: record.reason, since: record.since };
   if (model.block && model.unsupported === null) {
     try {
       const device = await openDevice(model.block.devPath, 'read');
@@ -80,28 +70,10 @@ async function describe(model: PmemNamespaceModel, records: Map<string, DeviceRe
       } finally {
         await device.close();
       }
-      row.superblock = verdictToJson(verdict);
+      listed.superblock = verdictToJson(verdict, options);
     } catch (error) {
-      row.superblock = { status: 'unreadable', message: describeError(error) };
+      listed.superblock = { status: 'unreadable', message: describeError(error) };
     }
   }
-  return row;
-}
-
-function humanRow(row: ListRow): string {
-  const m = row.model;
-  const name = m.block?.name ?? m.namespace;
-  const lines = [`${name}  ${m.namespace}  mode ${m.mode}${m.namespaceUuid ? `  uuid ${m.namespaceUuid}` : ''}`];
-  if (m.block?.physStart != null) lines.push(`  physical   ${hexRange(m.block.physStart, m.block.size)}`);
-  if (m.region.start !== null && m.region.size !== null) {
-    lines.push(`  ${m.region.name.padEnd(9)}  ${hexRange(m.region.start, m.region.size)}${m.region.numaNode !== null ? `  NUMA node ${m.region.numaNode}` : ''}`);
-  }
-  if (m.unsupported) lines.push(`  not usable: [${m.unsupported.code}] ${m.unsupported.message}`);
-  const sb = row.superblock;
-  if (sb) {
-    const detail = sb.status === 'valid' ? `reservation ${sb.superblock?.uuid}` : ('reason' in sb && sb.reason ? `[${sb.reason}] ${sb.message}` : sb.message ?? '');
-    lines.push(`  super block ${sb.status}${detail ? ': ' + detail : ''}`);
-  }
-  if (row.daemon) lines.push(`  xen-pmemd  ${row.daemon.state} (${row.daemon.reason}) since ${row.daemon.since}`);
-  return lines.join('\n');
+  return listed;
 }

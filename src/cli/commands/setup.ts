@@ -2,11 +2,12 @@ import { parseArgs } from 'node:util';
 import { planLayout, type PartitionRequest } from '../../core/planner.js';
 import { hasSignature, PRIMARY_OFFSET, SUPERBLOCK_BYTES, backupOffsetFor } from '../../core/superblock.js';
 import { parseSize } from '../../core/units.js';
-import { openDevice, type DeviceReader } from '../../io/device.js';
+import { openDevice } from '../../io/device.js';
+import type { DeviceReader } from '../../io/ports.js';
 import { writeLayout } from '../../io/layout-writer.js';
 import { foreignSignatures } from '../../io/tools.js';
 import { CommandError, EXIT_NOT_VALID, EXIT_OK, EXIT_USAGE_OR_IO, type Command } from '../command.js';
-import { describePlan, describeVerdict } from '../report.js';
+import { describePlan, describeVerdict } from '../../format/serializers.js';
 import { deviceArgument } from './arguments.js';
 
 export const setupCommand: Command = {

@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { hexRange, toSafeNumber, hex } from '../../core/units.js';
-import { DEFAULT_STATE_DIR, loadState, type DaemonState, type DeviceRecord } from '../../daemon/state-store.js';
+import { daemonToJson, describeState, recordToJson } from '../../format/serializers.js';
+import { DEFAULT_STATE_DIR, loadState } from '../../daemon/state-store.js';
 import { CommandError, EXIT_NOT_VALID, EXIT_OK, type Command } from '../command.js';
 
 export const statusCommand: Command = {
   name: 'status',
   summary: 'show what the running xen-pmemd holds for each device',
-  help: `Usage: xen-pmem status [--json]
+  help: `Usage: xen-pmem status [--json [--human]]
 
 Reads the state the running xen-pmemd keeps in ${DEFAULT_STATE_DIR}: each pmem device, its
 state (absent, rejected, reported, unsupported, retrying, failed, removed), the reason,
@@ -15,6 +15,7 @@ the physical ranges it reported or would report, and when that last changed.
 
   --json          one JSON object: daemon {running, pid, startedAt, ready, capability}
                   and devices [...] (addresses as hex strings, sizes in bytes)
+  --human         with --json: sizes as "256.00 MiB"
   --state-dir DIR daemon state (default ${DEFAULT_STATE_DIR})
   --help          this text
 
@@ -23,7 +24,7 @@ Exit codes: 0 the daemon is running, 1 it is not (the last state is still shown)
   async run(args, io) {
     const { values } = parseArgs({
       args,
-      options: { json: { type: 'boolean' }, 'state-dir': { type: 'string', default: DEFAULT_STATE_DIR } },
+      options: { json: { type: 'boolean' }, human: { type: 'boolean' }, 'state-dir': { type: 'string', default: DEFAULT_STATE_DIR } },
     });
     const dir = values['state-dir'];
     const loaded = await loadState(dir);
@@ -37,10 +38,8 @@ Exit codes: 0 the daemon is running, 1 it is not (the last state is still shown)
     const state = loaded.state;
     const running = await isDaemon(state.pid);
     if (values.json) {
-      io.out(JSON.stringify({
-        daemon: { running, pid: state.pid, startedAt: state.startedAt, updatedAt: state.updatedAt, ready: state.ready, capability: state.capability },
-        devices: state.devices.map(recordToJson),
-      }));
+      const options = { human: values.human === true };
+      io.out(JSON.stringify({ daemon: daemonToJson(state, running), devices: state.devices.map((record) => recordToJson(record, options)) }));
     } else {
       io.out(describeState(state, running));
     }
@@ -56,50 +55,4 @@ async function isDaemon(pid: number): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function recordToJson(record: DeviceRecord): Record<string, unknown> {
-  const json: Record<string, unknown> = {
-    device: record.device, devPath: record.devPath, namespace: record.namespace, mode: record.mode,
-    region: record.region, state: record.state, reason: record.reason, message: record.message, since: record.since,
-  };
-  if (record.nextAttempt) json.nextAttempt = record.nextAttempt;
-  if (record.notes) json.notes = record.notes;
-  const layout = record.layout;
-  if (layout) {
-    const range = (r: { start: bigint; size: bigint }) => ({ start: hex(r.start), size: toSafeNumber(r.size) });
-    json.layout = {
-      uuid: layout.uuid,
-      region: range(layout.region), reserved: range(layout.reserved), data: range(layout.data),
-      pfns: Object.fromEntries(Object.entries(layout.request).map(([k, v]) => [k, hex(v as bigint)])),
-    };
-  }
-  return json;
-}
-
-function describeState(state: DaemonState, running: boolean): string {
-  const capability = state.capability;
-  const lines = [
-    running
-      ? `xen-pmemd is running (pid ${state.pid}, since ${state.startedAt}${state.ready ? '' : ', still in coldplug'})`
-      : `xen-pmemd is NOT running; last state written by pid ${state.pid} at ${state.updatedAt}:`,
-  ];
-  if (capability) {
-    lines.push(capability.kind === 'pmem-add'
-      ? `Xen ${capability.xenVersion ?? ''} accepts XENPF_pmem_add`
-      : `Xen does not accept XENPF_pmem_add: ${capability.message ?? capability.reason}`);
-  }
-  if (state.devices.length === 0) lines.push('No pmem devices.');
-  for (const record of state.devices) {
-    lines.push('');
-    lines.push(`${record.device.padEnd(8)} ${record.state.toUpperCase().padEnd(12)} ${record.reason}   since ${record.since}`);
-    if (record.layout) {
-      const l = record.layout;
-      lines.push(`  region   ${hexRange(l.region.start, l.region.size)}   reserved ${hexRange(l.reserved.start, l.reserved.size)}   data ${hexRange(l.data.start, l.data.size)}`);
-    }
-    lines.push(`  ${record.message}`);
-    for (const note of record.notes ?? []) lines.push(`  note: ${note}`);
-    if (record.nextAttempt) lines.push(`  next attempt at ${record.nextAttempt}`);
-  }
-  return lines.join('\n');
 }

@@ -1,0 +1,59 @@
+// The daemon's lifecycle (zigbee2mqtt's controller is the model): a list of components, each with
+// an async start() and stop() and a constructor that does nothing. They start in order and stop in
+// reverse; a component that fails to start or stop is logged on its own and the others go on.
+// systemd hears READY=1 once every component has started (coldplug is the controller's start),
+// STOPPING=1 before the first one stops, and the watchdog ends after the last.
+//
+// A new long-running part of the daemon (a metrics writer, say) is one more Component, built in
+// src/daemon/xen-pmemd.ts and put in the list: see docs/architecture.md.
+
+import { messageOf } from '../core/errno.js';
+import type { DaemonLogger } from './log.js';
+import type { Notifier } from './notify.js';
+
+export interface Component {
+  /** Names the component in the journal line of a failure. */
+  readonly name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export class Lifecycle {
+  private started: Component[] = [];
+
+  constructor(
+    private readonly components: readonly Component[],
+    private readonly log: DaemonLogger,
+    private readonly notifier: Notifier,
+    /** The STATUS= line that goes with READY=1. */
+    private readonly summary: () => string,
+  ) {}
+
+  /** Starts every component in order, then tells systemd the daemon is ready. */
+  async start(): Promise<void> {
+    for (const component of this.components) {
+      try {
+        await component.start();
+        this.started.push(component);
+      } catch (error) {
+        this.log.error({ reason: 'component-failed', component: component.name }, `${component.name} did not start: ${messageOf(error)}`);
+      }
+    }
+    this.notifier.ready(this.summary());
+    this.notifier.startWatchdog();
+  }
+
+  /** Stops the started components in reverse order. */
+  async stop(): Promise<void> {
+    this.notifier.stopping();
+    for (const component of this.started.reverse()) {
+      try {
+        await component.stop();
+      } catch (error) {
+        this.log.error({ reason: 'component-failed', component: component.name }, `${component.name} did not stop cleanly: ${messageOf(error)}`);
+      }
+    }
+    this.started = [];
+    this.notifier.stop();
+  }
+}

@@ -1,0 +1,73 @@
+// The records the daemon keeps about each device and each report to the hypervisor, as the
+// daemon holds them, state.json stores them and `xen-pmem status` and `list` show them: types
+// (and the version of state.json's shape); the serializers beside this module write them out,
+// src/daemon/ makes them.
+
+import type { PmemReport } from '../xen/interface.js';
+
+/** The version of state.json's shape; a reader refuses any other. */
+export const STATE_VERSION = 1;
+
+export type DeviceState = 'absent' | 'rejected' | 'reported' | 'unsupported' | 'retrying' | 'failed' | 'removed';
+
+/** A physical range in bytes. */
+export interface ByteRange {
+  start: bigint;
+  size: bigint;
+}
+
+/** Where a device lies in physical memory, and the report that tells the hypervisor so. */
+export interface PhysicalLayout {
+  /** The whole block device in physical memory: what Xen calls the pmem region. */
+  region: ByteRange;
+  reserved: ByteRange;
+  data: ByteRange;
+  request: PmemReport;
+  /** Reservation UUID from the super block: identifies this layout across restarts. */
+  uuid: string;
+}
+
+/**
+ * One report to the hypervisor this daemon made, or is making: `pending` until the answer was
+ * recorded. `interface` names the hypervisor interface it went through (src/xen/interfaces/).
+ */
+export interface LedgerEntry {
+  interface: string;
+  device: string;
+  uuid: string;
+  request: PmemReport;
+  status: 'pending' | 'reported';
+  at: string;
+}
+
+export interface DeviceRecord {
+  device: string;
+  devPath: string | null;
+  namespace: string | null;
+  mode: string | null;
+  region: string | null;
+  state: DeviceState;
+  reason: string;
+  message: string;
+  /** ISO time of the last change of state or reason. */
+  since: string;
+  layout?: PhysicalLayout;
+  /** The interface its layout was (or, in a dry run, would be) reported through. */
+  interface?: string;
+  /** While retrying: when the next attempt is due. */
+  nextAttempt?: string;
+  /** Damage the scan worked around, such as a super block copy that had to be skipped. */
+  notes?: string[];
+}
+
+export interface DaemonState {
+  version: number;
+  pid: number;
+  startedAt: string;
+  updatedAt: string;
+  /** True once coldplug finished (the moment READY=1 was sent). */
+  ready: boolean;
+  capability: { kind: string; reason?: string; message?: string; xenVersion?: string } | null;
+  devices: DeviceRecord[];
+  ledger: LedgerEntry[];
+}

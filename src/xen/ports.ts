@@ -1,0 +1,20 @@
+// The hypercall port: what the bridge needs of the hypervisor's call interface, and nothing of how
+// it is reached. Types only. src/native/libxencall.ts implements it over libxencall (the real one,
+// or the test hypervisor under the same symbols); tests implement it in-process.
+
+export interface HypercallResult {
+  /** What the hypercall returned; -1 on failure, as libxencall reports it. */
+  rc: number;
+  /** errno right after the call; meaningful only when rc is -1. */
+  errno: number;
+  /** The hypercall buffer's bytes after the call (Xen may have written into it). */
+  after: Buffer;
+}
+
+export interface HypercallPort {
+  /** platform_op: copies `op` into a hypercall buffer, calls, copies the buffer back. */
+  platformOp(op: Buffer): HypercallResult;
+  /** xen_version(cmd, arg buffer of argBytes): rc and the buffer after the call. */
+  xenVersion(cmd: number, argBytes: number): HypercallResult;
+  close(): void;
+}
