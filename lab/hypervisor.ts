@@ -331,6 +331,7 @@ async function build(root: string, source: SourcePackage, seriesDir: string, has
   // Each process builds in a directory of its own; the rename at the end is what makes a build
   // count, so an interrupted one is never taken for a finished one.
   const partial = `${final}.partial-${process.pid}`;
+  await removeStalePartials(final);
   await rm(partial, { recursive: true, force: true });
   await mkdir(partial, { recursive: true });
   const tree = join(partial, 'src');
@@ -386,6 +387,27 @@ async function build(root: string, source: SourcePackage, seriesDir: string, has
   }
   log(`built xen ${source.version} + ${patches.length} patches in ${buildSeconds} s: ${join(final, 'xen')}`);
   return resultIn(final, record, false);
+}
+
+/**
+ * Drops the `.partial-<pid>` directories of builds whose process is gone: an interrupted or
+ * failed build leaves its tree there (its build.log is what the error message names).
+ */
+async function removeStalePartials(final: string): Promise<void> {
+  const parent = resolve(final, '..');
+  for (const name of existsSync(parent) ? await readdir(parent) : []) {
+    const pid = Number(/\.partial-(\d+)$/.exec(name)?.[1]);
+    if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) await rm(join(parent, name), { recursive: true, force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Runs a build step with its output appended to `logPath`; a failure quotes the log's tail. */
