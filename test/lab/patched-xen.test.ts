@@ -118,10 +118,10 @@ test('patched Xen: XENPF_pmem_add row by row against the stand-in, and the Dom0 
       log,
     }, async (lab) => {
       await lab.waitForFile('done');
-      await lab.waitForPoweroff(30_000).catch(() => undefined);
       return { ...(await readRun<XenAbiResult>(lab, XEN_ABI_RESULT)), serial: await readFile(lab.serialLogPath, 'utf8') };
     });
-    // What Xen wrote into the reserved areas went through QEMU's file-backed NVDIMMs.
+    // What Xen wrote into the reserved areas went through QEMU's file-backed NVDIMMs (shared
+    // mappings of the image files); withLab has stopped QEMU by now.
     imageBytes = {
       nv0Tables: readBytes(image('nv0'), 2n * MiB, Number(4n * MiB)),
       nv1Tables: readBytes(image('nv1'), 2n * MiB, Number(4n * MiB)),
