@@ -1,0 +1,108 @@
+// The parts of lab/hypervisor.ts that need no apt and no compiler: the series file, its hash
+// (the cache key), the check that series and patches/ agree, the .dsc reader and the private
+// apt options.
+
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+
+import { dscFiles, hypervisorSeriesDir, parseSeries, privateAptOptions, readSeries, seriesHash, seriesProblems } from '../lab/hypervisor.js';
+
+describe('the patch series in hypervisor/', () => {
+  const dir = hypervisorSeriesDir();
+
+  it('lists existing patches/*.patch files, and every patch there is listed', () => {
+    assert.deepEqual(seriesProblems(dir), []);
+    assert.ok(readSeries(dir).length > 0);
+  });
+
+  it('has patches that patch -p1 can take: a subject, then unified diffs with a/ and b/ prefixes', () => {
+    for (const name of readSeries(dir)) {
+      const text = readFileSync(join(dir, name), 'utf8');
+      assert.match(text, /^Subject: \S/, `${name} starts with its subject`);
+      const diffs = [...text.matchAll(/^diff --git a\/(\S+) b\/(\S+)$/gm)];
+      assert.ok(diffs.length > 0, `${name} has no diff`);
+      for (const [, from, to] of diffs) assert.equal(from, to, `${name}: ${from} renamed`);
+    }
+  });
+});
+
+describe('seriesHash', () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'xen-pmem-series-'));
+  after(() => rmSync(scratch, { recursive: true, force: true }));
+  const copy = (name: string): string => {
+    const target = join(scratch, name);
+    cpSync(hypervisorSeriesDir(), target, { recursive: true });
+    return target;
+  };
+
+  it('changes when a listed patch changes', () => {
+    const dir = copy('changed');
+    const before = seriesHash(dir);
+    const first = join(dir, readSeries(dir)[0]!);
+    writeFileSync(first, readFileSync(first, 'utf8').replace('Subject:', 'Subject: (edited)'));
+    assert.notEqual(seriesHash(dir), before);
+  });
+
+  it('changes when the series order changes', () => {
+    const dir = copy('reordered');
+    const before = seriesHash(dir);
+    const names = readSeries(dir);
+    writeFileSync(join(dir, 'series'), [...names].reverse().join('\n') + '\n');
+    assert.notEqual(seriesHash(dir), before);
+  });
+
+  it('does not change for file times, an unlisted file, or the same bytes written again', () => {
+    const dir = copy('unchanged');
+    const before = seriesHash(dir);
+    const first = join(dir, readSeries(dir)[0]!);
+    writeFileSync(first, readFileSync(first));
+    utimesSync(first, new Date(0), new Date(0));
+    writeFileSync(join(dir, 'NOTES.txt'), 'not part of the series\n');
+    assert.equal(seriesHash(dir), before);
+    assert.equal(seriesHash(hypervisorSeriesDir()), before, 'a copy hashes like the original');
+  });
+
+  it('seriesProblems names a listed patch that is missing and a patch that is not listed', () => {
+    const dir = copy('broken');
+    const [first, second] = readSeries(dir);
+    unlinkSync(join(dir, first!));
+    writeFileSync(join(dir, 'series'), readFileSync(join(dir, 'series'), 'utf8').replace(`${second}\n`, ''));
+    assert.deepEqual(seriesProblems(dir), [`${first} is listed but missing`, `${second} is not listed in series`]);
+  });
+});
+
+describe('parseSeries, dscFiles, privateAptOptions', () => {
+  it('parseSeries drops comments and blank lines', () => {
+    assert.deepEqual(parseSeries('# the series\npatches/0001-a.patch\n\n  patches/0002-b.patch  # second\n'), ['patches/0001-a.patch', 'patches/0002-b.patch']);
+  });
+
+  it('dscFiles reads the file names of a .dsc', () => {
+    const dsc = [
+      'Format: 3.0 (quilt)',
+      'Source: xen',
+      'Version: 4.17.5+72-g01140da4e8-1',
+      'Checksums-Sha256:',
+      ' 0123 4735560 xen_4.17.5+72-g01140da4e8.orig.tar.xz',
+      ' 4567 139916 xen_4.17.5+72-g01140da4e8-1.debian.tar.xz',
+      'Files:',
+      ' 89ab 4735560 xen_4.17.5+72-g01140da4e8.orig.tar.xz',
+      ' cdef 139916 xen_4.17.5+72-g01140da4e8-1.debian.tar.xz',
+      'Homepage: https://xenproject.org/',
+    ].join('\n');
+    assert.deepEqual(dscFiles(dsc), ['xen_4.17.5+72-g01140da4e8.orig.tar.xz', 'xen_4.17.5+72-g01140da4e8-1.debian.tar.xz']);
+  });
+
+  it('privateAptOptions keeps every apt directory and list under the lab\'s own directory', () => {
+    const options = privateAptOptions('/cache/apt');
+    const values = options.filter((_, index) => index % 2 === 1);
+    assert.ok(options.filter((_, index) => index % 2 === 0).every((flag) => flag === '-o'));
+    for (const name of ['Dir::Etc::SourceList', 'Dir::Etc::SourceParts', 'Dir::State::Lists', 'Dir::Cache']) {
+      const value = values.find((option) => option.startsWith(`${name}=`));
+      assert.ok(value?.startsWith(`${name}=/cache/apt/`), `${name} is private: ${value}`);
+    }
+    assert.ok(values.includes('APT::Sandbox::User=root'));
+  });
+});
