@@ -6,7 +6,8 @@
 //   (XEN) pmem: refused spfn=0x0 … data_epfn=0x0: -EINVAL rule 1 empty-range: the region [0x0, 0x0) is empty: …
 //   (XEN) pmem: refused spfn=… : -ENOMEM reserved-exhausted: the tables need 0x400 pages in 2 MiB chunks …
 
-import type { PmemAddRequest, XenRuleReason } from '../src/xen/platform-op.js';
+import type { XenRuleReason } from '../src/xen/interfaces/pmem-add.js';
+import type { PmemAddRequest } from '../src/xen/platform-op.js';
 
 /** Refusals only the hypervisor can give: the stand-in and checkPmemAddLikeXen know none of them. */
 export type XenOwnReason =

@@ -12,7 +12,7 @@
 // the lab: Xen ignores QEMU's SRAT) and no 1 GiB M2P mappings (Xen makes those only at boot,
 // for RAM).
 
-import type { PfnRange } from '../src/xen/platform-op.js';
+import type { PfnRange } from '../src/xen/interface.js';
 import type { TableChunks } from './xen-console.js';
 
 export const PDX_GROUP_FRAMES = 0x10000n;

@@ -8,7 +8,9 @@ import { describe, it } from 'node:test';
 
 import { GiB, MiB, PAGE_BYTES, TiB } from '../src/core/units.js';
 import { plannedReservedBytes, xenMinimumReservedPages } from '../src/core/xen-sizing.js';
-import { checkPmemAddLikeXen, describePmemAdd, type PfnRange } from '../src/xen/platform-op.js';
+import type { PfnRange } from '../src/xen/interface.js';
+import { checkPmemAddLikeXen } from '../src/xen/interfaces/pmem-add.js';
+import { describePmemAdd } from '../src/xen/platform-op.js';
 import { repositoryDir } from '../lab/prepare.js';
 import { parseXenPmemLines } from '../lab/xen-console.js';
 import { bootView, chunkTotal, tablesNeeded, usableChunks, viewAfter } from '../lab/xen-tables.js';

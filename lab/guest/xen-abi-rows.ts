@@ -6,7 +6,8 @@
 import { planLayout } from '../../src/core/planner.js';
 import { PAGE_BYTES } from '../../src/core/units.js';
 import { xenMinimumReservedPages } from '../../src/core/xen-sizing.js';
-import type { PfnRange, PmemAddRequest } from '../../src/xen/platform-op.js';
+import type { PfnRange } from '../../src/xen/interface.js';
+import type { PmemAddRequest } from '../../src/xen/platform-op.js';
 
 export interface AbiRow {
   name: string;

@@ -14,14 +14,15 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { hex } from '../../src/core/units.js';
-import { openXencall, type HypercallResult, type XencallPort } from '../../src/native/libxencall.js';
-import { pmemAddProbe } from '../../src/xen/bridge.js';
+import { openXencall } from '../../src/native/libxencall.js';
+import type { PfnRange } from '../../src/xen/interface.js';
+import type { HypercallPort as XencallPort, HypercallResult } from '../../src/xen/ports.js';
 import {
   encodePmemAdd,
+  pmemAddProbe,
   XENVER_EXTRAVERSION,
   XENVER_EXTRAVERSION_BYTES,
   XENVER_VERSION,
-  type PfnRange,
   type PmemAddRequest,
 } from '../../src/xen/platform-op.js';
 import { mapIoFrames, type FrameMapping } from './privcmd-map.js';

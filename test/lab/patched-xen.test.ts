@@ -24,7 +24,9 @@ import { test } from 'node:test';
 
 import { hex, MiB, PAGE_BYTES } from '../../src/core/units.js';
 import { plannedReservedBytes, xenMinimumReservedPages } from '../../src/core/xen-sizing.js';
-import { checkPmemAddLikeXen, describePmemAdd, type PfnRange, type PmemAddRequest } from '../../src/xen/platform-op.js';
+import type { PfnRange } from '../../src/xen/interface.js';
+import { checkPmemAddLikeXen } from '../../src/xen/interfaces/pmem-add.js';
+import { describePmemAdd, type PmemAddRequest } from '../../src/xen/platform-op.js';
 import { DATA_MARKER, XEN_ABI_RESULT, type RowResult, type XenAbiResult } from '../../lab/guest/xen-abi.js';
 import { preparePatchedXen, XEN_VENDOR_VERSION } from '../../lab/hypervisor.js';
 import { stderrProgress } from '../../lab/progress.js';
