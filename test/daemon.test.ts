@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -103,10 +104,10 @@ function daemonEnv(host: DaemonHost, xen: XenEnvOptions, notifySocket: string | 
   return env;
 }
 
-async function startDaemon(host: DaemonHost, options: { xen?: XenEnvOptions; args?: string[] } = {}): Promise<RunningDaemon> {
+async function startDaemon(host: DaemonHost, options: { xen?: XenEnvOptions; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<RunningDaemon> {
   const notify = await listenForNotifications(host.dir);
   const child = spawn(process.execPath, daemonArgs(host, options.args), {
-    env: daemonEnv(host, options.xen ?? {}, notify.path),
+    env: { ...daemonEnv(host, options.xen ?? {}, notify.path), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.push({ daemon: child, notify });
@@ -209,6 +210,28 @@ describe('xen-pmemd as a child process', { skip: hasPython ? false : 'python3 is
     assert.deepEqual(state.devices.map((each) => [each.device, each.state, each.reason]), [['pmem0', 'reported', 'reported-earlier']]);
     assert.equal(host.regionAdds().length, 1, 'one pmem_add over both runs');
     assert.equal((await terminate(second)).code, 0);
+  });
+
+  test('the crash-test hook holds the daemon after Xen took a report; killed there, the restart confirms it, and Xen took one add', async () => {
+    const host = await fixtureHost('hold');
+    await host.prepare('pmem0');
+    const marker = join(host.stateDir, 'held-after-report');
+    const held = await startDaemon(host, { env: { XEN_PMEM_TEST_HOLD_AFTER_REPORT: marker } });
+    await waitFor('the hold marker', () => existsSync(marker), START_TIMEOUT_MS);
+    assert.equal(held.notify.messages.some((message) => message.split('\n').includes('READY=1')), false, 'held before coldplug ended');
+    held.child.kill('SIGKILL');
+    await held.exited;
+    const ledger = (await readFile(join(host.stateDir, 'ledger.jsonl'), 'utf8')).trim().split('\n').map((line) => (JSON.parse(line) as { op: string }).op);
+    assert.deepEqual(ledger, ['pending'], 'the answer never reached the ledger');
+    held.notify.close();
+
+    // The marker stays, so the hook does not hold the restarted daemon.
+    const restarted = await startDaemon(host, { env: { XEN_PMEM_TEST_HOLD_AFTER_REPORT: marker } });
+    await untilReady(restarted);
+    const state = await stateFile(host);
+    assert.deepEqual(state.devices.map((each) => [each.device, each.state, each.reason]), [['pmem0', 'reported', 'reported-before-restart']]);
+    assert.deepEqual(host.regionAdds().map((call) => call.result), ['OK', 'EINVAL'], 'the add, then the confirming add Xen refused');
+    assert.equal((await terminate(restarted)).code, 0);
   });
 
   test('op 64 as another operation (XENPF_get_dom0_console) never leads to reported', async () => {

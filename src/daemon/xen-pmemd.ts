@@ -2,6 +2,7 @@
 // xen-pmemd: wires the real ports (sysfs, block devices, libxencall, node-udev, journald, sd_notify,
 // /run state) to the controller and runs until SIGTERM.
 
+import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { openDevice } from '../io/device.js';
 import { LIBXENCALL_ENV, openXencall } from '../native/libxencall.js';
@@ -107,7 +108,7 @@ async function main(): Promise<number> {
     openReader: (devPath) => openDevice(devPath, 'read'),
     bridge,
     saveState: (state) => store.save(state),
-    recordLedger: (op, entry) => journal.append(op, entry),
+    recordLedger: (op, entry) => (op === 'reported' ? holdAfterReport(process.env, entry) : null) ?? journal.append(op, entry),
     log,
     notifier,
     now: () => new Date(),
@@ -135,6 +136,19 @@ async function main(): Promise<number> {
   // the next collection or at exit), so the listener only stops delivering events and the monitors
   // stay open until exit.
   process.exit(0);
+}
+
+/**
+ * A fault hook for the lab's crash test (docs/daemon.md): with XEN_PMEM_TEST_HOLD_AFTER_REPORT set
+ * to a file path that does not exist yet, the first report Xen takes is not recorded; the daemon
+ * writes that file and waits there forever, so that a test can kill -9 it between the hypervisor's
+ * answer and the ledger. The file makes the hold happen once: the restarted daemon records freely.
+ */
+function holdAfterReport(env: NodeJS.ProcessEnv, entry: { device: string }): Promise<void> | null {
+  const marker = env.XEN_PMEM_TEST_HOLD_AFTER_REPORT;
+  if (!marker || existsSync(marker)) return null;
+  writeFileSync(marker, `${process.pid} ${entry.device}\n`);
+  return new Promise<void>(() => undefined);
 }
 
 main().then((code) => { process.exitCode = code; });
