@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -109,11 +109,17 @@ describe('systemd-analyze on the unit', { skip: systemdAnalyzeSkip() }, () => {
     chmodSync(launcher, 0o755);
     unitPath = join(dir, 'xen-pmemd.service');
     writeFileSync(unitPath, renderUnit(UNIT_TEXT, launcher));
+    // verify also runs man for each page Documentation= names: the pages the build made.
+    for (const page of ['xen-pmemd.8', 'xen-pmem.json.5']) {
+      const section = join(dir, 'man', `man${page.slice(-1)}`);
+      mkdirSync(section, { recursive: true });
+      copyFileSync(join(PROJECT_DIR, 'dist', 'man', page), join(section, page));
+    }
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('verify reports nothing: every key known, every value parsed, the executables present', () => {
-    const run = spawnSync('systemd-analyze', ['verify', unitPath], { encoding: 'utf8', cwd: dir });
+  it('verify reports nothing: every key known, every value parsed, the executables and manual pages present', () => {
+    const run = spawnSync('systemd-analyze', ['verify', unitPath], { encoding: 'utf8', cwd: dir, env: { ...process.env, MANPATH: join(dir, 'man') } });
     assert.equal(run.status, 0, run.stderr);
     // verify exits 0 on unknown keys and unparsable values; its messages are the real verdict.
     assert.equal(`${run.stderr}${run.stdout}`.trim(), '');
