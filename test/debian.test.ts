@@ -16,6 +16,7 @@ import { parseConfig } from '../src/daemon/config.js';
 import { debianChangelog, maintainer, packagedLaunchers, packagedUnit, packageVersion, parseLintian, PackageError } from '../packaging/deb.js';
 import { configJson, defaultConfig } from '../packaging/man/config-doc.js';
 import { manPages } from '../packaging/man/pages.js';
+import { diffListings, isBookkeeping, isCatPage, leftovers } from '../lab/guest/package-results.js';
 import { runtimePackages } from '../packaging/runtime.js';
 
 const PROJECT_DIR = fileURLToPath(new URL('../../', import.meta.url));
@@ -163,5 +164,19 @@ describe('what the stage generates', () => {
     const text = configJson(defaultConfig());
     assert.deepEqual(parseConfig(text, 'conffile'), defaultConfig());
     assert.match(text, /"logLevel": "info"/);
+  });
+});
+
+describe('the purge comparison of the lab scenario', () => {
+  it('tells the package manager\'s bookkeeping and man-db\'s copies of pages read from leftovers', () => {
+    const before = ['/etc/', '/etc/hosts', '/var/lib/dpkg/status'];
+    const after = ['/etc/', '/etc/hosts', '/var/lib/dpkg/status', '/var/lib/dpkg/status-old', '/var/cache/man/cat8/xen-pmem.8.gz',
+      '/var/cache/man/vi/CACHEDIR.TAG', '/etc/xen-pmem/', '/var/lib/dpkg/info/xen-pmem.list'];
+    const diff = diffListings(before, after);
+    assert.deepEqual(diff.removed, []);
+    assert.deepEqual(leftovers(diff).added, ['/etc/xen-pmem/', '/var/lib/dpkg/info/xen-pmem.list'], 'dpkg\'s own record of the package is not bookkeeping');
+    assert.ok(isCatPage('/var/cache/man/cat8/xen-pmem.8.gz') && isCatPage('/var/cache/man/de/cat5/xen-pmem.json.5.gz'));
+    assert.ok(!isCatPage('/var/cache/man/index.db') && !isCatPage('/usr/share/man/man8/xen-pmem.8.gz'));
+    assert.ok(isBookkeeping('/var/log/apt/history.log') && !isBookkeeping('/var/lib/systemd/deb-systemd-helper-enabled/xen-pmemd.service.dsh-also'));
   });
 });

@@ -88,6 +88,16 @@ describe('command lines in the documents', () => {
   });
 });
 
+describe('package file names in the documents', () => {
+  const { version } = JSON.parse(read('package.json')) as { version: string };
+  for (const document of DOCUMENTS) {
+    it(`${document} names the .deb of package.json's version (or a placeholder)`, () => {
+      const named = [...read(document).matchAll(/xen-pmem_([^_\s`]+)_amd64\.deb/g)].map((m) => m[1]!);
+      assert.deepEqual(named.filter((name) => name !== version && !/^[A-Z]+$/.test(name)), []);
+    });
+  }
+});
+
 describe('the configuration in docs/daemon.md', () => {
   const section = read('docs/daemon.md').split('## Configuration')[1]?.split('\n## ')[0] ?? '';
 
