@@ -34,6 +34,12 @@ export const NODE_TARGET = 'node18';
  */
 const INSTALL_TIME_ONLY = new Set(['@mapbox/node-pre-gyp', 'node-addon-api']);
 
+/**
+ * Files of a native package that only its install step runs: koffi's cnoke.cjs builds koffi from
+ * source when npm finds no prebuilt binary, and nothing loads it later.
+ */
+const INSTALL_TIME_FILES = new Set(['koffi/cnoke.cjs']);
+
 /** Directories of a native package that nothing loads at run time. */
 const SKIPPED_DIRS = new Set(['node_modules', 'test', 'tests', 'samples', 'example', 'examples', 'doc', 'docs', 'vendor', 'obj.target', '.deps']);
 
@@ -112,6 +118,32 @@ export async function buildRuntime(outDir = join(REPOSITORY, 'dist', 'runtime'))
 }
 
 /**
+ * Every npm package whose code ends up in the runtime directory: those esbuild bundles (read from
+ * its metafile, nothing written) and the native packages with what they load. debian/copyright
+ * must name each one (test/debian.test.ts).
+ */
+export async function runtimePackages(): Promise<string[]> {
+  const result = await build({
+    ...bundleOptions(),
+    entryPoints: {
+      'xen-pmem': join(REPOSITORY, 'dist', 'src', 'cli', 'xen-pmem.js'),
+      'xen-pmemd': join(REPOSITORY, 'dist', 'src', 'daemon', 'xen-pmemd.js'),
+    },
+    outdir: join(REPOSITORY, 'dist', 'runtime.metafile'),
+    metafile: true,
+    write: false,
+  });
+  const names = new Set<string>();
+  for (const input of Object.keys(result.metafile.inputs)) {
+    const match = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (match) names.add(match[1]!);
+  }
+  const lock = JSON.parse(readFileSync(join(REPOSITORY, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockPackage> };
+  for (const path of nativeClosure(lock.packages)) names.add(path.slice('node_modules/'.length));
+  return [...names].sort();
+}
+
+/**
  * node_modules paths of the native packages and of every package they need at run time, from
  * package-lock.json. An optional dependency npm did not install here (another platform's koffi
  * binary) is left out.
@@ -145,9 +177,10 @@ export function keepsAtRunTime(relativePath: string): boolean {
 
 function copyPackage(source: string, target: string): void {
   if (!existsSync(join(source, 'package.json'))) throw new Error(`${source} is missing: run npm ci`);
+  const name = relative(join(REPOSITORY, 'node_modules'), source);
   for (const file of listFiles(source)) {
     const path = relative(source, file);
-    if (!keepsAtRunTime(path)) continue;
+    if (!keepsAtRunTime(path) || INSTALL_TIME_FILES.has(`${name}/${path}`)) continue;
     mkdirSync(dirname(join(target, path)), { recursive: true });
     copyFileSync(file, join(target, path));
   }

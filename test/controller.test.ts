@@ -19,6 +19,7 @@ import { readPmemByBlockName } from '../src/sysfs/model.js';
 import { HypercallBridge } from '../src/xen/bridge.js';
 import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { flipByte } from './helpers/damage.js';
+import { mockSetTimeout } from './helpers/mock-timers.js';
 import {
   makeDaemonHost, recordingLogger, recordingNotifier, show, testConfig, waitFor,
   type DaemonHost, type RecordingLogger, type XenEnvOptions,
@@ -408,7 +409,7 @@ describe('answers from the hypervisor', () => {
     // An event during the first pass makes a second pass; both end in retrying (EAGAIN), the
     // first with a 40 ms delay, the second with 80 ms (doubled).
     controller.handleEvent(blockEvent('pmem0'));
-    t.mock.timers.enable({ apis: ['setTimeout'] });
+    mockSetTimeout(t.mock.timers);
     releaseFirstScan();
     await controller.idle();
     assert.equal(readers.opened.length, 2);

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { join } from 'node:path';
-import zlib from 'node:zlib';
 
 import {
   parseGptEntries, parseGptHeader, type EntriesVerdict, type GptHeader, type GptTable, type HeaderVerdict,
 } from '../src/core/gpt.js';
 import { MiB } from '../src/core/units.js';
+import { crc32 } from './fuzz/forge.js';
 import { readBytes, writeBytes } from './helpers/damage.js';
 import {
   copySparseImage, hasCommand, makeScratchDir, makeSparseImage, resizeImage, sfdiskJson, writeTable,
@@ -49,7 +49,7 @@ function patchHeader(path: string, patch: (header: Buffer) => void): void {
   patch(sector);
   const size = sector.readUInt32LE(HEADER.size);
   sector.writeUInt32LE(0, HEADER.crc);
-  sector.writeUInt32LE(zlib.crc32(sector.subarray(0, size)), HEADER.crc);
+  sector.writeUInt32LE(crc32(sector.subarray(0, size)), HEADER.crc);
   writeBytes(path, BigInt(SECTOR), sector);
 }
 

@@ -54,5 +54,6 @@ describe('the runtime directory', () => {
     for (const launcher of Object.values(manifest.launchers)) assert.ok(existsSync(join(runtime, launcher.script)), launcher.script);
     assert.ok(existsSync(join(runtime, 'node_modules', 'udev', 'build', 'Release', 'udev.node')));
     assert.ok(!existsSync(join(runtime, 'node_modules', 'zod')), 'zod is bundled, not copied');
+    assert.ok(!existsSync(join(runtime, 'node_modules', 'koffi', 'cnoke.cjs')), 'koffi\'s build script is for npm install only');
   });
 });

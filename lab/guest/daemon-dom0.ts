@@ -108,9 +108,9 @@ export function unitJournal(extra: string[] = []): { entries: JournalEntry[]; co
   return { entries: record.status === 0 || record.stdout.trim() === '' ? parseJournal(record.stdout) : [], command: record.command };
 }
 
-/** `xen-pmem status --json` through the installed command. */
-export function statusJson(): { status: StatusJson; exitCode: number | null } {
-  const record = run(XEN_PMEM, ['status', '--json']);
+/** `xen-pmem status --json` through the installed command (`command`: another installation's). */
+export function statusJson(command = XEN_PMEM): { status: StatusJson; exitCode: number | null } {
+  const record = run(command, ['status', '--json']);
   return { status: JSON.parse(record.stdout) as StatusJson, exitCode: record.status };
 }
 
@@ -239,21 +239,28 @@ export const TEST_HYPERVISOR = {
   log: join(STATE_DIR, 'test-xen.log'),
 };
 
-export function installTestHypervisor(mode = 'rfc'): void {
+/**
+ * `via: 'config'` names the library in /etc/xen-pmem/config.json; `via: 'environment'` leaves that
+ * file alone (the Debian package owns it as a conffile) and sets XEN_PMEM_LIBXENCALL in the drop-in.
+ */
+export function installTestHypervisor(mode = 'rfc', via: 'config' | 'environment' = 'config'): void {
   mkdirSync(dirname(TEST_HYPERVISOR.library), { recursive: true });
   copyFileSync(join(REPO, 'dist', 'test', 'hypervisor', 'libtest-xencall.so'), TEST_HYPERVISOR.library);
-  mkdirSync(dirname(TEST_HYPERVISOR.config), { recursive: true });
-  writeFileSync(TEST_HYPERVISOR.config, JSON.stringify({ xencallLibrary: TEST_HYPERVISOR.library }, null, 2) + '\n');
+  if (via === 'config') {
+    mkdirSync(dirname(TEST_HYPERVISOR.config), { recursive: true });
+    writeFileSync(TEST_HYPERVISOR.config, JSON.stringify({ xencallLibrary: TEST_HYPERVISOR.library }, null, 2) + '\n');
+  }
   mkdirSync(dirname(TEST_HYPERVISOR.dropIn), { recursive: true });
   writeFileSync(TEST_HYPERVISOR.dropIn, [
     '# Test equipment: the daemon talks to the test hypervisor (a libxencall stand-in), not to Xen.',
     '[Service]',
+    ...(via === 'environment' ? [`Environment=XEN_PMEM_LIBXENCALL=${TEST_HYPERVISOR.library}`] : []),
     `Environment=TEST_XEN_MODE=${mode}`,
     `Environment=TEST_XEN_STATE=${TEST_HYPERVISOR.state}`,
     `Environment=TEST_XEN_LOG=${TEST_HYPERVISOR.log}`,
     '',
   ].join('\n'));
-  log(`test hypervisor (${mode}) in place: ${TEST_HYPERVISOR.library}, ${TEST_HYPERVISOR.config}, ${TEST_HYPERVISOR.dropIn}`);
+  log(`test hypervisor (${mode}) in place: ${TEST_HYPERVISOR.library}, ${via === 'config' ? TEST_HYPERVISOR.config : 'XEN_PMEM_LIBXENCALL'}, ${TEST_HYPERVISOR.dropIn}`);
 }
 
 /** Lines the test hypervisor wrote, one per hypercall. */

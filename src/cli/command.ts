@@ -19,7 +19,10 @@ export interface Command {
   name: string;
   /** One line for the command table in `xen-pmem --help`. */
   summary: string;
-  /** Full `--help` text of this command. */
+  /**
+   * Full `--help` text of this command, and the command's part of xen-pmem(8): the build renders
+   * it with packaging/man/help-text.ts, which documents the shape it must have.
+   */
   help: string;
   run(args: string[], io: CommandIO): Promise<number>;
 }

@@ -19,22 +19,7 @@ import { createLogger } from './log.js';
 import { createNotifier } from './notify.js';
 import { LEDGER_FILE, LedgerJournal } from './ledger.js';
 import { DEFAULT_STATE_DIR, loadPreviousRun, StateStore } from './state-store.js';
-
-/** sysexits' EX_CONFIG: the unit does not restart on it (RestartPreventExitStatus). */
-export const EXIT_CONFIG = 78;
-
-const HELP = `Usage: xen-pmemd [--config PATH] [--dry-run] [--log-level LEVEL]
-
-Finds pmem devices prepared by "xen-pmem setup" (at start and on hotplug), validates them
-and reports their ranges to the Xen hypervisor with XENPF_pmem_add, exactly once.
-Normally started by systemd (xen-pmemd.service) or by the udev rule on pmem hotplug.
-
-  --config PATH      configuration file (default ${DEFAULT_CONFIG_PATH})
-  --dry-run          log the hypercalls instead of making them
-  --log-level LEVEL  debug, info, warn or error (overrides the config)
-  --state-dir DIR    where the exactly-once state lives (default ${DEFAULT_STATE_DIR})
-  --sys-root DIR     sysfs root (default /sys), for tests
-  --dev-root DIR     device root (default /dev), for tests`;
+import { DAEMON_HELP, EXIT_CONFIG } from './usage.js';
 
 async function main(): Promise<number> {
   let values;
@@ -55,7 +40,7 @@ async function main(): Promise<number> {
     process.stderr.write(`xen-pmemd: ${(error as Error).message} (see --help)\n`);
     return 2;
   }
-  if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
+  if (values.help) { process.stdout.write(DAEMON_HELP + '\n'); return 0; }
   if (values.version) { process.stdout.write(`xen-pmemd ${TOOL_VERSION}\n`); return 0; }
 
   let config: Config;

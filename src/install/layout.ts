@@ -92,10 +92,16 @@ export function shellQuote(word: string): string {
  * A launcher: exec (not a child), so the daemon keeps the PID systemd started, which
  * NotifyAccess=main and WATCHDOG_PID rely on, and signals reach node directly.
  */
-export function renderLauncher(name: string, nodePath: string, script: string, nodeFlags: readonly string[] = []): string {
+export function renderLauncher(
+  name: string,
+  nodePath: string,
+  script: string,
+  nodeFlags: readonly string[] = [],
+  origin = 'written by "xen-pmem install", removed by "xen-pmem uninstall"',
+): string {
   return [
     '#!/bin/sh',
-    `# ${name}: written by "xen-pmem install", removed by "xen-pmem uninstall".`,
+    `# ${name}: ${origin}.`,
     `exec ${[nodePath, ...nodeFlags, script].map(shellQuote).join(' ')} "$@"`,
     '',
   ].join('\n');

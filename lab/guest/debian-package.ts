@@ -1,0 +1,242 @@
+// The Debian package's maintainer behaviour in the Dom0, with real dpkg, apt, systemd and udev:
+// install an older build (LAB_DEB_PREVIOUS), see the daemon enabled, started and reporting, and
+// the udev rule active; edit the conffile; upgrade to the current build (LAB_DEB_CURRENT), see
+// the daemon restarted, nothing reported twice and the edit kept (and in effect); remove, see the
+// daemon stopped, the rule gone and the ledger kept; purge, and list what is left.
+//
+// The test hypervisor stands in for Xen's missing pmem support as in daemon-test-xen, except that
+// it is named by XEN_PMEM_LIBXENCALL in its drop-in: /etc/xen-pmem/config.json belongs to the
+// package. The equipment is in place before the first listing, so the listings compare only what
+// the package did.
+//
+// Settings (lab.env): LAB_DEB_PREVIOUS, LAB_DEB_CURRENT (paths of the two .deb files, visible at
+// the same paths in the guest), LAB_PACKAGE_DIRS (the package's directories, one per line).
+// Result: debian-package.json, rewritten after every phase.
+
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import {
+  STATE_DIR, UNIT, daemonReady, diskFacts, installTestHypervisor, ledgerLines, pmemDisks, readText, run, runOk, statusJson,
+  testHypervisorLog, unitJournal, unitPids, unitSnapshot, waitForDeviceState, waitForDisks, waitForUnit,
+} from './daemon-dom0.js';
+import type { CommandRecord } from './daemon-results.js';
+import { LISTED_TREES, PACKAGE_RESULT_FILE, type AptStep, type DaemonView, type PackageScenarioResult, type UdevView } from './package-results.js';
+import { log, phaseRunner, putResult, sleep, waitUntil } from './results.js';
+
+const PREVIOUS = process.env.LAB_DEB_PREVIOUS ?? '';
+const CURRENT = process.env.LAB_DEB_CURRENT ?? '';
+const PACKAGE_DIRS = (process.env.LAB_PACKAGE_DIRS ?? '').split('\n').filter((dir) => dir !== '');
+const PACKAGED_CLI = '/usr/sbin/xen-pmem';
+const CONFFILE = '/etc/xen-pmem/config.json';
+const RULE = '/lib/udev/rules.d/69-xen-pmem.rules';
+const POLICY_RC_D = '/usr/sbin/policy-rc.d';
+const ENABLEMENT_LINK = `/etc/systemd/system/multi-user.target.wants/${UNIT}`;
+/** apt and dpkg under emulation: each maintainer script step is a process start or several. */
+const APT_TIMEOUT_MS = 600_000;
+
+process.env.DEBIAN_FRONTEND = 'noninteractive';
+process.env.MANPAGER = 'cat';
+process.env.MANWIDTH = '80';
+
+const result: PackageScenarioResult = { phase: 'start' };
+const phase = phaseRunner(PACKAGE_RESULT_FILE, result);
+
+/** Every path below the listed trees and in the package's directories, sorted. */
+function listing(): string[] {
+  const paths = new Set<string>();
+  const describe = (path: string): string | null => {
+    try {
+      const stat = lstatSync(path);
+      if (stat.isDirectory()) return `${path}/`;
+      if (stat.isSymbolicLink()) return `${path} -> ${readlinkSync(path)}`;
+      return path;
+    } catch {
+      return null;
+    }
+  };
+  const walk = (dir: string, deep: boolean): void => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      const described = describe(path);
+      if (described) paths.add(described);
+      if (deep && entry.isDirectory()) walk(path, true);
+    }
+  };
+  for (const tree of LISTED_TREES) {
+    const top = describe(tree);
+    if (top) paths.add(top);
+    walk(tree, true);
+  }
+  for (const dir of PACKAGE_DIRS) {
+    const top = describe(dir);
+    if (top) paths.add(top);
+    walk(dir, false);
+  }
+  return [...paths].sort();
+}
+
+function dpkgState(): string {
+  const query = run('dpkg-query', ['-W', '-f', '${Status} ${Version}', 'xen-pmem']);
+  return query.status === 0 ? query.stdout.trim() : `not known to dpkg (${query.stderr.trim().split('\n')[0] ?? ''})`;
+}
+
+function apt(args: string[]): CommandRecord {
+  // No --force-conf* option: an upgrade that wanted to ask about the conffile would fail here
+  // (stdin is not a terminal).
+  const record = run('apt-get', ['-y', '--no-install-recommends', ...args], APT_TIMEOUT_MS);
+  if (record.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed (${record.status}):\n${record.stdout.slice(-2000)}\n${record.stderr.slice(-2000)}`);
+  return record;
+}
+
+function aptStep(args: string[]): AptStep {
+  const record = apt(args);
+  result.lastApt = record;
+  return { apt: record, dpkg: dpkgState(), unit: unitSnapshot(), pids: unitPids() };
+}
+
+/** A change event for the disk, processed before this returns; then its SYSTEMD_WANTS in udev's database. */
+function udevView(disk: string): UdevView {
+  const trigger = run('udevadm', ['trigger', '--action=change', '--settle', `/sys/class/block/${disk}`]);
+  return { trigger, systemdWants: systemdWants(disk) };
+}
+
+function systemdWants(disk: string): string | null {
+  const info = run('udevadm', ['info', '--query=property', `--name=/dev/${disk}`]);
+  const line = info.stdout.split('\n').find((entry) => entry.startsWith('SYSTEMD_WANTS='));
+  return line ? line.slice('SYSTEMD_WANTS='.length) : null;
+}
+
+function daemonView(): DaemonView {
+  let status: DaemonView['status'] = null;
+  let statusExit: number | null = null;
+  try {
+    ({ status, exitCode: statusExit } = statusJson(PACKAGED_CLI));
+  } catch (error) {
+    log(`xen-pmem status --json gave no JSON: ${(error as Error).message}`);
+  }
+  return { status, statusExit, hypervisorLog: testHypervisorLog(), ledger: ledgerLines(), journal: unitJournal().entries };
+}
+
+function dirEntries(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir).sort() : [];
+}
+
+async function waitForDaemon(notPid?: string): Promise<void> {
+  await waitForUnit('active with a daemon past coldplug', (s) => s.properties.ActiveState === 'active' && s.properties.MainPID !== notPid,
+    180_000, UNIT, () => daemonReady(notPid));
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(PREVIOUS) || !existsSync(CURRENT)) throw new Error(`LAB_DEB_PREVIOUS (${PREVIOUS}) and LAB_DEB_CURRENT (${CURRENT}) must name .deb files`);
+
+  await phase('boot', async () => {
+    await waitForDisks(['pmem0'], 60_000);
+    result.disk = pmemDisks()[0];
+    result.facts = diskFacts(result.disk!);
+  });
+  const disk = result.disk!;
+
+  await phase('baseline', () => {
+    // The lab's host is a container image, which carries Docker's policy-rc.d: "exit 101", never
+    // start a service from a maintainer script. A Dom0 has none, and with it in place
+    // deb-systemd-invoke would not start the daemon: it goes from the guest's overlay.
+    if (existsSync(POLICY_RC_D)) {
+      rmSync(POLICY_RC_D);
+      result.removedPolicyRcD = true;
+    }
+    installTestHypervisor('rfc', 'environment');
+    result.baseline = { listing: listing(), dpkg: dpkgState(), unit: unitSnapshot(), udev: udevView(disk) };
+  });
+
+  await phase('install', async () => {
+    const step = aptStep(['install', PREVIOUS]);
+    await waitForDaemon();
+    await waitForDeviceState(disk, ['reported', 'rejected', 'unsupported', 'failed'], 60_000);
+    const files = run('dpkg-query', ['-L', 'xen-pmem']).stdout.split('\n').filter((line) => line !== '');
+    const udev = udevView(disk);
+    const wantedBy = run('systemctl', ['show', '-p', 'WantedBy', '--value', UNIT]).stdout.trim();
+    const man = run('man', ['xen-pmem']);
+    const manPaths = run('man', ['-w', 'xen-pmem', 'xen-pmemd', 'xen-pmem.json']);
+    result.install = { ...step, files, ruleFile: existsSync(RULE), udev, wantedBy, daemon: daemonView(), man, manPaths, conffile: readText(CONFFILE) ?? '' };
+  });
+
+  await phase('edit', () => {
+    const before = readFileSync(CONFFILE, 'utf8');
+    // A harmless change whose effect shows: the upgraded daemon logs unchanged decisions too.
+    const after = before.replace('"logLevel": "info"', '"logLevel": "debug"');
+    if (after === before) throw new Error(`${CONFFILE} has no "logLevel": "info" to change:\n${before}`);
+    writeFileSync(CONFFILE, after);
+    result.edit = { before, after };
+  });
+
+  await phase('upgrade', async () => {
+    const before = unitSnapshot();
+    const step = aptStep(['install', CURRENT]);
+    await waitForDaemon(before.properties.MainPID);
+    const unit = unitSnapshot();
+    await waitForDeviceState(disk, ['reported', 'rejected', 'unsupported', 'failed'], 60_000);
+    // An unchanged decision is logged at debug only: the change event makes one.
+    const udev = udevView(disk);
+    const pid = unit.properties.MainPID;
+    let debugEntries: ReturnType<typeof unitJournal>['entries'] = [];
+    await waitUntil('a debug line from the upgraded daemon', () => {
+      debugEntries = unitJournal([`_PID=${pid}`, '-p', 'debug..debug']).entries;
+      return debugEntries.length > 0;
+    }, 30_000, 1000).catch((error: Error) => log(error.message));
+    result.upgrade = {
+      ...step, unit, before, conffile: readText(CONFFILE) ?? '', confDir: dirEntries('/etc/xen-pmem'), udev, debugEntries, daemon: daemonView(),
+    };
+  });
+
+  await phase('remove', async () => {
+    const before = unitSnapshot();
+    const step = aptStep(['remove', 'xen-pmem']);
+    const oldPid = before.properties.MainPID ?? '';
+    const udev = udevView(disk);
+    // Had the rule survived, the change event would have queued a start of the unit.
+    await sleep(2000);
+    result.remove = {
+      ...step,
+      before,
+      oldPidAlive: oldPid !== '' && oldPid !== '0' && existsSync(`/proc/${oldPid}`),
+      ruleFile: existsSync(RULE),
+      udev,
+      unitAfterTrigger: unitSnapshot(),
+      conffile: readText(CONFFILE),
+      runDir: dirEntries(STATE_DIR),
+      ledger: ledgerLines(),
+      enablementLink: lstatOrNull(ENABLEMENT_LINK),
+    };
+  });
+
+  await phase('purge', () => {
+    const step = aptStep(['purge', 'xen-pmem']);
+    result.purge = { ...step, listing: listing(), runDir: dirEntries(STATE_DIR), ledger: ledgerLines(), etcDir: existsSync('/etc/xen-pmem') };
+  });
+
+  result.phase = 'done';
+  putResult(PACKAGE_RESULT_FILE, result);
+}
+
+function lstatOrNull(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+main().catch((error: Error) => {
+  result.failure = { phase: result.phase, message: error.message };
+  putResult(PACKAGE_RESULT_FILE, result);
+  log(`debian-package failed in phase ${result.phase}: ${error.message}`);
+  process.exitCode = 1;
+});

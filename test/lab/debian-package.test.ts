@@ -1,0 +1,269 @@
+// The Debian package, built the way `npm run package` builds it, twice from this tree: the
+// current version and a lower one (VERSION~prev). First the .deb itself on the host: lintian,
+// its fields, its files, its conffile, maintainer scripts that debhelper wrote. Then, in the lab's
+// Xen Dom0 (real dpkg, apt, systemd, udev; the test hypervisor answering for Xen), what each
+// maintainer step does (lab/guest/debian-package.ts): install, upgrade with an edited conffile,
+// remove, purge.
+//
+// NVDIMM at boot: nv0, prepared on the host.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { MiB } from '../../src/core/units.js';
+import { parseConfig } from '../../src/daemon/config.js';
+import { RULE_TEMPLATE } from '../../src/install/layout.js';
+import { buildPackage, packagedUnit, packageVersion, type BuiltPackage } from '../../packaging/deb.js';
+import { configJson, defaultConfig } from '../../packaging/man/config-doc.js';
+import { addsFor, expectedLayout, field, type SuperblockOffsets } from '../../lab/guest/daemon-results.js';
+import { diffListings, isCatPage, leftovers, PACKAGE_RESULT_FILE, type PackageScenarioResult } from '../../lab/guest/package-results.js';
+import { preparedImage } from '../../lab/nvdimm-images.js';
+import { repositoryDir } from '../../lab/prepare.js';
+import { readRun, type ScenarioRun } from '../../lab/scenario-run.js';
+import { withLab } from '../../lab/vm.js';
+import { buildTestHypervisor } from '../hypervisor/build.js';
+import { labAvailability } from './lab-available.js';
+import { guestFailure } from './scenario-asserts.js';
+
+const SIZE = 256n * MiB;
+const VERSION = packageVersion();
+
+function dpkgDeb(args: string[]): string {
+  const run = spawnSync('dpkg-deb', args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  assert.equal(run.status, 0, `dpkg-deb ${args.join(' ')}: ${run.stderr}`);
+  return run.stdout;
+}
+
+/** Paths in the .deb, without the leading `.`, directories left out. */
+function packageFiles(deb: string): string[] {
+  return dpkgDeb(['-c', deb]).split('\n')
+    .filter((line) => line !== '' && !line.startsWith('d'))
+    .map((line) => line.split(/\s+/).slice(5).join(' ').replace(/^\./, '').replace(/ -> .*$/, ''))
+    .sort();
+}
+
+function packageDirectories(...debs: string[]): string[] {
+  const dirs = new Set<string>();
+  for (const deb of debs) {
+    for (const line of dpkgDeb(['-c', deb]).split('\n')) {
+      if (line.startsWith('d')) dirs.add(line.split(/\s+/).slice(5).join(' ').replace(/^\./, '').replace(/\/$/, '') || '/');
+    }
+  }
+  return [...dirs].filter((dir) => dir !== '/').sort();
+}
+
+function runtimeFiles(dir: string, prefix = ''): string[] {
+  return readdirSync(join(dir, prefix), { withFileTypes: true }).flatMap((entry) => {
+    const path = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
+    return entry.isDirectory() ? runtimeFiles(dir, path) : [path];
+  });
+}
+
+test('the Debian package: built and checked on the host, then installed, upgraded, removed and purged in the Dom0', { timeout: 1_800_000 }, async (t) => {
+  const availability = await labAvailability();
+  if ('skip' in availability) {
+    t.skip(availability.skip);
+    return;
+  }
+  buildTestHypervisor();
+  const startedAt = Date.now();
+  const previous: BuiltPackage = buildPackage({ versionSuffix: '~prev', lintian: false });
+  const current: BuiltPackage = buildPackage();
+  t.diagnostic(`both packages built and the current one linted in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
+
+  await t.test('lintian: no error and no warning (overridden tags shown as O:)', () => {
+    const lintian = current.lintian!;
+    const shown = lintian.tags.map((tag) => `${tag.severity}: ${tag.tag} ${tag.detail}`.trim());
+    t.diagnostic(`lintian (errors, warnings, overrides): ${shown.length === 0 ? 'nothing to report' : shown.join('; ')}`);
+    assert.equal(lintian.status, 0, lintian.output);
+    assert.deepEqual(lintian.tags.filter((tag) => tag.severity === 'E' || tag.severity === 'W'), []);
+  });
+
+  await t.test('fields: version from package.json, amd64, dependencies on Debian packages', () => {
+    assert.equal(dpkgDeb(['-f', current.deb, 'Version']).trim(), VERSION);
+    assert.equal(dpkgDeb(['-f', previous.deb, 'Version']).trim(), `${VERSION}~prev`);
+    assert.equal(spawnSync('dpkg', ['--compare-versions', `${VERSION}~prev`, 'lt', VERSION]).status, 0);
+    assert.equal(dpkgDeb(['-f', current.deb, 'Architecture']).trim(), 'amd64');
+    const depends = dpkgDeb(['-f', current.deb, 'Depends']).trim().split(/,\s*/);
+    for (const dependency of ['nodejs (>= 18.20)', 'libxencall1', 'libsystemd0', 'fdisk']) assert.ok(depends.includes(dependency), `${dependency} in ${depends.join(', ')}`);
+    assert.ok(depends.some((dependency) => /^libudev1( |$)/.test(dependency)));
+    assert.ok(depends.some((dependency) => /^libc6 /.test(dependency)), 'dh_shlibdeps read the addons');
+  });
+
+  await t.test('files: the runtime as built under /usr/lib/xen-pmem, and only the system directories', () => {
+    const files = packageFiles(current.deb);
+    const runtime = runtimeFiles(join(repositoryDir(), 'dist', 'runtime')).map((path) => `/usr/lib/xen-pmem/${path}`);
+    assert.deepEqual(files.filter((path) => path.startsWith('/usr/lib/xen-pmem/')), runtime.sort());
+    assert.deepEqual(files.filter((path) => !path.startsWith('/usr/lib/xen-pmem/') && !/^\/usr\/share\/doc\/xen-pmem\/[A-Za-z-]+\.md\.gz$/.test(path)), [
+      '/etc/xen-pmem/config.json',
+      '/lib/systemd/system/xen-pmemd.service',
+      '/lib/udev/rules.d/69-xen-pmem.rules',
+      '/usr/sbin/xen-pmem',
+      '/usr/sbin/xen-pmemd',
+      '/usr/share/doc/xen-pmem/changelog.gz',
+      '/usr/share/doc/xen-pmem/copyright',
+      '/usr/share/doc/xen-pmem/examples/config.json',
+      '/usr/share/man/man5/xen-pmem.json.5.gz',
+      '/usr/share/man/man8/xen-pmem.8.gz',
+      '/usr/share/man/man8/xen-pmemd.8.gz',
+    ]);
+  });
+
+  await t.test('contents: the rendered unit, the rule, the launchers, a conffile the daemon accepts, pages man renders cleanly', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'xen-pmem-deb-'));
+    try {
+      dpkgDeb(['-x', current.deb, dir]);
+      dpkgDeb(['-e', current.deb, join(dir, 'DEBIAN')]);
+      assert.equal(readFileSync(join(dir, 'lib/systemd/system/xen-pmemd.service'), 'utf8'), packagedUnit());
+      assert.equal(readFileSync(join(dir, 'lib/udev/rules.d/69-xen-pmem.rules'), 'utf8'), readFileSync(join(repositoryDir(), RULE_TEMPLATE), 'utf8'));
+      assert.match(readFileSync(join(dir, 'usr/sbin/xen-pmemd'), 'utf8'), /^exec '\/usr\/bin\/node' '--max-semi-space-size=1' '\/usr\/lib\/xen-pmem\/xen-pmemd\.mjs' "\$@"$/m);
+      assert.equal(readFileSync(join(dir, 'DEBIAN/conffiles'), 'utf8'), '/etc/xen-pmem/config.json\n');
+      const conffile = readFileSync(join(dir, 'etc/xen-pmem/config.json'), 'utf8');
+      assert.equal(conffile, configJson(defaultConfig()));
+      parseConfig(conffile, 'the conffile');
+      // Every line of the maintainer scripts is debhelper's: inside its "Automatically added" blocks.
+      for (const script of ['postinst', 'prerm', 'postrm']) {
+        let inBlock = false;
+        for (const line of readFileSync(join(dir, 'DEBIAN', script), 'utf8').split('\n')) {
+          if (/^# Automatically added by dh_installsystemd\//.test(line)) inBlock = true;
+          else if (line === '# End automatically added section') inBlock = false;
+          else if (!inBlock) assert.ok(['#!/bin/sh', 'set -e', ''].includes(line), `${script}: "${line}" is not debhelper's`);
+        }
+      }
+      // The packaged bundles run from their installed place, on this machine's node.
+      const version = spawnSync(process.execPath, [join(dir, 'usr/lib/xen-pmem/xen-pmemd.mjs'), '--version'], { encoding: 'utf8' });
+      assert.equal(version.stdout.trim(), `xen-pmemd ${VERSION}`, version.stderr);
+      for (const page of ['usr/share/man/man8/xen-pmem.8.gz', 'usr/share/man/man8/xen-pmemd.8.gz', 'usr/share/man/man5/xen-pmem.json.5.gz']) {
+        const man = spawnSync('man', ['--warnings', '-l', join(dir, page)], { encoding: 'utf8', env: { ...process.env, MANWIDTH: '80' } });
+        assert.equal(man.status, 0, man.stderr);
+        assert.equal(man.stderr, '', page);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  const images = await mkdtemp(join(tmpdir(), 'xen-pmem-lab-images-'));
+  let prepared: SuperblockOffsets;
+  let collected: ScenarioRun<PackageScenarioResult>;
+  const labStartedAt = Date.now();
+  try {
+    prepared = preparedImage(join(images, 'nv0.img'), SIZE);
+    collected = await withLab({
+      artifacts: availability.artifacts,
+      nvdimms: [{ id: 'nv0', imagePath: join(images, 'nv0.img'), sizeBytes: SIZE }],
+      scenario: 'debian-package',
+      env: {
+        LAB_DEB_PREVIOUS: previous.deb,
+        LAB_DEB_CURRENT: current.deb,
+        LAB_PACKAGE_DIRS: packageDirectories(previous.deb, current.deb).join('\n'),
+      },
+      timeoutMs: 1_200_000,
+    }, async (lab) => {
+      await lab.waitForFile('done');
+      return readRun<PackageScenarioResult>(lab, PACKAGE_RESULT_FILE);
+    });
+  } finally {
+    await rm(images, { recursive: true, force: true });
+  }
+  const got = collected.result ?? ({ phase: 'no result' } as PackageScenarioResult);
+  const seconds = (ms: number | undefined): string => (ms === undefined ? '?' : (ms / 1000).toFixed(1));
+  t.diagnostic(`lab run ${((Date.now() - labStartedAt) / 1000).toFixed(1)} s; apt-get install ${seconds(got.install?.apt.ms)} s, upgrade ${seconds(got.upgrade?.apt.ms)} s, remove ${seconds(got.remove?.apt.ms)} s, purge ${seconds(got.purge?.apt.ms)} s`);
+  const expected = got.facts ? expectedLayout(got.facts, prepared) : null;
+  const addsOf = (log: string[] | undefined): string[] => (expected ? addsFor(log ?? [], expected.spfn) : []);
+  const reportedLedgerLines = (ledger: string[] | undefined): string[] => (ledger ?? []).filter((line) => line.includes('"op":"reported"') && expected !== null && line.includes(`"spfn":"${expected.spfn}"`));
+
+  const failure = (): string => `${guestFailure(collected)}${got.lastApt ? `\n--- the last apt-get (${got.lastApt.command}, exit ${got.lastApt.status}) ---\n${got.lastApt.stdout.slice(-3000)}\n${got.lastApt.stderr.slice(-2000)}` : ''}`;
+
+  await t.test('the guest scenario ran to its end', () => {
+    assert.equal(collected.exitStatus, '0', failure());
+    assert.equal(got.phase, 'done', failure());
+  });
+
+  await t.test('install: enabled, started, the device reported once, the udev rule active, man xen-pmem works', () => {
+    const { baseline, install } = got;
+    assert.ok(baseline && install && expected, `no install result (guest stopped in phase ${got.phase})`);
+    assert.match(baseline.dpkg, /not known to dpkg|not-installed/);
+    assert.equal(baseline.udev.systemdWants, null, 'no SYSTEMD_WANTS before the package');
+    assert.equal(install.dpkg, `install ok installed ${VERSION}~prev`);
+    assert.deepEqual([install.unit.properties.UnitFileState, install.unit.properties.ActiveState], ['enabled', 'active']);
+    assert.ok(install.pids.length > 0);
+    assert.ok(install.ruleFile, '/lib/udev/rules.d/69-xen-pmem.rules exists');
+    assert.match(install.udev.systemdWants ?? '', /\bxen-pmemd\.service\b/, 'a change event now gets SYSTEMD_WANTS from the rule');
+    assert.match(install.wantedBy, /sys-devices-\S+-pmem0\.device/, `the disk's device unit wants the daemon (WantedBy=${install.wantedBy})`);
+    const device = install.daemon.status?.devices.find((entry) => entry.device === got.disk);
+    assert.deepEqual([device?.state, device?.layout?.pfns.spfn], ['reported', expected.spfn]);
+    assert.equal(install.daemon.status?.daemon.pid?.toString(), install.unit.properties.MainPID);
+    const adds = addsOf(install.daemon.hypervisorLog);
+    assert.equal(adds.length, 1, install.daemon.hypervisorLog.join('\n'));
+    assert.match(adds[0]!, / ret=0 OK /);
+    assert.equal(install.man.status, 0, install.man.stderr);
+    assert.match(install.man.stdout, /XEN-PMEM\(8\)/);
+    assert.match(install.man.stdout, /xen-pmem setup DEVICE/);
+    assert.deepEqual(install.manPaths.stdout.trim().split('\n'), [
+      '/usr/share/man/man8/xen-pmem.8.gz', '/usr/share/man/man8/xen-pmemd.8.gz', '/usr/share/man/man5/xen-pmem.json.5.gz',
+    ]);
+    assert.equal(install.conffile, configJson(defaultConfig()));
+    t.diagnostic(`install: apt-get ${seconds(install.apt.ms)} s, dpkg -L lists ${install.files.length} paths`);
+  });
+
+  await t.test('upgrade with an edited conffile: restarted, nothing reported twice, the edit kept and in effect', () => {
+    const { install, edit, upgrade } = got;
+    assert.ok(install && edit && upgrade && expected, `no upgrade result (guest stopped in phase ${got.phase})`);
+    assert.equal(upgrade.dpkg, `install ok installed ${VERSION}`);
+    assert.notEqual(upgrade.unit.properties.MainPID, upgrade.before.properties.MainPID, 'a new daemon process');
+    assert.ok(Number(upgrade.unit.properties.ExecMainStartTimestampMonotonic) > Number(upgrade.before.properties.ExecMainStartTimestampMonotonic));
+    assert.deepEqual([upgrade.unit.properties.UnitFileState, upgrade.unit.properties.ActiveState], ['enabled', 'active']);
+    assert.equal(upgrade.conffile, edit.after, 'the edited conffile is the one in place');
+    assert.deepEqual(upgrade.confDir, ['config.json'], 'no .dpkg-dist or .dpkg-new beside it');
+    assert.doesNotMatch(upgrade.apt.stdout, /Configuration file .*config\.json/, 'dpkg did not ask about the conffile');
+    assert.ok(upgrade.debugEntries.length > 0, 'the upgraded daemon logs at debug, as the edited file says');
+    assert.ok(upgrade.debugEntries.every((entry) => field(entry, 'PRIORITY') === '7' && field(entry, '_PID') === upgrade.unit.properties.MainPID));
+    const adds = addsOf(upgrade.daemon.hypervisorLog);
+    assert.equal(adds.length, 1, `the region was sent ${adds.length} times:\n${adds.join('\n')}`);
+    assert.equal(reportedLedgerLines(upgrade.daemon.ledger).length, 1, upgrade.daemon.ledger.join('\n'));
+    const device = upgrade.daemon.status?.devices.find((entry) => entry.device === got.disk);
+    assert.equal(device?.state, 'reported');
+    assert.ok(['reported', 'reported-earlier'].includes(device?.reason ?? ''), device?.reason);
+    assert.equal(upgrade.daemon.status?.daemon.pid?.toString(), upgrade.unit.properties.MainPID);
+    t.diagnostic(`upgrade: apt-get ${seconds(upgrade.apt.ms)} s; MainPID ${upgrade.before.properties.MainPID} → ${upgrade.unit.properties.MainPID}; ${upgrade.debugEntries.length} debug lines; hypervisor log ${upgrade.daemon.hypervisorLog.length} lines, ${adds.length} add for spfn ${expected.spfn}`);
+  });
+
+  await t.test('remove: the daemon stopped, the rule gone, the ledger and the conffile kept', () => {
+    const { remove, edit } = got;
+    assert.ok(remove && edit && expected, `no remove result (guest stopped in phase ${got.phase})`);
+    assert.equal(remove.dpkg, `deinstall ok config-files ${VERSION}`);
+    assert.equal(remove.before.properties.ActiveState, 'active');
+    assert.deepEqual([remove.unit.properties.ActiveState, remove.unit.properties.LoadState], ['inactive', 'not-found']);
+    assert.deepEqual(remove.pids, []);
+    assert.equal(remove.oldPidAlive, false, `the daemon (pid ${remove.before.properties.MainPID}) is gone`);
+    assert.equal(remove.ruleFile, false);
+    assert.equal(remove.udev.systemdWants, null, 'a change event no longer gets SYSTEMD_WANTS');
+    assert.equal(remove.unitAfterTrigger.properties.ActiveState, 'inactive', 'nothing started the daemon again');
+    assert.equal(remove.conffile, edit.after, 'remove keeps the conffile');
+    assert.ok(remove.runDir.includes('ledger.jsonl'), `/run/xen-pmem holds ${remove.runDir.join(' ')}`);
+    assert.equal(reportedLedgerLines(remove.ledger).length, 1);
+    t.diagnostic(`remove: apt-get ${seconds(remove.apt.ms)} s; /run/xen-pmem: ${remove.runDir.join(' ')}; enablement link left for purge: ${remove.enablementLink}`);
+  });
+
+  await t.test('purge: nothing of the package left on disk; /run/xen-pmem stays until reboot', () => {
+    const { baseline, purge } = got;
+    assert.ok(baseline && purge, `no purge result (guest stopped in phase ${got.phase})`);
+    assert.match(purge.dpkg, /not known to dpkg|not-installed/);
+    assert.equal(purge.etcDir, false, '/etc/xen-pmem is gone');
+    const diff = diffListings(baseline.listing, purge.listing);
+    assert.deepEqual(leftovers(diff), { added: [], removed: [] });
+    // The one trace with the name: man-db's formatted copy of xen-pmem(8), made when the scenario
+    // read the page with man, and expired by man-db itself.
+    const named = diff.added.filter((path) => /xen-pmem/.test(path));
+    assert.ok(named.every(isCatPage), `only man-db's copies of pages read may carry the name: ${named.join(', ')}`);
+    assert.ok(purge.runDir.includes('ledger.jsonl'));
+    t.diagnostic(`purge: apt-get ${seconds(purge.apt.ms)} s; ${baseline.listing.length} paths listed before install, ${purge.listing.length} after purge; `
+      + `added since: ${diff.added.join(', ') || 'none'}; gone since: ${diff.removed.join(', ') || 'none'}`);
+  });
+});
