@@ -5,11 +5,12 @@
 // physical ranges are checked against.
 
 import { spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { FIELDS, PRIMARY_OFFSET, backupOffsetFor } from '../src/core/superblock.js';
-import { hex } from '../src/core/units.js';
+import { FIELDS, PRIMARY_OFFSET, SUPERBLOCK_BYTES, backupOffsetFor, decodeSuperblock, encodeSuperblock } from '../src/core/superblock.js';
+import { hex, PAGE_BYTES } from '../src/core/units.js';
 import type { SuperblockOffsets } from './guest/daemon-results.js';
 import { LabError } from './errors.js';
 import { repositoryDir } from './prepare.js';
@@ -103,4 +104,98 @@ export async function nvdimmPlacement(qmp: QmpClient): Promise<PlacedNvdimm[]> {
   return devices
     .filter((device) => device.type === 'nvdimm')
     .map((device) => ({ id: device.data.id ?? '?', address: hex(BigInt(device.data.addr)), sizeBytes: String(device.data.size) }));
+}
+
+/**
+ * A prepared image whose reserved area is cut to `reservedBytes` (both super block copies
+ * rewritten; partitions and data area as `xen-pmem setup` made them). The lab uses it for a layout
+ * an older planner would have made: 44 bytes a page rounded up to 2 MiB, 4 MiB for 256 MiB.
+ */
+export function shrunkReservedImage(path: string, sizeBytes: bigint, reservedBytes: bigint): SuperblockOffsets {
+  preparedImage(path, sizeBytes);
+  const fd = openSync(path, 'r+');
+  try {
+    for (const offset of [PRIMARY_OFFSET, backupOffsetFor(sizeBytes)]) {
+      const block = Buffer.alloc(SUPERBLOCK_BYTES);
+      readSync(fd, block, 0, SUPERBLOCK_BYTES, Number(offset));
+      const decoded = decodeSuperblock(block);
+      if (decoded.kind !== 'ok') throw new LabError('bad-options', `${path}: the super block at ${hex(offset)} did not decode after setup`);
+      writeSync(fd, encodeSuperblock({ ...decoded.superblock, reservedSize: reservedBytes }), 0, SUPERBLOCK_BYTES, Number(offset));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const inspected = inspectImage(path);
+  if (inspected.status !== 'valid' || !inspected.superblock) {
+    throw new LabError('bad-options', `${path} does not inspect as valid with a reserved area of ${reservedBytes} bytes: ${JSON.stringify(inspected)}`);
+  }
+  return inspected.superblock;
+}
+
+/** What the planner of xen-pmem 0.1.0 reserved: 44 bytes a page, rounded up to 2 MiB. */
+export function perPageReservedBytes(sizeBytes: bigint): bigint {
+  const bytes = (sizeBytes / PAGE_BYTES) * 44n;
+  const chunk = 2n * 1024n * 1024n;
+  return ((bytes + chunk - 1n) / chunk) * chunk;
+}
+
+/** Partition 1 of an image, as sfdisk reads its GPT: byte offset and size. */
+export function firstPartition(path: string): { start: bigint; size: bigint } {
+  const run = spawnSync('sfdisk', ['--json', path], { encoding: 'utf8', timeout: 60_000 });
+  const table = JSON.parse(run.stdout || '{}') as { partitiontable?: { sectorsize?: number; partitions?: { start: number; size: number }[] } };
+  const first = table.partitiontable?.partitions?.[0];
+  if (!first) throw new LabError('bad-options', `sfdisk finds no partition in ${path}: ${run.stderr.trim()}`);
+  const sector = BigInt(table.partitiontable?.sectorsize ?? 512);
+  return { start: BigInt(first.start) * sector, size: BigInt(first.size) * sector };
+}
+
+/**
+ * An ext4 file system on partition 1 of a prepared image, holding `files` (name → content):
+ * mke2fs writes it straight into the image at the partition's offset and fills it from a
+ * directory, so no loop device or mount is needed on the host.
+ */
+export function filesystemOnData(path: string, files: Record<string, string>, scratchDir: string): { start: bigint; size: bigint } {
+  const partition = firstPartition(path);
+  const source = join(scratchDir, 'fs-content');
+  mkdirSync(source, { recursive: true });
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(source, name), content);
+  const run = spawnSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-L', 'xen-pmem-lab', '-E', `offset=${partition.start}`, '-d', source, path, `${partition.size / 1024n}k`], {
+    encoding: 'utf8', timeout: 120_000,
+  });
+  if (run.status !== 0) throw new LabError('bad-options', `mke2fs on partition 1 of ${path} failed (exit ${run.status}): ${(run.stderr ?? '').trim()}`);
+  return partition;
+}
+
+/**
+ * sha256 of every part of a prepared image that Xen and the Dom0 must leave alone: both GPTs,
+ * both super block copies and the whole data area. The reserved area is Xen's and not included.
+ */
+export function layoutChecksums(path: string, offsets: SuperblockOffsets, sizeBytes: bigint): Record<string, string> {
+  const sector = 512n;
+  const parts: Record<string, [bigint, bigint]> = {
+    'primary GPT': [0n, 34n * sector],
+    'backup GPT': [sizeBytes - 33n * sector, 33n * sector],
+    'primary super block': [PRIMARY_OFFSET, BigInt(SUPERBLOCK_BYTES)],
+    'backup super block': [backupOffsetFor(sizeBytes), BigInt(SUPERBLOCK_BYTES)],
+    'data area': [BigInt(offsets.dataOffset), BigInt(offsets.dataSize)],
+  };
+  const fd = openSync(path, 'r');
+  try {
+    const sums: Record<string, string> = {};
+    for (const [name, [start, length]] of Object.entries(parts)) {
+      const hash = createHash('sha256');
+      const chunk = Buffer.alloc(1024 * 1024);
+      for (let done = 0n; done < length;) {
+        const want = Number(length - done < BigInt(chunk.length) ? length - done : BigInt(chunk.length));
+        const got = readSync(fd, chunk, 0, want, Number(start + done));
+        if (got <= 0) throw new LabError('bad-options', `${path} ends inside its ${name}`);
+        hash.update(chunk.subarray(0, got));
+        done += BigInt(got);
+      }
+      sums[name] = hash.digest('hex');
+    }
+    return sums;
+  } finally {
+    closeSync(fd);
+  }
 }

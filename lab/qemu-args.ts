@@ -15,6 +15,8 @@ export interface NvdimmSpec {
   sizeBytes: bigint;
   /** With a label area the region is labelled (namespaces made by ndctl); without, one raw namespace. */
   labelSizeBytes?: bigint;
+  /** Guest physical address of the DIMM (QEMU's `addr`); QEMU picks the next free one when absent. */
+  address?: bigint;
 }
 
 export interface VmConfig {
@@ -62,6 +64,9 @@ export function checkNvdimm(spec: NvdimmSpec): void {
   }
   if (spec.sizeBytes <= 0n || spec.sizeBytes % (4n * 1024n) !== 0n) {
     throw new LabError('bad-options', `NVDIMM ${spec.id} is ${spec.sizeBytes} bytes; it must be a positive multiple of 4096`);
+  }
+  if (spec.address !== undefined && (spec.address <= 0n || spec.address % (2n * 1024n * 1024n) !== 0n)) {
+    throw new LabError('bad-options', `NVDIMM ${spec.id} address 0x${spec.address.toString(16)} must be a positive multiple of 2 MiB`);
   }
   const label = spec.labelSizeBytes;
   if (label !== undefined && (label < 128n * 1024n || label >= spec.sizeBytes)) {
@@ -149,5 +154,6 @@ export function memoryBackendOption(nvdimm: NvdimmSpec): string {
 
 export function nvdimmDeviceOption(nvdimm: NvdimmSpec): string {
   const label = nvdimm.labelSizeBytes === undefined ? '' : `,label-size=${nvdimm.labelSizeBytes}`;
-  return `nvdimm,id=${nvdimm.id},memdev=${nvdimm.id}-mem${label}`;
+  const address = nvdimm.address === undefined ? '' : `,addr=0x${nvdimm.address.toString(16)}`;
+  return `nvdimm,id=${nvdimm.id},memdev=${nvdimm.id}-mem${label}${address}`;
 }

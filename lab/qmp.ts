@@ -124,9 +124,10 @@ export class QmpClient {
   }
 
   /** `device_add nvdimm`: plugs an NVDIMM backed by `memdev` into the running guest. */
-  async addNvdimm(id: string, memdev: string, labelSizeBytes?: bigint): Promise<void> {
+  async addNvdimm(id: string, memdev: string, labelSizeBytes?: bigint, address?: bigint): Promise<void> {
     const args: Record<string, unknown> = { driver: 'nvdimm', id, memdev };
     if (labelSizeBytes !== undefined) args['label-size'] = toSafeNumber(labelSizeBytes);
+    if (address !== undefined) args.addr = toSafeNumber(address);
     await this.execute('device_add', args);
   }
 

@@ -362,7 +362,7 @@ class RunningVm {
     }
     this.log(`hotplugging ${spec.id} (${humanSize(spec.sizeBytes)}${spec.labelSizeBytes ? `, label-size ${hex(spec.labelSizeBytes)}` : ''})`);
     await this.lab.qmp.addMemoryBackendFile(`${spec.id}-mem`, spec.imagePath, spec.sizeBytes);
-    await this.lab.qmp.addNvdimm(spec.id, `${spec.id}-mem`, spec.labelSizeBytes);
+    await this.lab.qmp.addNvdimm(spec.id, `${spec.id}-mem`, spec.labelSizeBytes, spec.address);
     this.plugged.push(spec);
   }
 

@@ -3,6 +3,8 @@
 // the QMP client against a fake QEMU socket.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,13 +12,14 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { MiB } from '../../src/core/units.js';
+import { filesystemOnData, layoutChecksums, perPageReservedBytes, preparedImage, shrunkReservedImage } from '../../lab/nvdimm-images.js';
 import { LabError } from '../../lab/errors.js';
 import { attributeShape, trimEvents } from '../../lab/fixtures.js';
 import { unitSandboxProperties } from '../../lab/guest/hardening-matrix.js';
 import { snapshotNd } from '../../lab/guest/nd-snapshot.js';
 import { findBzImagePayload } from '../../lab/kernel-image.js';
 import { moduleLoadOrder, moduleName } from '../../lab/kernel-modules.js';
-import { escapeOptionValue, maxMemoryBytes, qemuArguments, type VmConfig } from '../../lab/qemu-args.js';
+import { escapeOptionValue, maxMemoryBytes, nvdimmDeviceOption, qemuArguments, type VmConfig } from '../../lab/qemu-args.js';
 import { QmpClient } from '../../lab/qmp.js';
 import { describeEvent, eventKind, parseUdevMonitor } from '../../lab/udev-monitor.js';
 import { describePhaseTimes, guestSteps, lastGuestStep, phaseTimes } from '../../lab/timeline.js';
@@ -110,6 +113,8 @@ test('qemuArguments refuses what QEMU or the kernel command line cannot carry', 
   refused(vmConfig({ scenarioPath: '/repo/my scenario.sh' }), /contains a space or comma/);
   refused(vmConfig({ nvdimms: [{ id: 'nv0', imagePath: '/a', sizeBytes: 1000n }] }), /multiple of 4096/);
   refused(vmConfig({ nvdimms: [{ id: 'nv0', imagePath: '/a', sizeBytes: MiB, labelSizeBytes: 4096n }] }), /label-size 4096 must be at least 131072/);
+  refused(vmConfig({ nvdimms: [{ id: 'nv0', imagePath: '/a', sizeBytes: MiB, address: 0x200001000n }] }), /address 0x200001000 must be a positive multiple of 2 MiB/);
+  assert.equal(nvdimmDeviceOption({ id: 'nv9', imagePath: '/a', sizeBytes: MiB, address: 0x200000000n }), 'nvdimm,id=nv9,memdev=nv9-mem,addr=0x200000000');
   refused(vmConfig({ nvdimms: [{ id: 'nv0', imagePath: '/a', sizeBytes: MiB }, { id: 'nv0', imagePath: '/b', sizeBytes: MiB }] }), /used twice/);
   assert.equal(escapeOptionValue('a,b,,c'), 'a,,b,,,,c');
   assert.equal(maxMemoryBytes({ memoryMiB: 1024, nvdimms: [], hotplugBytes: 1n }), 2048n * MiB);
@@ -280,4 +285,32 @@ test('phaseTimes splits a run into boot, the start of the guest program and each
   const seconds = times.map((time) => Number(time.seconds.toFixed(2)));
   assert.deepEqual(seconds, [12.15, 5.53, 0.09, 18.3, 63.63]);
   assert.equal(describePhaseTimes(times.slice(0, 2)), 'dom0-boot 12.2 s, program-start 5.5 s');
+});
+
+test('images for the patched hypervisor: the reserved area an older planner made, a file system on the data partition, checksums that see a change', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'xen-pmem-lab-images-'));
+  try {
+    const size = 256n * MiB;
+    // 65,536 pages × 44 bytes = 2.75 MiB, rounded up to 2 MiB: 4 MiB.
+    assert.equal(perPageReservedBytes(size), 4n * MiB);
+    const older = shrunkReservedImage(join(dir, 'older.img'), size, perPageReservedBytes(size));
+    assert.equal(BigInt(older.reservedSize), 4n * MiB);
+    const image = join(dir, 'fs.img');
+    const offsets = preparedImage(image, size);
+    const partition = filesystemOnData(image, { 'hello.txt': 'hello from the host\n' }, dir);
+    assert.equal(partition.start, BigInt(offsets.dataOffset), 'partition 1 starts where the data area does');
+    const probe = spawnSync('blkid', ['-p', '-O', String(partition.start), '-o', 'value', '-s', 'TYPE', image], { encoding: 'utf8' });
+    assert.equal(probe.stdout.trim(), 'ext4');
+    const before = layoutChecksums(image, offsets, size);
+    assert.deepEqual(Object.keys(before), ['primary GPT', 'backup GPT', 'primary super block', 'backup super block', 'data area']);
+    assert.deepEqual(layoutChecksums(image, offsets, size), before, 'reading changes nothing');
+    const fd = openSync(image, 'r+');
+    writeSync(fd, Buffer.from([0x5a]), 0, 1, Number(BigInt(offsets.dataOffset) + BigInt(offsets.dataSize) - 1n));
+    closeSync(fd);
+    const after = layoutChecksums(image, offsets, size);
+    assert.notEqual(after['data area'], before['data area'], 'one byte at the end of the data area shows');
+    assert.equal(after['primary GPT'], before['primary GPT']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
