@@ -95,3 +95,27 @@ export function usableChunks(rsvSpfn: bigint, rsvEpfn: bigint): bigint {
   const start = ((rsvSpfn + CHUNK_PAGES - 1n) / CHUNK_PAGES) * CHUNK_PAGES;
   return start < rsvEpfn ? (rsvEpfn - start) / CHUNK_PAGES : 0n;
 }
+
+/**
+ * What is wrong with `count` page_infos as Xen leaves them for the frames of a reported region
+ * (32 bytes each, as a frame-table chunk in the reserved area holds them): each must be an I/O
+ * frame, count_info PGC_allocated | 1, type_info PGT_writable_page | PGT_validated | 1, and all
+ * must have the same owner (dom_io). Empty when they are right.
+ */
+export function ioPageInfoProblems(bytes: Buffer, count: number): string[] {
+  const problems: string[] = [];
+  const owners = new Set<number>();
+  for (let i = 0; i < count && problems.length < 5; i++) {
+    const entry = bytes.subarray(i * 32, i * 32 + 32);
+    if (entry.length < 32) {
+      problems.push(`page_info ${i} lies past the ${bytes.length} bytes read`);
+      break;
+    }
+    if (entry.readBigUInt64LE(8) !== ((1n << 63n) | 1n)) problems.push(`page_info ${i}: count_info 0x${entry.readBigUInt64LE(8).toString(16)} is not PGC_allocated | 1`);
+    if (entry.readBigUInt64LE(16) !== ((7n << 61n) | (1n << 58n) | 1n)) problems.push(`page_info ${i}: type_info 0x${entry.readBigUInt64LE(16).toString(16)} is not PGT_writable_page | PGT_validated | 1`);
+    owners.add(entry.readUInt32LE(24));
+  }
+  if (owners.has(0)) problems.push('a page_info has no owner');
+  if (owners.size > 1) problems.push(`the page_infos have ${owners.size} owners, not one (dom_io)`);
+  return problems;
+}

@@ -265,32 +265,53 @@ export interface XenScenarioResult {
   };
 }
 
-/** What lab/guest/daemon-test-xen.ts leaves in the share. */
-export const TEST_XEN_RESULT_FILE = 'daemon-test-xen.json';
+/** What lab/guest/daemon-patched-xen.ts leaves in the share. */
+export const PATCHED_XEN_RESULT_FILE = 'daemon-patched-xen.json';
 
-/** What the test hypervisor, the ledger and the daemon's status say at one moment. */
+/** What the ledger and the daemon's status say at one moment (Xen's own word is on the console). */
 export interface Observation {
   unit: UnitSnapshot;
   status: StatusJson;
   statusExit: number | null;
   /** `journalctl -u xen-pmemd -o json` for this boot. */
   journal: JournalEntry[];
-  /** One line per hypercall the test hypervisor took. */
-  hypervisorLog: string[];
   ledger: string[];
 }
 
-export interface TestXenScenarioResult {
+/** A hotplugged disk and what the daemon made of it. */
+export interface PlugRecord {
+  arrival: DiskArrival;
+  facts: DiskFacts;
+  /** udev's USEC_INITIALIZED for the disk (CLOCK_MONOTONIC µs). */
+  udevInitializedUs: string | null;
+  /** The state file's record once the daemon decided. */
+  decided: { state: string; reason: string; since: string };
+}
+
+export interface PatchedXenScenarioResult {
   phase: string;
   failure?: { phase: string; message: string };
   bootDisks?: DiskFacts[];
   install?: { command: CommandRecord; enable: CommandRecord; unitAfterEnable: UnitSnapshot };
-  success?: Observation & {
+  coldplug?: Observation & {
     /** `journalctl -u xen-pmemd PMEM_DEVICE=<disk> -o json` for every disk present at boot. */
     perDevice: Record<string, JournalEntry[]>;
-    list: unknown;
   };
-  kill?: { before: UnitSnapshot; kill: CommandRecord; after: Observation };
+  /** The file system on the prepared NVDIMM's data partition, mounted read-only after the add. */
+  filesystem?: { disk: string; partition: string; mount: CommandRecord; files: Record<string, string>; unmount: CommandRecord };
+  hotplug?: PlugRecord & { journal: JournalEntry[]; unitBefore: UnitSnapshot; unitAfter: UnitSnapshot };
+  /** An older planner's layout, then this planner's, each straddling a pdx group and an M2P slot. */
+  straddling?: { older: PlugRecord; current: PlugRecord; observation: Observation };
+  /** kill -9 between Xen taking a report and the ledger recording it. */
+  held?: {
+    restart: CommandRecord;
+    arrival: DiskArrival;
+    facts: DiskFacts;
+    marker: string;
+    before: UnitSnapshot;
+    kill: CommandRecord;
+    after: Observation;
+  };
   fsdax?: Observation & {
     disk: string;
     facts: DiskFacts;
@@ -299,11 +320,6 @@ export interface TestXenScenarioResult {
     setup: CommandRecord;
     inspect: unknown;
   };
-}
-
-/** Test hypervisor log lines for platform op 64 with this start PFN (the probe's zero PFNs never match). */
-export function addsFor(hypervisorLog: string[], spfn: string): string[] {
-  return hypervisorLog.filter((line) => line.startsWith('platform_op cmd=64 ') && line.includes(` spfn=${spfn} `));
 }
 
 /** What lab/guest/demo-dom0.ts leaves in the share. */
@@ -330,4 +346,9 @@ export interface DemoResult {
   install?: { command: CommandRecord; enable: CommandRecord };
   realXen?: DemoPart & { hotplug: DiskArrival & { facts: DiskFacts; udevInitializedUs: string | null } };
   testHypervisor?: DemoPart & { restartedAtMonotonicUs: string };
+}
+
+/** Test hypervisor log lines for platform op 64 with this start PFN (the probe's zero PFNs never match). */
+export function addsFor(hypervisorLog: string[], spfn: string): string[] {
+  return hypervisorLog.filter((line) => line.startsWith('platform_op cmd=64 ') && line.includes(` spfn=${spfn} `));
 }

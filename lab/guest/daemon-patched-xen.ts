@@ -1,0 +1,194 @@
+// Scenarios a–e on the patched hypervisor (hypervisor/, docs/hypervisor.md), which implements
+// XENPF_pmem_add: xen-pmem installed the way the README says and `systemctl enable --now
+// xen-pmemd`, then coldplug, the file system on a reported NVDIMM, a hotplug, the layouts of two
+// planners at a placement that straddles Xen's table boundaries, kill -9 between Xen's answer and
+// the ledger, and an fsdax namespace set up here. Xen's own account of each report is on its
+// console, which the host reads from the serial log; this side records what an operator sees.
+//
+// Settings (lab.env): LAB_BOOT_DISKS, the number of NVDIMMs at boot; LAB_FS_FILES, the names of
+// the files the host put on the prepared NVDIMM's file system (comma-separated).
+// Markers for the host, each asking for an NVDIMM: hotplug, hotplug-older, hotplug-current,
+// hotplug-held, hotplug-fsdax. Result: daemon-patched-xen.json, rewritten after every phase.
+
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+import { PATCHED_XEN_RESULT_FILE, type CommandRecord, type Observation, type PatchedXenScenarioResult, type PlugRecord } from './daemon-results.js';
+import {
+  STATE_DIR, UNIT, XEN_PMEM, daemonReady, diskFacts, installProduct, ledgerLines, pmemDisks, run, runOk, statusJson, udevInitializedUs,
+  unitJournal, unitSnapshot, waitForColdplug, waitForDeviceState, waitForDisks, waitForNewDisk, waitForUnit,
+} from './daemon-dom0.js';
+import { log, mark, phaseRunner, putResult, waitUntil } from './results.js';
+
+const BOOT_DISKS = Number(process.env.LAB_BOOT_DISKS ?? '3');
+const FS_FILES = (process.env.LAB_FS_FILES ?? '').split(',').filter((name) => name !== '');
+/** ndctl refuses namespace sizes that are not a multiple of the region's alignment. */
+const FALLBACK_REGION_ALIGN_BYTES = 16n * 1024n * 1024n;
+/** The crash test's hook (src/daemon/xen-pmemd.ts): a drop-in sets it, the daemon writes the marker and holds. */
+const HOLD_MARKER = join(STATE_DIR, 'held-after-report');
+const HOLD_DROP_IN = '/etc/systemd/system/xen-pmemd.service.d/hold-after-report.conf';
+const DECIDED = ['reported', 'rejected', 'unsupported', 'failed', 'retrying', 'absent'];
+
+const result: PatchedXenScenarioResult = { phase: 'start' };
+const phase = phaseRunner(PATCHED_XEN_RESULT_FILE, result);
+
+function observe(): Observation {
+  const { status, exitCode } = statusJson();
+  return { unit: unitSnapshot(), status, statusExit: exitCode, journal: unitJournal().entries, ledger: ledgerLines() };
+}
+
+/** Asks the host for an NVDIMM (marker `name`) and waits until the daemon decided its disk. */
+async function plug(name: string, states = DECIDED): Promise<PlugRecord> {
+  const before = pmemDisks();
+  mark(name);
+  const arrival = await waitForNewDisk(before, 90_000);
+  const decided = await waitForDeviceState(arrival.disk, states, 90_000);
+  return { arrival, facts: diskFacts(arrival.disk), udevInitializedUs: udevInitializedUs(arrival.disk), decided };
+}
+
+async function main(): Promise<void> {
+  await phase('boot', async () => {
+    await waitForDisks(Array.from({ length: BOOT_DISKS }, (_, index) => `pmem${index}`), 120_000);
+    result.bootDisks = pmemDisks().map(diskFacts);
+  });
+
+  await phase('install', () => {
+    const command = installProduct();
+    // For a Type=notify unit this returns once the daemon sent READY=1 (or failed).
+    const enable = runOk('systemctl', ['enable', '--now', UNIT], 180_000);
+    result.install = { command, enable, unitAfterEnable: unitSnapshot() };
+  });
+
+  await phase('coldplug', async () => {
+    await waitForColdplug(result.install!.unitAfterEnable.properties.MainPID ?? '');
+    const perDevice: Record<string, ReturnType<typeof unitJournal>['entries']> = {};
+    for (const facts of result.bootDisks ?? []) perDevice[facts.disk] = unitJournal([`PMEM_DEVICE=${facts.disk}`]).entries;
+    result.coldplug = { ...observe(), perDevice };
+  });
+
+  await phase('filesystem', () => {
+    // The one boot disk whose first partition holds a file system: the host made it.
+    const disk = (result.bootDisks ?? []).map((facts) => facts.disk)
+      .find((name) => run('blkid', ['-o', 'value', '-s', 'TYPE', `/dev/${name}p1`]).stdout.trim() === 'ext4');
+    if (!disk) throw new Error('no boot disk has an ext4 file system on its first partition');
+    const partition = `/dev/${disk}p1`;
+    const target = '/mnt/xen-pmem-lab';
+    mkdirSync(target, { recursive: true });
+    // noload: a read-only mount that does not replay the journal writes nothing at all.
+    const mount = runOk('mount', ['-o', 'ro,noload', partition, target]);
+    const files: Record<string, string> = {};
+    for (const name of FS_FILES) files[name] = createHash('sha256').update(readFileSync(join(target, name))).digest('hex');
+    const unmount = runOk('umount', [target]);
+    result.filesystem = { disk, partition, mount, files, unmount };
+  });
+
+  await phase('hotplug', async () => {
+    const unitBefore = unitSnapshot();
+    const plugged = await plug('hotplug', ['reported', 'rejected', 'unsupported', 'failed']);
+    result.hotplug = { ...plugged, journal: unitJournal([`PMEM_DEVICE=${plugged.arrival.disk}`]).entries, unitBefore, unitAfter: unitSnapshot() };
+  });
+
+  await phase('straddling', async () => {
+    // The older planner's layout: Xen's answer is ENOMEM, which the daemon retries.
+    const older = await plug('hotplug-older', ['retrying', 'reported', 'rejected', 'failed']);
+    const current = await plug('hotplug-current', ['reported', 'retrying', 'rejected', 'failed']);
+    result.straddling = { older, current, observation: observe() };
+  });
+
+  await phase('held', async () => {
+    mkdirSync(dirname(HOLD_DROP_IN), { recursive: true });
+    writeFileSync(HOLD_DROP_IN, [
+      '# Test equipment: hold the daemon after the first report Xen takes, before the ledger records it.',
+      '[Service]',
+      `Environment=XEN_PMEM_TEST_HOLD_AFTER_REPORT=${HOLD_MARKER}`,
+      '',
+    ].join('\n'));
+    rmSync(HOLD_MARKER, { force: true });
+    runOk('systemctl', ['daemon-reload']);
+    const restart = runOk('systemctl', ['restart', UNIT], 180_000);
+    const before = unitSnapshot();
+    await waitForColdplug(before.properties.MainPID ?? '');
+    const disks = pmemDisks();
+    mark('hotplug-held');
+    const arrival = await waitForNewDisk(disks, 90_000);
+    await waitUntil('the daemon to hold after Xen took the report', () => existsSync(HOLD_MARKER), 90_000);
+    const marker = readFileSync(HOLD_MARKER, 'utf8').trim();
+    const kill = runOk('systemctl', ['kill', '-s', 'KILL', UNIT]);
+    // RestartSec=5s, then a node start and coldplug, which confirms the held report.
+    const restarted = await waitForUnit('restarted', (s) => s.properties.ActiveState === 'active'
+      && s.properties.MainPID !== before.properties.MainPID && s.properties.MainPID !== '0', 180_000, UNIT, () => daemonReady(before.properties.MainPID));
+    await waitForColdplug(restarted.properties.MainPID ?? '');
+    result.held = { restart, arrival, facts: diskFacts(arrival.disk), marker, before, kill, after: observe() };
+  });
+
+  await phase('fsdax', async () => {
+    const regionsBefore = ndRegions();
+    const disksBefore = pmemDisks();
+    mark('hotplug-fsdax');
+    // A label area that was never written leaves the region label-less: one raw pmem disk over it all.
+    const raw = await waitForNewDisk(disksBefore, 90_000);
+    const region = ndRegions().find((name) => !regionsBefore.includes(name));
+    if (!region) throw new Error(`the hotplugged NVDIMM brought no new nd region (have ${ndRegions().join(' ')})`);
+    await waitForDeviceState(raw.disk, ['absent'], 60_000);
+    const ndctl: CommandRecord[] = [];
+    const step = (args: string[]): CommandRecord => {
+      const record = run('ndctl', args);
+      ndctl.push(record);
+      if (record.status !== 0) throw new Error(`ndctl ${args.join(' ')} failed (${record.status}): ${record.stderr.trim()}`);
+      return record;
+    };
+    // Empty labels (written with the region disabled, as ndctl requires) make it take sized namespaces.
+    const regionDir = `/sys/bus/nd/devices/${region}`;
+    const dimm = readFileSync(`${regionDir}/mapping0`, 'utf8').split(',')[0]!.trim();
+    step(['disable-region', region]);
+    step(['init-labels', dimm]);
+    step(['enable-region', region]);
+    const available = BigInt(readFileSync(`${regionDir}/available_size`, 'utf8').trim());
+    const alignText = existsSync(`${regionDir}/align`) ? readFileSync(`${regionDir}/align`, 'utf8').trim() : '';
+    const align = /^(0x[0-9a-f]+|\d+)$/i.test(alignText) && BigInt(alignText) > 0n ? BigInt(alignText) : FALLBACK_REGION_ALIGN_BYTES;
+    const size = available - available % align;
+    // --map=mem: with the memmap on the device (--map=dev) the probe fails in a PV Dom0 (no PSE).
+    step(['create-namespace', '--mode=fsdax', '--map=mem', `--region=${region}`, `--size=${size}`]);
+    const disk = await waitForFsdaxDisk(region, 60_000);
+    // The disk keeps its name through disable-region and create-namespace: only a decision made
+    // after the setup counts.
+    const setupAt = new Date().toISOString();
+    const setup = run(XEN_PMEM, ['setup', `/dev/${disk}`]);
+    if (setup.status !== 0) throw new Error(`xen-pmem setup /dev/${disk} failed (${setup.status}): ${setup.stderr.trim()}`);
+    await waitForDeviceState(disk, ['reported', 'rejected', 'unsupported', 'failed', 'retrying'], 60_000, setupAt);
+    const inspect = run(XEN_PMEM, ['inspect', `/dev/${disk}`, '--json']);
+    result.fsdax = { ...observe(), disk, facts: diskFacts(disk), ndctl, setup, inspect: JSON.parse(inspect.stdout) };
+  });
+  result.phase = 'done';
+  putResult(PATCHED_XEN_RESULT_FILE, result);
+}
+
+function ndRegions(): string[] {
+  const dir = '/sys/bus/nd/devices';
+  return existsSync(dir) ? readdirSync(dir).filter((name) => /^region\d+$/.test(name)) : [];
+}
+
+/** The pmem disk that sits on a pfn device of `region`, once its node exists. */
+async function waitForFsdaxDisk(region: string, timeoutMs: number): Promise<string> {
+  let found: string | undefined;
+  await waitUntil(`an fsdax disk on ${region}`, () => {
+    found = pmemDisks().find((disk) => {
+      try {
+        const facts = diskFacts(disk);
+        return facts.region === region && facts.pfnResource !== null && existsSync(`/dev/${disk}`);
+      } catch {
+        return false;
+      }
+    });
+    return found !== undefined;
+  }, timeoutMs);
+  return found!;
+}
+
+main().catch((error: Error) => {
+  result.failure = { phase: result.phase, message: error.message };
+  putResult(PATCHED_XEN_RESULT_FILE, result);
+  log(`daemon-patched-xen failed in phase ${result.phase}: ${error.message}`);
+  process.exitCode = 1;
+});
