@@ -158,7 +158,12 @@ function readAnswer(req: PmemReport, result: HypercallResult, alreadyAdded: read
       kind: 'retry',
       errno,
       reason: name.toLowerCase(),
-      message: `Xen answered ${TITLE} ${described} with ${name}; nothing was added and the same request may succeed later`,
+      message: errno === ENOMEM
+        // The patched hypervisor answers ENOMEM for two things it does not tell apart by errno:
+        // its own heap running short (passing) and a reserved area whose whole 2 MiB chunks cannot
+        // hold its tables for this placement (lasting; its console says reserved-exhausted).
+        ? `Xen answered ${TITLE} ${described} with ENOMEM; nothing was added. Either Xen's own memory is short, which passes, or its tables for this region need more whole 2 MiB chunks than the reserved area holds (Xen's console then says reserved-exhausted): such a layout was made by an older planner and needs xen-pmem setup again while the device is not in use`
+        : `Xen answered ${TITLE} ${described} with ${name}; nothing was added and the same request may succeed later`,
     };
   }
   return {
