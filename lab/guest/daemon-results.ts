@@ -334,8 +334,6 @@ export interface DemoPart {
   list: unknown;
   /** The daemon's journal for this boot (`journalctl -u xen-pmemd -o json`). */
   journal: JournalEntry[];
-  /** Only with the test hypervisor: one line per hypercall it took. */
-  hypervisorLog?: string[];
 }
 
 export interface DemoResult {
@@ -344,8 +342,8 @@ export interface DemoResult {
   kernelRelease?: string;
   bootDisks?: DiskFacts[];
   install?: { command: CommandRecord; enable: CommandRecord };
-  realXen?: DemoPart & { hotplug: DiskArrival & { facts: DiskFacts; udevInitializedUs: string | null } };
-  testHypervisor?: DemoPart & { restartedAtMonotonicUs: string };
+  /** Coldplug and a hotplug, answered by the patched hypervisor. */
+  patchedXen?: DemoPart & { hotplug: DiskArrival & { facts: DiskFacts; udevInitializedUs: string | null } };
 }
 
 /** Test hypervisor log lines for platform op 64 with this start PFN (the probe's zero PFNs never match). */

@@ -1,17 +1,16 @@
-// The demo, inside the Dom0: install xen-pmem as a user does, let the daemon decide the NVDIMMs
-// present at boot, take one hotplugged by the host, and record what an operator would look at.
-// Then, to show the success path that upstream Xen cannot take, restart the same daemon against
-// the test hypervisor and record the same things again. lab/demo.ts prints it all.
+// The demo, inside the Dom0 of the patched hypervisor: install xen-pmem as the README says, let
+// the daemon decide the NVDIMMs present at boot, take one hotplugged by the host, and record what
+// an operator would look at. lab/demo.ts prints it beside what Xen said on its console.
 //
-// Settings (lab.env): LAB_BOOT_DISKS; LAB_TEST_HYPERVISOR=0 leaves part 2 out.
-// Marker for the host: hotplug (the host plugs a prepared NVDIMM). Result: demo.json.
+// Settings (lab.env): LAB_BOOT_DISKS. Marker for the host: hotplug (the host plugs a prepared
+// NVDIMM). Result: demo.json.
 
 import { release } from 'node:os';
 
 import { DEMO_RESULT_FILE, type DemoPart, type DemoResult } from './daemon-results.js';
 import {
-  UNIT, XEN_PMEM, diskFacts, installProduct, installTestHypervisor, listJson, monotonicUs, pmemDisks, run, waitForColdplug, runOk,
-  statusJson, testHypervisorLog, udevInitializedUs, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk,
+  UNIT, XEN_PMEM, diskFacts, installProduct, listJson, pmemDisks, run, waitForColdplug, runOk,
+  statusJson, udevInitializedUs, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk,
 } from './daemon-dom0.js';
 import { log, mark, putResult, uptimeSeconds } from './results.js';
 
@@ -20,7 +19,9 @@ const result: DemoResult = { phase: 'start' };
 
 async function step(name: string, says: string, work: () => Promise<void> | void): Promise<void> {
   result.phase = name;
-  log(`${says} (uptime ${uptimeSeconds().toFixed(0)} s)`);
+  // The phase line is what lab/timeline.ts reads; the sentence is what the demo's progress shows.
+  log(`phase ${name} (uptime ${uptimeSeconds().toFixed(1)} s)`);
+  log(says);
   try {
     await work();
   } finally {
@@ -38,7 +39,6 @@ function look(): DemoPart {
   };
 }
 
-
 async function main(): Promise<void> {
   await step('boot', 'Dom0 up: waiting for the NVDIMMs present at boot', async () => {
     result.kernelRelease = release();
@@ -52,27 +52,13 @@ async function main(): Promise<void> {
     result.install = { command, enable };
   });
 
-  await step('real-xen', 'the daemon decided the boot NVDIMMs; asking the host to hotplug one', async () => {
+  await step('hotplug', 'the daemon decided the boot NVDIMMs; asking the host to hotplug one', async () => {
     await waitForColdplug(unitSnapshot().properties.MainPID ?? '');
     const before = pmemDisks();
     mark('hotplug');
     const arrival = await waitForNewDisk(before, 90_000);
-    await waitForDeviceState(arrival.disk, ['absent', 'rejected', 'reported', 'unsupported', 'failed'], 60_000);
-    result.realXen = { ...look(), hotplug: { ...arrival, facts: diskFacts(arrival.disk), udevInitializedUs: udevInitializedUs(arrival.disk) } };
-  });
-
-  if (process.env.LAB_TEST_HYPERVISOR === '0') {
-    result.phase = 'done';
-    putResult(DEMO_RESULT_FILE, result);
-    return;
-  }
-  await step('test-hypervisor', 'part 2: restarting the daemon against the test hypervisor (not Xen)', async () => {
-    installTestHypervisor('rfc');
-    runOk('systemctl', ['daemon-reload']);
-    const restartedAtMonotonicUs = monotonicUs().toString();
-    runOk('systemctl', ['restart', UNIT], 180_000);
-    await waitForColdplug(unitSnapshot().properties.MainPID ?? '');
-    result.testHypervisor = { ...look(), hypervisorLog: testHypervisorLog(), restartedAtMonotonicUs };
+    await waitForDeviceState(arrival.disk, ['absent', 'rejected', 'reported', 'unsupported', 'failed', 'retrying'], 60_000);
+    result.patchedXen = { ...look(), hotplug: { ...arrival, facts: diskFacts(arrival.disk), udevInitializedUs: udevInitializedUs(arrival.disk) } };
   });
   result.phase = 'done';
   putResult(DEMO_RESULT_FILE, result);
