@@ -69,7 +69,10 @@ function listing(): string[] {
     // (isBookkeeping): the thousands of others are not stat'ed, each a round trip over 9p.
     const bookkeeping = isBookkeeping(`${dir}/`);
     for (const entry of entries) {
-      if (bookkeeping && !entry.name.includes('xen-pmem')) continue;
+      if (bookkeeping && !entry.name.includes('xen-pmem')) {
+        if (deep && entry.isDirectory()) walk(join(dir, entry.name), true);
+        continue;
+      }
       const path = join(dir, entry.name);
       const described = describe(path);
       if (described) paths.add(described);
