@@ -57,7 +57,7 @@ async function cliInProcess(args: string[]): Promise<CliResult> {
 
 describe('xen-pmem CLI on sparse images', { skip }, () => {
   let scratch: ReturnType<typeof makeScratchDir>;
-  /** A 1 GiB image as `setup` leaves it: reserved 2..14 MiB, data 14..1,022 MiB, backup at 1,023 MiB. */
+  /** A 1 GiB image as `setup` leaves it: reserved 2..20 MiB, data 20..1,022 MiB, backup at 1,023 MiB. */
   let pristine: string;
   let counter = 0;
 
@@ -115,10 +115,10 @@ describe('xen-pmem CLI on sparse images', { skip }, () => {
       const path = image('partitions.img', 256n * MiB);
       const setup = cli(['setup', path, '--partition', '100M', '--partition', 'rest']);
       assert.equal(setup.code, 0, setup.stderr);
-      // 256 MiB: data 6..254 MiB. 100 MiB at 6 MiB, then the rest from 106 MiB: 148 MiB.
+      // 256 MiB: data 14..254 MiB. 100 MiB at 14 MiB, then the rest from 114 MiB: 140 MiB.
       assert.deepEqual(sfdiskJson(path)!.partitions!.map((p) => [p.start * 512, p.size * 512]), [
-        [Number(6n * MiB), Number(100n * MiB)],
-        [Number(106n * MiB), Number(148n * MiB)],
+        [Number(14n * MiB), Number(100n * MiB)],
+        [Number(114n * MiB), Number(140n * MiB)],
       ]);
     });
 
@@ -127,7 +127,7 @@ describe('xen-pmem CLI on sparse images', { skip }, () => {
       const before = statSync(path);
       const result = cli(['setup', path, '--dry-run']);
       assert.equal(result.code, 0, result.stderr);
-      assert.match(result.stdout, /reserved for Xen +0x200000-0xdfffff +12\.00 MiB +Xen's minimum 10\.00 MiB/);
+      assert.match(result.stdout, /reserved for Xen +0x200000-0x13fffff +18\.00 MiB +Xen's minimum 10\.00 MiB/);
       assert.match(result.stdout, /Dry run: nothing was written\./);
       const after = statSync(path);
       assert.equal(after.blocks, 0, 'the sparse image gained data blocks');
@@ -168,7 +168,7 @@ describe('xen-pmem CLI on sparse images', { skip }, () => {
       const path = image('tiny.img', 4n * MiB);
       const result = cli(['setup', path]);
       assert.equal(result.code, 2);
-      assert.match(result.stderr, /cannot lay out .*: a device of 4194304 bytes \(4\.00 MiB\) leaves no data area after 2\.00 MiB reserved for Xen; at least 7340032 bytes/);
+      assert.match(result.stderr, /cannot lay out .*: a device of 4194304 bytes \(4\.00 MiB\) leaves no data area after 12\.00 MiB reserved for Xen; at least 17825792 bytes \(17\.00 MiB\) are needed/);
     });
   });
 
@@ -339,43 +339,45 @@ describe('xen-pmem CLI on sparse images', { skip }, () => {
         name: 'reserved area outside the device',
         reason: 'area-outside-device',
         damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ reservedOffset: ONE_GIB })),
-        message: /^the reserved area 0x40000000-0x40bfffff ends past the device's last byte 0x3fffffff$/,
+        message: /^the reserved area 0x40000000-0x411fffff ends past the device's last byte 0x3fffffff$/,
       },
       {
         name: 'data area outside the device',
         reason: 'area-outside-device',
-        damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ dataSize: 1010n * MiB + 4n * KiB })),
-        message: /^the data area 0xe00000-0x40000fff ends past the device's last byte 0x3fffffff$/,
+        // From 20 MiB, 1,004 MiB + 4 KiB: one page past the end.
+        damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ dataSize: 1004n * MiB + 4n * KiB })),
+        message: /^the data area 0x1400000-0x40000fff ends past the device's last byte 0x3fffffff$/,
       },
       {
         name: 'data area at the far end of 64 bits',
         reason: 'area-outside-device',
         damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ dataOffset: U64_MAX - (U64_MAX % (2n * MiB)) })),
-        message: /^the data area 0xffffffffffe00000-0x1000000003edfffff ends past the device's last byte 0x3fffffff$/,
+        // 0xffffffffffe00000 + 1,002 MiB (0x3ea00000) - 1.
+        message: /^the data area 0xffffffffffe00000-0x1000000003e7fffff ends past the device's last byte 0x3fffffff$/,
       },
       {
         name: 'reserved area over the primary partition table',
         reason: 'reserved-overlaps-partition-table',
         damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ reservedOffset: 0n })),
-        message: /^the reserved area 0x0-0xbfffff overlaps the primary GPT 0x0-0x43ff$/,
+        message: /^the reserved area 0x0-0x11fffff overlaps the primary GPT 0x0-0x43ff$/,
       },
       {
         name: 'data area over the backup partition table',
         reason: 'data-overlaps-partition-table',
-        damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ dataSize: 1010n * MiB })),
-        message: /^the data area 0xe00000-0x3fffffff overlaps the backup GPT 0x3fffbe00-0x3fffffff$/,
+        damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ dataSize: 1004n * MiB })),
+        message: /^the data area 0x1400000-0x3fffffff overlaps the backup GPT 0x3fffbe00-0x3fffffff$/,
       },
       {
         name: 'data area over the backup super block',
         reason: 'area-overlaps-superblock',
-        damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ dataSize: 1009n * MiB + 4n * KiB })),
-        message: /^the data area 0xe00000-0x3ff00fff covers the backup super block at 0x3ff00000$/,
+        damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ dataSize: 1003n * MiB + 4n * KiB })),
+        message: /^the data area 0x1400000-0x3ff00fff covers the backup super block at 0x3ff00000$/,
       },
       {
         name: 'a partition added over the reserved area (first-lba moved back)',
         reason: 'reserved-overlaps-partition',
         damage: (path) => MOVE_FIRST_LBA_BACK(path, 'start=4096, size=4096'),
-        message: /^partition 2 0x200000-0x3fffff overlaps the reserved area 0x200000-0xdfffff$/,
+        message: /^partition 2 0x200000-0x3fffff overlaps the reserved area 0x200000-0x13fffff$/,
       },
       {
         name: 'a partition added over the primary super block',
@@ -387,7 +389,7 @@ describe('xen-pmem CLI on sparse images', { skip }, () => {
         name: 'a partition added past the data area (last-lba moved on)',
         reason: 'partition-outside-data-area',
         damage: (path) => writeTable(path, sfdiskDump(path).replace(/^last-lba: \d+$/m, 'last-lba: 2095103') + 'start=2093056, size=1024\n'),
-        message: /^partition 2 0x3fe00000-0x3fe7ffff is not inside the data area 0xe00000-0x3fdfffff$/,
+        message: /^partition 2 0x3fe00000-0x3fe7ffff is not inside the data area 0x1400000-0x3fdfffff$/,
       },
       {
         name: 'reserved area smaller than Xen\'s rule 4',
@@ -404,8 +406,8 @@ describe('xen-pmem CLI on sparse images', { skip }, () => {
       {
         name: 'data size not a multiple of 4 KiB',
         reason: 'misaligned',
-        damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ dataSize: 1008n * MiB - 512n })),
-        message: /^data area size 0x3efffe00 is not a multiple of 4\.00 KiB$/,
+        damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ dataSize: 1002n * MiB - 512n })),
+        message: /^data area size 0x3e9ffe00 is not a multiple of 4\.00 KiB$/,
       },
       {
         name: 'reserved offset not a multiple of 2 MiB',
@@ -417,7 +419,7 @@ describe('xen-pmem CLI on sparse images', { skip }, () => {
         name: 'reserved and data areas overlapping',
         reason: 'areas-overlap',
         damage: (path) => rewriteSuperblocks(path, BOTH, () => ({ dataOffset: 12n * MiB })),
-        message: /^the reserved area 0x200000-0xdfffff and the data area 0xc00000-0x3fbfffff overlap$/,
+        message: /^the reserved area 0x200000-0x13fffff and the data area 0xc00000-0x3f5fffff overlap$/,
       },
       {
         name: 'empty data area',
@@ -451,7 +453,8 @@ describe('xen-pmem CLI on sparse images', { skip }, () => {
       {
         name: 'an MBR written over the GPT',
         reason: 'partition-table-not-gpt',
-        damage: (path) => writeTable(path, 'label: dos\nstart=28672, size=2064384, type=83\n'),
+        // One MBR partition over the data area: 20 MiB = sector 40,960, 1,002 MiB = 2,052,096 sectors.
+        damage: (path) => writeTable(path, 'label: dos\nstart=40960, size=2052096, type=83\n'),
         message: /^the device has an MBR partition table; xen-pmem layouts use GPT$/,
       },
       {

@@ -478,7 +478,7 @@ describe('answers from the hypervisor', () => {
     await controller.coldplug();
     const record = recordOf(controller, 'pmem0');
     assert.deepEqual([record.state, record.reason], ['unsupported', 'dry-run']);
-    assert.match(record.message, /spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100600 data_spfn=0x100600 data_epfn=0x10fe00/);
+    assert.match(record.message, /spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100e00 data_spfn=0x100e00 data_epfn=0x10fe00/);
     assert.equal(host.xenCalls().length, 0);
     assert.deepEqual(controller.snapshot().ledger, []);
     assert.ok(!log.entries.some((entry) => /not a Xen Dom0/.test(entry.message)), 'a dry run is not mistaken for a missing Dom0');

@@ -178,7 +178,8 @@ describe('xen-pmemd as a child process', { skip: hasPython ? false : 'python3 is
     assert.deepEqual(state.devices.map((each) => [each.device, each.state, each.reason]), [['pmem0', 'reported', 'reported']]);
     assert.deepEqual(state.ledger.map((entry) => [entry.device, entry.status, entry.request.spfn, entry.request.epfn]), [['pmem0', 'reported', 0x100000n, 0x110000n]]);
     assert.deepEqual(host.regionAdds().map((call) => [call.spfn, call.epfn, call.rsvSpfn, call.rsvEpfn, call.dataSpfn, call.dataEpfn, call.result]), [
-      [0x100000n, 0x110000n, 0x100200n, 0x100600n, 0x100600n, 0x10fe00n, 'OK'],
+      // 256 MiB at 4 GiB: reserved 12 MiB from 2 MiB in (PFN +0x200..+0xe00), data to 254 MiB (+0xfe00).
+      [0x100000n, 0x110000n, 0x100200n, 0x100e00n, 0x100e00n, 0x10fe00n, 'OK'],
     ]);
 
     const exit = await terminate(daemon);
@@ -256,7 +257,7 @@ describe('xen-pmemd as a child process', { skip: hasPython ? false : 'python3 is
     await untilReady(daemon);
     const state = await stateFile(host);
     assert.deepEqual(state.devices.map((each) => [each.state, each.reason]), [['unsupported', 'dry-run']]);
-    assert.match(state.devices[0]!.message, /XENPF_pmem_add spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100600 data_spfn=0x100600 data_epfn=0x10fe00/);
+    assert.match(state.devices[0]!.message, /XENPF_pmem_add spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100e00 data_spfn=0x100e00 data_epfn=0x10fe00/);
     assert.deepEqual(host.xenCalls(), []);
     assert.equal((await terminate(daemon)).code, 0);
   });

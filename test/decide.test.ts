@@ -205,7 +205,8 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
   // applied before any hypercall.
   const broken: [number, string, (size: bigint) => Partial<Extract<Verdict, { status: 'valid' }>['superblock']>][] = [
     [2, 'the data area runs past the region', (size) => ({ dataSize: size })],
-    [3, 'the reserved area runs into the data area', () => ({ reservedSize: 6n * MiB })],
+    // The planner's data area starts at 14 MiB; 14 MiB reserved from 2 MiB run to 16 MiB.
+    [3, 'the reserved area runs into the data area', () => ({ reservedSize: 14n * MiB })],
     [4, 'the reserved area is below the rule-4 floor', () => ({ reservedSize: PAGE_BYTES })],
   ];
   for (const [rule, what, change] of broken) {
@@ -301,7 +302,7 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
     const outcome = interpretAnswer('pmem0', layout, answer, confirming);
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], expected, outcome.message);
     assert.equal(outcome.layout, layout);
-    assert.match(outcome.message, /region 0x100000000-0x10fffffff \(reserved 0x100200000-0x1005fffff, data 0x100600000-0x10fdfffff\)/);
+    assert.match(outcome.message, /region 0x100000000-0x10fffffff \(reserved 0x100200000-0x100dfffff, data 0x100e00000-0x10fdfffff\)/);
     return outcome;
   }
 
@@ -384,7 +385,7 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
     const outcome = interpretAnswer('pmem0', layout, answer, false);
     assert.notEqual(outcome.state, 'reported');
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['unsupported', 'dry-run', 'notice']);
-    assert.match(outcome.message, /would report .* spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100600 data_spfn=0x100600 data_epfn=0x10fe00/);
+    assert.match(outcome.message, /would report .* spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100e00 data_spfn=0x100e00 data_epfn=0x10fe00/);
     assert.equal(fixture.xenCalls().length, 0, 'no hypercall at all, not even the probe');
   });
 });
@@ -420,22 +421,22 @@ describe('mapToPhysical: six PFNs from fixture trees, computed by hand', () => {
     const raw = supported((await listPmemNamespaces(fixture.roots))[0]);
     const verdict = await scanOf(prepared.devPath);
     // 256 MiB at 0x1_0000_0000: 0x10000 pages from PFN 0x100000. The planner puts the reserved
-    // area at 2 MiB (PFN +0x200), 4 MiB long (65,536 pages * 44 bytes rounded up to 2 MiB = 0x400
-    // pages), and the data after it up to the 2 MiB boundary below the backup copy at 255 MiB
-    // (254 MiB = PFN +0xfe00).
+    // area at 2 MiB (PFN +0x200), 12 MiB long (65,536 pages: two 2 MiB chunks each for page_info,
+    // M2P and compat M2P, 6 chunks = 0xc00 pages), and the data after it, from 14 MiB (PFN +0xe00)
+    // up to the 2 MiB boundary below the backup copy at 255 MiB (254 MiB = PFN +0xfe00): 240 MiB.
     assert.equal(prepared.superblock.reservedOffset, 2n * MiB);
-    assert.equal(prepared.superblock.reservedSize, 4n * MiB);
-    assert.equal(prepared.superblock.dataOffset, 6n * MiB);
-    assert.equal(prepared.superblock.dataSize, 248n * MiB);
+    assert.equal(prepared.superblock.reservedSize, 12n * MiB);
+    assert.equal(prepared.superblock.dataOffset, 14n * MiB);
+    assert.equal(prepared.superblock.dataSize, 240n * MiB);
     const layout = layoutOf(raw, verdict);
     assert.deepEqual(layout.request, {
       spfn: 0x100000n, epfn: 0x110000n,
-      rsvSpfn: 0x100200n, rsvEpfn: 0x100600n,
-      dataSpfn: 0x100600n, dataEpfn: 0x10fe00n,
+      rsvSpfn: 0x100200n, rsvEpfn: 0x100e00n,
+      dataSpfn: 0x100e00n, dataEpfn: 0x10fe00n,
     });
     assert.deepEqual(layout.region, { start: 0x1_0000_0000n, size: 0x1000_0000n });
-    assert.deepEqual(layout.reserved, { start: 0x1_0020_0000n, size: 0x40_0000n });
-    assert.deepEqual(layout.data, { start: 0x1_0060_0000n, size: 0xf80_0000n });
+    assert.deepEqual(layout.reserved, { start: 0x1_0020_0000n, size: 0xc0_0000n });
+    assert.deepEqual(layout.data, { start: 0x1_00e0_0000n, size: 0xf00_0000n });
     assert.equal(layout.uuid, prepared.superblock.uuid);
   });
 
@@ -451,15 +452,16 @@ describe('mapToPhysical: six PFNs from fixture trees, computed by hand', () => {
     assert.equal(fsdax.block.size, 250n * MiB);
     const prepared = await fixture.prepare('pmem0');
     const verdict = await scanOf(prepared.devPath);
-    // 250 MiB = 64,000 pages * 44 bytes = 2,816,000, rounded up to 2 MiB: 4 MiB reserved again;
-    // data from 6 MiB to the 2 MiB boundary below the backup at 249 MiB: 248 MiB - 6 MiB = 242 MiB.
-    assert.equal(prepared.superblock.reservedSize, 4n * MiB);
-    assert.equal(prepared.superblock.dataSize, 242n * MiB);
+    // 250 MiB = 64,000 pages, within one 2 MiB chunk of each table: 6 chunks, 12 MiB reserved again
+    // (PFN +0x200..+0xe00 of the block device); data from 14 MiB to the 2 MiB boundary below the
+    // backup at 249 MiB: 248 MiB - 14 MiB = 234 MiB.
+    assert.equal(prepared.superblock.reservedSize, 12n * MiB);
+    assert.equal(prepared.superblock.dataSize, 234n * MiB);
     const layout = layoutOf(fsdax, verdict);
     assert.deepEqual(layout.request, {
       spfn: 0x100600n, epfn: 0x110000n,
-      rsvSpfn: 0x100800n, rsvEpfn: 0x100c00n,
-      dataSpfn: 0x100c00n, dataEpfn: 0x10fe00n,
+      rsvSpfn: 0x100800n, rsvEpfn: 0x101400n,
+      dataSpfn: 0x101400n, dataEpfn: 0x10fe00n,
     });
   });
 

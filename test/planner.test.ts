@@ -33,13 +33,26 @@ describe("Xen's reserved-area sizes", () => {
     assert.equal(xenMinimumReservedPages(200n), 1n);
   });
 
-  it('the planner reserves 44 bytes a page rounded up to 2 MiB, never less than rule 4', () => {
+  it('the planner reserves, per table, one 2 MiB chunk more than the region fills, never less than rule 4', () => {
     assert.deepEqual(XEN_X86_64_COSTS, { pageSize: 4096, pageInfoBytes: 32, m2pBytes: 8, compatM2pBytes: 4 });
-    assert.equal(plannedReservedBytes(65_536n), 4n * MiB);
-    // 47,662 pages * 44 = 2,097,128 bytes: still one 2 MiB chunk; one page more needs two.
-    assert.equal(plannedReservedBytes(47_662n), 2n * MiB);
-    assert.equal(plannedReservedBytes(47_663n), 4n * MiB);
-    // With costs below Xen's, rule 4 (rounded to 2 MiB) is the floor.
+    // A 2 MiB chunk of table covers 2 MiB / 32 = 65,536 frames of page_info (a 256 MiB pdx group),
+    // 2 MiB / 8 = 262,144 of M2P (a 1 GiB slot), 2 MiB / 4 = 524,288 of compat M2P (a 2 GiB slot).
+    // One page: (1 + 1) + (1 + 1) + (1 + 1) = 6 chunks = 12 MiB, as for every region up to 256 MiB.
+    assert.equal(plannedReservedBytes(1n), 12n * MiB);
+    assert.equal(plannedReservedBytes(65_536n), 12n * MiB);
+    // 65,537 pages: page_info needs ⌈65,537 / 65,536⌉ + 1 = 3 chunks; 3 + 2 + 2 = 7 chunks = 14 MiB.
+    assert.equal(plannedReservedBytes(65_537n), 14n * MiB);
+    // 262,144 pages (1 GiB): 4 + 1 = 5, 1 + 1 = 2, 1 + 1 = 2: 9 chunks = 18 MiB. One page more:
+    // 5 + 1 = 6, 2 + 1 = 3, 1 + 1 = 2: 11 chunks = 22 MiB.
+    assert.equal(plannedReservedBytes(262_144n), 18n * MiB);
+    assert.equal(plannedReservedBytes(262_145n), 22n * MiB);
+    // 524,288 pages (2 GiB): 8 + 1 = 9, 2 + 1 = 3, 1 + 1 = 2: 14 chunks = 28 MiB. One page more:
+    // 9 + 1 = 10, 3 + 1 = 4, 2 + 1 = 3: 17 chunks = 34 MiB.
+    assert.equal(plannedReservedBytes(524_288n), 28n * MiB);
+    assert.equal(plannedReservedBytes(524_289n), 34n * MiB);
+    // With costs below Xen's, rule 4 (rounded to 2 MiB) is the floor: 1-byte entries cover
+    // 2,097,152 frames a chunk, so 262,144 pages plan (1 + 1) + (1 + 1) = 4 chunks = 8 MiB (the
+    // zero-cost compat table adds none), below rule 4's 2,048 + 512 = 2,560 pages = 10 MiB.
     const cheap = { pageSize: 4096, pageInfoBytes: 1, m2pBytes: 1, compatM2pBytes: 0 };
     assert.equal(plannedReservedBytes(262_144n, cheap), 10n * MiB);
   });
@@ -49,60 +62,64 @@ describe('planLayout on hand-computed devices', () => {
   it('256 MiB', () => {
     // 256 MiB = 268,435,456 bytes = 65,536 pages.
     // Rule 4: (32 * 65,536) >> 12 = 512 pages + (8 * 65,536) >> 12 = 128 pages = 640 pages = 2.5 MiB.
-    // Planner: 65,536 * 44 = 2,883,584 bytes (2.75 MiB), rounded up to 2 MiB = 4 MiB.
-    // Reserved 2 MiB..6 MiB; data from 6 MiB. Backup copy at 256 - 1 = 255 MiB;
-    // data ends at 255 MiB rounded down to 2 MiB = 254 MiB; data size 254 - 6 = 248 MiB.
+    // Planner: page_info ⌈65,536 / 65,536⌉ + 1 = 2 chunks, M2P ⌈65,536 / 262,144⌉ + 1 = 2,
+    // compat M2P ⌈65,536 / 524,288⌉ + 1 = 2: 6 chunks of 2 MiB = 12 MiB.
+    // Reserved 2 MiB..14 MiB; data from 14 MiB. Backup copy at 256 - 1 = 255 MiB;
+    // data ends at 255 MiB rounded down to 2 MiB = 254 MiB; data size 254 - 14 = 240 MiB.
     const plan = planned(planLayout(256n * MiB, []));
     assert.equal(plan.deviceSize, 268_435_456n);
     assert.equal(plan.xenMinimumBytes, 640n * 4096n);
     assert.equal(plan.xenMinimumBytes, 2_621_440n);
     assert.equal(plan.primaryOffset, 1n * MiB);
     assert.equal(plan.reservedOffset, 2n * MiB);
-    assert.equal(plan.reservedSize, 4n * MiB);
-    assert.equal(plan.dataOffset, 6n * MiB);
+    assert.equal(plan.reservedSize, 12n * MiB);
+    assert.equal(plan.dataOffset, 14n * MiB);
     assert.equal(plan.backupOffset, 255n * MiB);
-    assert.equal(plan.dataSize, 248n * MiB);
-    assert.deepEqual(plan.partitions, [{ number: 1, start: 6n * MiB, size: 248n * MiB }]);
+    assert.equal(plan.dataSize, 240n * MiB);
+    assert.deepEqual(plan.partitions, [{ number: 1, start: 14n * MiB, size: 240n * MiB }]);
   });
 
   it('1 GiB', () => {
     // 1 GiB = 262,144 pages. Rule 4: 2,048 + 512 = 2,560 pages = 10 MiB.
-    // Planner: 262,144 * 44 = 11,534,336 bytes = 11 MiB, rounded up to 12 MiB.
-    // Reserved 2..14 MiB; backup at 1,023 MiB; data 14 MiB..1,022 MiB = 1,008 MiB.
+    // Planner: page_info 262,144 / 65,536 = 4 + 1 = 5 chunks, M2P 1 + 1 = 2, compat M2P 1 + 1 = 2:
+    // 9 chunks = 18 MiB. Reserved 2..20 MiB; backup at 1,023 MiB; data 20 MiB..1,022 MiB = 1,002 MiB.
     const plan = planned(planLayout(1n * GiB, []));
     assert.equal(plan.xenMinimumBytes, 10n * MiB);
-    assert.equal(plan.reservedSize, 12n * MiB);
-    assert.equal(plan.dataOffset, 14n * MiB);
+    assert.equal(plan.reservedSize, 18n * MiB);
+    assert.equal(plan.dataOffset, 20n * MiB);
     assert.equal(plan.backupOffset, 1023n * MiB);
-    assert.equal(plan.dataSize, 1008n * MiB);
+    assert.equal(plan.dataSize, 1002n * MiB);
     assert.equal(plan.dataOffset + plan.dataSize, 1022n * MiB);
   });
 
   it('1 TiB', () => {
     // 1 TiB = 2^28 = 268,435,456 pages.
     // Rule 4: (32 * 2^28) >> 12 = 2,097,152 + (8 * 2^28) >> 12 = 524,288 = 2,621,440 pages = 10 GiB.
-    // Planner: 2^28 * 44 = 11,811,160,064 bytes = 11 GiB, already a multiple of 2 MiB.
-    // Reserved 2 MiB..(11 GiB + 2 MiB); backup at 1 TiB - 1 MiB; data ends at 1 TiB - 2 MiB;
-    // data size = 1 TiB - 2 MiB - (11 GiB + 2 MiB) = 1,013 GiB - 4 MiB.
+    // Planner: page_info 2^28 / 2^16 = 4,096 + 1 = 4,097 chunks, M2P 2^28 / 2^18 = 1,024 + 1 = 1,025,
+    // compat M2P 2^28 / 2^19 = 512 + 1 = 513: 5,635 chunks = 11,270 MiB = 11 GiB + 6 MiB.
+    // Reserved 2 MiB..(11 GiB + 8 MiB); backup at 1 TiB - 1 MiB; data ends at 1 TiB - 2 MiB;
+    // data size = 1 TiB - 2 MiB - (11 GiB + 8 MiB) = 1,013 GiB - 10 MiB.
     const plan = planned(planLayout(1n * TiB, []));
     assert.equal(xenMinimumReservedPages(268_435_456n), 2_621_440n);
     assert.equal(plan.xenMinimumBytes, 10n * GiB);
-    assert.equal(plan.reservedSize, 11n * GiB);
-    assert.equal(plan.dataOffset, 11n * GiB + 2n * MiB);
+    assert.equal(plan.reservedSize, 11_270n * MiB);
+    assert.equal(plan.reservedSize, 11n * GiB + 6n * MiB);
+    assert.equal(plan.dataOffset, 11n * GiB + 8n * MiB);
     assert.equal(plan.backupOffset, 1n * TiB - 1n * MiB);
-    assert.equal(plan.dataSize, 1013n * GiB - 4n * MiB);
+    assert.equal(plan.dataSize, 1013n * GiB - 10n * MiB);
   });
 
-  it('the smallest device that plans is 7 MiB', () => {
-    // 7 MiB = 1,792 pages: 78,848 bytes of costs, one 2 MiB chunk. Reserved 2..4 MiB, backup at
-    // 6 MiB, data 4..6 MiB. One page less and the backup moves below 6 MiB: no data area.
-    const plan = planned(planLayout(7n * MiB, []));
-    assert.equal(plan.reservedSize, 2n * MiB);
-    assert.equal(plan.dataOffset, 4n * MiB);
+  it('the smallest device that plans is 17 MiB', () => {
+    // 17 MiB = 4,352 pages: two chunks for each of the three tables (one it fills part of, one for
+    // a boundary), 6 chunks = 12 MiB. Reserved 2..14 MiB, backup at 16 MiB, data 14..16 MiB. One
+    // page less and the backup moves below 16 MiB: the data area would end at 14 MiB, no data area.
+    const plan = planned(planLayout(17n * MiB, []));
+    assert.equal(plan.reservedSize, 12n * MiB);
+    assert.equal(plan.dataOffset, 14n * MiB);
     assert.equal(plan.dataSize, 2n * MiB);
-    const tooSmall = refused(planLayout(7n * MiB - 4n * KiB, []));
+    const tooSmall = refused(planLayout(17n * MiB - 4n * KiB, []));
     assert.equal(tooSmall.reason, 'device-too-small');
-    assert.match(tooSmall.message, /a device of 7335936 bytes \(7\.00 MiB\) leaves no data area after 2\.00 MiB reserved for Xen; at least 7340032 bytes \(7\.00 MiB\) are needed/);
+    assert.match(tooSmall.message, /a device of 17821696 bytes \(17\.00 MiB\) leaves no data area after 12\.00 MiB reserved for Xen; at least 17825792 bytes \(17\.00 MiB\) are needed/);
     assert.equal(refused(planLayout(1n * MiB, [])).reason, 'device-too-small');
     assert.equal(refused(planLayout(0n, [])).reason, 'device-too-small');
   });
@@ -119,38 +136,38 @@ describe('planLayout on hand-computed devices', () => {
 
 describe('planLayout partitions', () => {
   it('places several partitions on 2 MiB boundaries, sizes in whole pages, "rest" last', () => {
-    // 1 GiB: data 14..1,022 MiB. 100 MiB at 14 MiB ends at 114 MiB. 1 MiB + 1 byte rounds up
-    // to 1 MiB + 4 KiB at 114 MiB, ending at 115 MiB + 4 KiB; the next 2 MiB boundary is 116 MiB,
-    // and "rest" takes 116..1,022 MiB = 906 MiB.
+    // 1 GiB: data 20..1,022 MiB. 100 MiB at 20 MiB ends at 120 MiB. 1 MiB + 1 byte rounds up
+    // to 1 MiB + 4 KiB at 120 MiB, ending at 121 MiB + 4 KiB; the next 2 MiB boundary is 122 MiB,
+    // and "rest" takes 122..1,022 MiB = 900 MiB.
     const plan = planned(planLayout(1n * GiB, [{ size: 100n * MiB }, { size: 1n * MiB + 1n }, { size: 'rest' }]));
     assert.deepEqual(plan.partitions, [
-      { number: 1, start: 14n * MiB, size: 100n * MiB },
-      { number: 2, start: 114n * MiB, size: 1n * MiB + 4n * KiB },
-      { number: 3, start: 116n * MiB, size: 906n * MiB },
+      { number: 1, start: 20n * MiB, size: 100n * MiB },
+      { number: 2, start: 120n * MiB, size: 1n * MiB + 4n * KiB },
+      { number: 3, start: 122n * MiB, size: 900n * MiB },
     ]);
   });
 
   it('leaves the tail of the data area free when no partition asks for "rest"', () => {
     const plan = planned(planLayout(1n * GiB, [{ size: 10n * MiB }]));
-    assert.deepEqual(plan.partitions, [{ number: 1, start: 14n * MiB, size: 10n * MiB }]);
-    assert.equal(plan.dataSize, 1008n * MiB);
+    assert.deepEqual(plan.partitions, [{ number: 1, start: 20n * MiB, size: 10n * MiB }]);
+    assert.equal(plan.dataSize, 1002n * MiB);
   });
 
   it('fits a partition of exactly the data area, and not one byte more', () => {
-    assert.equal(planned(planLayout(1n * GiB, [{ size: 1008n * MiB }])).partitions[0]!.size, 1008n * MiB);
-    const over = refused(planLayout(1n * GiB, [{ size: 1008n * MiB + 1n }]));
+    assert.equal(planned(planLayout(1n * GiB, [{ size: 1002n * MiB }])).partitions[0]!.size, 1002n * MiB);
+    const over = refused(planLayout(1n * GiB, [{ size: 1002n * MiB + 1n }]));
     assert.equal(over.reason, 'partitions-do-not-fit');
-    assert.match(over.message, /partition 1 needs 1008\.00 MiB from 0xe00000 but only 1008\.00 MiB of the data area \(0xe00000-0x3fdfffff\) is left/);
+    assert.match(over.message, /partition 1 needs 1002\.00 MiB from 0x1400000 but only 1002\.00 MiB of the data area \(0x1400000-0x3fdfffff\) is left/);
   });
 
   it('refuses partitions that do not fit, naming the numbers', () => {
     const tooBig = refused(planLayout(1n * GiB, [{ size: 2n * GiB }]));
     assert.equal(tooBig.reason, 'partitions-do-not-fit');
-    assert.match(tooBig.message, /partition 1 needs 2\.00 GiB from 0xe00000 but only 1008\.00 MiB/);
-    const noRoom = refused(planLayout(1n * GiB, [{ size: 1008n * MiB }, { size: 1n }]));
+    assert.match(tooBig.message, /partition 1 needs 2\.00 GiB from 0x1400000 but only 1002\.00 MiB/);
+    const noRoom = refused(planLayout(1n * GiB, [{ size: 1002n * MiB }, { size: 1n }]));
     assert.equal(noRoom.reason, 'partitions-do-not-fit');
     assert.match(noRoom.message, /partition 2 needs 4\.00 KiB from 0x3fe00000 but only 0 B/);
-    const nothingLeft = refused(planLayout(1n * GiB, [{ size: 1008n * MiB }, { size: 'rest' }]));
+    const nothingLeft = refused(planLayout(1n * GiB, [{ size: 1002n * MiB }, { size: 'rest' }]));
     assert.equal(nothingLeft.reason, 'partitions-do-not-fit');
     assert.match(nothingLeft.message, /partition 2/);
   });
@@ -168,7 +185,7 @@ describe('planLayout partitions', () => {
 });
 
 describe('plans agree with the rules they exist for', () => {
-  const deviceSize = fc.bigInt({ min: 7n * MiB / PAGE_BYTES, max: 64n * TiB / PAGE_BYTES }).map((pages) => pages * PAGE_BYTES);
+  const deviceSize = fc.bigInt({ min: 17n * MiB / PAGE_BYTES, max: 64n * TiB / PAGE_BYTES }).map((pages) => pages * PAGE_BYTES);
 
   it('every plan has 2 MiB-aligned areas, a reserved area of at least rule 4, data before the backup', () => {
     fc.assert(fc.property(deviceSize, (size) => {
@@ -204,21 +221,22 @@ describe('sfdiskScript', { skip: hasCommand('sfdisk') ? false : 'sfdisk is not i
 
   it('is the exact script for 256 MiB', () => {
     const plan = planned(planLayout(256n * MiB, []));
-    // 6 MiB / 512 = 12,288; 254 MiB / 512 - 1 = 520,191; 248 MiB / 512 = 507,904 sectors.
+    // 14 MiB / 512 = 28,672; 254 MiB / 512 - 1 = 520,191; 240 MiB / 512 = 491,520 sectors.
     assert.equal(sfdiskScript(plan), [
       'label: gpt',
       'unit: sectors',
       'sector-size: 512',
-      'first-lba: 12288',
+      'first-lba: 28672',
       'last-lba: 520191',
-      `start=12288, size=507904, type=${LINUX_DATA_TYPE_GUID}, name="xen-pmem-data-1"`,
+      `start=28672, size=491520, type=${LINUX_DATA_TYPE_GUID}, name="xen-pmem-data-1"`,
       '',
     ].join('\n'));
   });
 
   it('uses 4096-byte sectors when the device has them', () => {
     const plan = planned(planLayout(256n * MiB, [], 4096));
-    assert.match(sfdiskScript(plan), /sector-size: 4096\nfirst-lba: 1536\nlast-lba: 65023\nstart=1536, size=63488,/);
+    // 14 MiB / 4096 = 3,584; 254 MiB / 4096 - 1 = 65,023; 240 MiB / 4096 = 61,440 sectors.
+    assert.match(sfdiskScript(plan), /sector-size: 4096\nfirst-lba: 3584\nlast-lba: 65023\nstart=3584, size=61440,/);
   });
 
   for (const [label, size, requests] of [

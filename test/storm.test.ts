@@ -38,8 +38,12 @@ import { hasCommand, resizeImage, sfdiskDump, writeTable } from '../fixtures/ima
 const skip = hasCommand('sfdisk') ? false : 'sfdisk is not installed (Debian package fdisk): devices are set up with the real setup path';
 const DAEMON = fileURLToPath(new URL('../src/daemon/xen-pmemd.js', import.meta.url));
 const GiB4 = 0x1_0000_0000n;
-/** The smallest region a layout fits in, rounded to whole superpages. */
-const SIZE = 8n * MiB;
+/**
+ * The smallest region a layout fits in, rounded to whole superpages: 17 MiB plans (12 MiB reserved
+ * from 2 MiB, data 14..16 MiB, backup copy at 16 MiB), rounded up to 18 MiB (data 14..16 MiB again,
+ * backup at 17 MiB).
+ */
+const SIZE = 18n * MiB;
 const STORM_EVENTS = Number(process.env.XEN_PMEM_STORM_EVENTS ?? 10_000);
 const CRASH_KILLS = Number(process.env.XEN_PMEM_CRASH_KILLS ?? 10);
 const KILLS_PER_BOOT = 5;
@@ -119,7 +123,8 @@ function damage(path: string, reason: string): void {
     case 'reserved-overlaps-partition':
       writeTable(path, sfdiskDump(path).replace(/^first-lba: \d+$/m, 'first-lba: 2048') + 'start=4096, size=2048\n');
       return;
-    case 'partition-table-not-gpt': writeTable(path, 'label: dos\nstart=8192, size=4096, type=83\n'); return;
+    // One MBR partition over the data area, 14..16 MiB: sector 28,672, 4,096 sectors.
+    case 'partition-table-not-gpt': writeTable(path, 'label: dos\nstart=28672, size=4096, type=83\n'); return;
     default: throw new Error(`no damage for ${reason}`);
   }
 }

@@ -12,7 +12,7 @@ import { resealSuperblock } from './helpers/damage.js';
 import { encodeCopies, freshDevice, NAMESPACE_UUID, RESERVATION_UUID, withBothCopies, type Fixture } from './helpers/fixtures.js';
 import { show } from './helpers/show.js';
 
-/** 1 GiB, set up with defaults: reserved 2..14 MiB, data 14..1022 MiB, backup copy at 1023 MiB. */
+/** 1 GiB, set up with defaults: reserved 2..20 MiB, data 20..1022 MiB, backup copy at 1023 MiB. */
 const device = (): Fixture => freshDevice(1n * GiB);
 const PRIMARY_HEX = '0x100000';
 const BACKUP_HEX = '0x3ff00000';
@@ -183,9 +183,9 @@ describe('judge: what the super block means', () => {
     const fixture = device();
     const cases: [Partial<typeof fixture.superblock>, RegExp][] = [
       [{ reservedOffset: 2n * MiB + 4n * KiB }, /^reserved area offset 0x201000 is not a multiple of 2\.00 MiB$/],
-      [{ reservedSize: 12n * MiB - 512n }, /^reserved area size 0xbffe00 is not a multiple of 4\.00 KiB$/],
+      [{ reservedSize: 18n * MiB - 512n }, /^reserved area size 0x11ffe00 is not a multiple of 4\.00 KiB$/],
       [{ dataOffset: 15n * MiB }, /^data area offset 0xf00000 is not a multiple of 2\.00 MiB$/],
-      [{ dataSize: 1008n * MiB - 512n }, /^data area size 0x3efffe00 is not a multiple of 4\.00 KiB$/],
+      [{ dataSize: 1002n * MiB - 512n }, /^data area size 0x3e9ffe00 is not a multiple of 4\.00 KiB$/],
     ];
     for (const [change, message] of cases) {
       assert.match(expectInvalid(withBothCopies(fixture, change), 'misaligned').message, message);
@@ -209,18 +209,21 @@ describe('judge: what the super block means', () => {
 
   it('refuses areas that end past the device, even at the edge of 64 bits', () => {
     const fixture = device();
+    // Data from 20 MiB, 1,004 MiB + 4 KiB long: one page past the end at 1 GiB.
     assert.equal(
-      expectInvalid(withBothCopies(fixture, { dataSize: 1010n * MiB + 4n * KiB }), 'area-outside-device').message,
-      "the data area 0xe00000-0x40000fff ends past the device's last byte 0x3fffffff");
-    assert.match(expectInvalid(withBothCopies(fixture, { reservedOffset: 1n * GiB }), 'area-outside-device').message, /^the reserved area 0x40000000-0x40bfffff ends past/);
+      expectInvalid(withBothCopies(fixture, { dataSize: 1004n * MiB + 4n * KiB }), 'area-outside-device').message,
+      "the data area 0x1400000-0x40000fff ends past the device's last byte 0x3fffffff");
+    // The 18 MiB reserved area moved to 1 GiB: 0x40000000 + 0x1200000 - 1.
+    assert.match(expectInvalid(withBothCopies(fixture, { reservedOffset: 1n * GiB }), 'area-outside-device').message, /^the reserved area 0x40000000-0x411fffff ends past/);
     const huge = U64_MAX - (U64_MAX % (2n * MiB));
     expectInvalid(withBothCopies(fixture, { dataOffset: huge, dataSize: 1n * GiB }), 'area-outside-device');
   });
 
   it('refuses a reserved area and a data area that overlap', () => {
     const fixture = device();
+    // Data moved back to 12 MiB, inside the reserved 2..20 MiB; its 1,002 MiB end at 1,014 MiB.
     assert.equal(expectInvalid(withBothCopies(fixture, { dataOffset: 12n * MiB }), 'areas-overlap').message,
-      'the reserved area 0x200000-0xdfffff and the data area 0xc00000-0x3fbfffff overlap');
+      'the reserved area 0x200000-0x13fffff and the data area 0xc00000-0x3f5fffff overlap');
   });
 
   it('refuses a reserved area smaller than Xen\'s rule 4, naming pages', () => {
@@ -235,7 +238,7 @@ describe('judge: what the super block means', () => {
     // Rule 4 is met (10 MiB + 4 KiB) but 44 bytes * 262,144 pages = 11 MiB is not.
     assert.match(expectInvalid(withBothCopies(fixture, { reservedSize: 10n * MiB + 4n * KiB }), 'reserved-too-small').message,
       /holds 10\.00 MiB but the per-page costs it records need 11\.00 MiB for 262144 pages/);
-    // Costs recorded higher than Xen's: 76 bytes a page need 19 MiB, the area has 12.
+    // Costs recorded higher than Xen's: 76 bytes a page need 19 MiB, the area has 18.
     assert.match(expectInvalid(withBothCopies(fixture, { pageInfoBytes: 64 }), 'reserved-too-small').message, /need 19\.00 MiB/);
   });
 });
@@ -261,25 +264,28 @@ describe('judge: the partition table', () => {
 
   it('refuses a reserved area over the partition table', () => {
     const fixture = device();
-    assert.match(expectInvalid(withBothCopies(fixture, { reservedOffset: 0n, reservedSize: 12n * MiB }), 'reserved-overlaps-partition-table').message,
-      /^the reserved area 0x0-0xbfffff overlaps the primary GPT 0x0-0x43ff$/);
+    assert.match(expectInvalid(withBothCopies(fixture, { reservedOffset: 0n, reservedSize: 18n * MiB }), 'reserved-overlaps-partition-table').message,
+      /^the reserved area 0x0-0x11fffff overlaps the primary GPT 0x0-0x43ff$/);
     assert.match(expectInvalid(withBothCopies(fixture, { reservedOffset: 1022n * MiB, reservedSize: 2n * MiB, dataOffset: 12n * MiB, dataSize: 1010n * MiB }), 'reserved-overlaps-partition-table').message,
       /backup GPT/);
   });
 
   it('refuses a data area over the partition table', () => {
     const fixture = device();
-    assert.match(expectInvalid(withBothCopies(fixture, { dataSize: 1010n * MiB }), 'data-overlaps-partition-table').message,
-      /^the data area 0xe00000-0x3fffffff overlaps the backup GPT 0x3fffbe00-0x3fffffff$/);
+    // Data from 20 MiB to the device's end: 1,004 MiB.
+    assert.match(expectInvalid(withBothCopies(fixture, { dataSize: 1004n * MiB }), 'data-overlaps-partition-table').message,
+      /^the data area 0x1400000-0x3fffffff overlaps the backup GPT 0x3fffbe00-0x3fffffff$/);
     expectInvalid(withBothCopies(fixture, { dataOffset: 0n, dataSize: 2n * MiB }), 'data-overlaps-partition-table');
   });
 
   it('refuses a reserved or data area over a super block copy', () => {
     const fixture = device();
     // Up to 4 KiB past the backup copy: not the backup GPT (the last 16.5 KiB), but the copy.
-    assert.equal(expectInvalid(withBothCopies(fixture, { dataSize: 1009n * MiB + 4n * KiB }), 'area-overlaps-superblock').message,
-      'the data area 0xe00000-0x3ff00fff covers the backup super block at 0x3ff00000');
-    assert.equal(expectInvalid(withBothCopies(fixture, { reservedOffset: 1022n * MiB, reservedSize: 1n * MiB + 4n * KiB, dataSize: 1008n * MiB }), 'area-overlaps-superblock').message,
+    // Data from 20 MiB, 1,003 MiB + 4 KiB long: up to 1,023 MiB + 4 KiB.
+    assert.equal(expectInvalid(withBothCopies(fixture, { dataSize: 1003n * MiB + 4n * KiB }), 'area-overlaps-superblock').message,
+      'the data area 0x1400000-0x3ff00fff covers the backup super block at 0x3ff00000');
+    // The reserved area moved after the data area (20..1,022 MiB), 4 KiB into the backup copy.
+    assert.equal(expectInvalid(withBothCopies(fixture, { reservedOffset: 1022n * MiB, reservedSize: 1n * MiB + 4n * KiB, dataSize: 1002n * MiB }), 'area-overlaps-superblock').message,
       'the reserved area 0x3fe00000-0x3ff00fff covers the backup super block at 0x3ff00000');
   });
 
@@ -292,9 +298,9 @@ describe('judge: the partition table', () => {
     assert.equal(expectInvalid(table(1022n * MiB, 2n * MiB - 16n * KiB), 'superblock-inside-partition').message,
       'partition 2 0x3fe00000-0x3fffbfff covers the backup super block at 0x3ff00000');
     assert.equal(expectInvalid(table(2n * MiB, 2n * MiB), 'reserved-overlaps-partition').message,
-      'partition 2 0x200000-0x3fffff overlaps the reserved area 0x200000-0xdfffff');
+      'partition 2 0x200000-0x3fffff overlaps the reserved area 0x200000-0x13fffff');
     assert.equal(expectInvalid(table(1022n * MiB, 512n * KiB), 'partition-outside-data-area').message,
-      'partition 2 0x3fe00000-0x3fe7ffff is not inside the data area 0xe00000-0x3fdfffff');
+      'partition 2 0x3fe00000-0x3fe7ffff is not inside the data area 0x1400000-0x3fdfffff');
   });
 
   it('lets the first failure win, in the documented order', () => {

@@ -12,8 +12,8 @@ import type { PfnRange } from '../src/xen/interface.js';
 import { checkPmemAddLikeXen } from '../src/xen/interfaces/pmem-add.js';
 import { describePmemAdd } from '../src/xen/platform-op.js';
 import { repositoryDir } from '../lab/prepare.js';
-import { parseXenPmemLines } from '../lab/xen-console.js';
-import { bootView, chunkTotal, tablesNeeded, usableChunks, viewAfter } from '../lab/xen-tables.js';
+import { parseXenPmemLines, type TableChunks } from '../lab/xen-console.js';
+import { bootView, chunkTotal, tablesNeeded, usableChunks, viewAfter, type XenTablesView } from '../lab/xen-tables.js';
 
 /** Captured by test/lab/patched-xen.test.ts: the serial log while the Dom0 sent its table of rows. */
 const CAPTURE = readFileSync(join(repositoryDir(), 'test', 'fixtures', 'captured', 'xen-pmem-console.txt'), 'utf8');
@@ -102,33 +102,58 @@ describe('the hypervisor\'s table chunks, modelled', () => {
     assert.equal(chunkTotal(tablesNeeded(lab, nv0)), 2);
   });
 
-  it('the planner\'s reserve covers an aligned region without 32-bit PV, and not with it', () => {
-    for (const size of [256n * MiB, 512n * MiB, 1n * GiB, 1n * TiB]) {
-      const region = at(4n * GiB, size);
-      const needed = BigInt(chunkTotal(tablesNeeded(lab, region)));
-      assert.ok(needed <= plannerChunks(size), `${size}: needs ${needed}, the planner reserves ${plannerChunks(size)}`);
-    }
-    const pv32 = bootView([{ spfn: 0x100n, epfn: 0x7cfdfn }], true);
-    assert.deepEqual(tablesNeeded(pv32, at(4n * GiB, 256n * MiB)), { frameTable: 1, m2p: 1, compatM2p: 1 });
-    assert.ok(3n > plannerChunks(256n * MiB), 'with 32-bit PV guests enabled, 256 MiB needs 3 chunks; the planner reserves 2');
+  /** The lab's Xen built with 32-bit PV guests: it keeps a compat M2P below 1 TiB too. */
+  const pv32 = bootView([{ spfn: 0x100n, epfn: 0x7cfdfn }], true);
+  /** What the planner reserves, as the hypervisor sees it: whole chunks from 2 MiB into the region. */
+  const plannerUsable = (region: PfnRange): bigint =>
+    usableChunks(region.spfn + 0x200n, region.spfn + 0x200n + plannedReservedBytes(region.epfn - region.spfn) / PAGE_BYTES);
+
+  it('the planner reserves (⌈N / 65,536⌉ + 1) + (⌈N / 262,144⌉ + 1) + (⌈N / 524,288⌉ + 1) chunks', () => {
+    // 256 MiB = 65,536 pages: (1 + 1) + (1 + 1) + (1 + 1) = 6 chunks = 12 MiB.
+    assert.equal(plannerChunks(256n * MiB), 6n);
+    // 512 MiB = 131,072 pages: (2 + 1) + (1 + 1) + (1 + 1) = 7 chunks = 14 MiB.
+    assert.equal(plannerChunks(512n * MiB), 7n);
+    // 1 GiB = 262,144 pages: (4 + 1) + (1 + 1) + (1 + 1) = 9 chunks = 18 MiB.
+    assert.equal(plannerChunks(1n * GiB), 9n);
+    // 4 GiB = 1,048,576 pages: (16 + 1) + (4 + 1) + (2 + 1) = 25 chunks = 50 MiB.
+    assert.equal(plannerChunks(4n * GiB), 25n);
+    // 1 TiB = 2^28 pages: (4,096 + 1) + (1,024 + 1) + (512 + 1) = 5,635 chunks = 11,270 MiB.
+    assert.equal(plannerChunks(1n * TiB), 5635n);
+    assert.equal(plannerChunks(1n * TiB) * 2n * MiB, 11_270n * MiB);
   });
 
-  it('a region that straddles group and slot boundaries needs more than the planner reserves', () => {
-    // 256 MiB starting 2 MiB before a 1 GiB boundary: two groups, two M2P slots.
-    const straddling = at(5n * GiB - 2n * MiB, 256n * MiB);
-    assert.deepEqual(tablesNeeded(lab, straddling), { frameTable: 2, m2p: 2, compatM2p: 0 });
-    assert.equal(plannerChunks(256n * MiB), 2n);
-    // 1 GiB starting 2 MiB before a slot boundary: five groups, two slots, seven chunks; the planner reserves six.
-    const gib = at(5n * GiB - 2n * MiB, 1n * GiB);
-    assert.deepEqual(tablesNeeded(lab, gib), { frameTable: 5, m2p: 2, compatM2p: 0 });
-    assert.equal(plannerChunks(1n * GiB), 6n);
-  });
-
-  it('1 TiB: 4096 frame table chunks and 1024 M2P chunks (10 GiB), against the planner\'s 11 GiB', () => {
-    const tib = at(4n * TiB, 1n * TiB);
-    assert.deepEqual(tablesNeeded(lab, tib), { frameTable: 4096, m2p: 1024, compatM2p: 0 });
-    assert.equal(plannerChunks(1n * TiB) * 2n * MiB, 11n * GiB);
-  });
+  // docs/hypervisor.md's table, row by row: what Xen needs where the region lies, and that the
+  // planner's reserved area (2 MiB into the region, so every chunk of it is whole and aligned)
+  // holds it. "Straddling" starts 2 MiB before a 1 GiB boundary, which is also a group boundary.
+  const rows: [string, XenTablesView, bigint, bigint, TableChunks, bigint][] = [
+    ['256 MiB, aligned', lab, 4n * GiB, 256n * MiB, { frameTable: 1, m2p: 1, compatM2p: 0 }, 6n],
+    ['256 MiB starting 16 MiB into a group (an fsdax namespace, say)', lab, 4n * GiB + 16n * MiB, 256n * MiB, { frameTable: 2, m2p: 1, compatM2p: 0 }, 6n],
+    ['256 MiB straddling', lab, 5n * GiB - 2n * MiB, 256n * MiB, { frameTable: 2, m2p: 2, compatM2p: 0 }, 6n],
+    ['512 MiB, aligned', lab, 4n * GiB, 512n * MiB, { frameTable: 2, m2p: 1, compatM2p: 0 }, 7n],
+    ['1 GiB, aligned', lab, 4n * GiB, 1n * GiB, { frameTable: 4, m2p: 1, compatM2p: 0 }, 9n],
+    ['1 GiB straddling', lab, 5n * GiB - 2n * MiB, 1n * GiB, { frameTable: 5, m2p: 2, compatM2p: 0 }, 9n],
+    ['4 GiB straddling', lab, 5n * GiB - 2n * MiB, 4n * GiB, { frameTable: 17, m2p: 5, compatM2p: 0 }, 25n],
+    ['1 TiB, aligned', lab, 4n * TiB, 1n * TiB, { frameTable: 4096, m2p: 1024, compatM2p: 0 }, 5635n],
+    ['1 TiB straddling', lab, 5n * TiB - 2n * MiB, 1n * TiB, { frameTable: 4097, m2p: 1025, compatM2p: 0 }, 5635n],
+    ['with 32-bit PV guests: 256 MiB aligned', pv32, 4n * GiB, 256n * MiB, { frameTable: 1, m2p: 1, compatM2p: 1 }, 6n],
+    ['with 32-bit PV guests: 512 MiB aligned', pv32, 4n * GiB, 512n * MiB, { frameTable: 2, m2p: 1, compatM2p: 1 }, 7n],
+    // Starting 2 MiB before a 2 GiB boundary crosses a group, an M2P slot and a compat slot at
+    // once: the worst placement there is, and exactly what the planner reserves.
+    ['with 32-bit PV guests: 256 MiB straddling 6 GiB', pv32, 6n * GiB - 2n * MiB, 256n * MiB, { frameTable: 2, m2p: 2, compatM2p: 2 }, 6n],
+    ['with 32-bit PV guests: 1 GiB straddling 6 GiB', pv32, 6n * GiB - 2n * MiB, 1n * GiB, { frameTable: 5, m2p: 2, compatM2p: 2 }, 9n],
+    ['with 32-bit PV guests: 4 GiB straddling 6 GiB', pv32, 6n * GiB - 2n * MiB, 4n * GiB, { frameTable: 17, m2p: 5, compatM2p: 3 }, 25n],
+    // The compat M2P ends at 1 TiB: a 1 TiB region from 4 GiB - 2 MiB has 511 compat slots below it.
+    ['with 32-bit PV guests: 1 TiB from 4 GiB - 2 MiB', pv32, 4n * GiB - 2n * MiB, 1n * TiB, { frameTable: 4097, m2p: 1025, compatM2p: 511 }, 5635n],
+  ];
+  for (const [name, view, start, size, chunks, planner] of rows) {
+    it(`the planner covers ${name}: ${chunkTotal(chunks)} chunks needed, ${planner} reserved`, () => {
+      const region = at(start, size);
+      assert.deepEqual(tablesNeeded(view, region), chunks);
+      assert.equal(plannerChunks(size), planner);
+      assert.equal(plannerUsable(region), planner, 'every chunk of the planner\'s reserved area is whole and aligned');
+      assert.ok(BigInt(chunkTotal(chunks)) <= planner, `${name}: needs ${chunkTotal(chunks)}, the planner reserves ${planner}`);
+    });
+  }
 
   it('usableChunks counts whole 2 MiB-aligned chunks only', () => {
     assert.equal(usableChunks(0x200n, 0x600n), 2n);

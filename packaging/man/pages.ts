@@ -69,7 +69,7 @@ export function cliPage(context: PageContext): RenderedPage {
         title: 'Description',
         body: [
           ...paragraph('Xen keeps a page_info structure and a machine-to-phys entry for every 4 KiB page it manages; for persistent memory (pmem) handed to guests those must live on the pmem itself, in an area reserved before the guest data. xen-pmem prepares a pmem block device for that once, and xen-pmemd(8) reports each prepared device to the hypervisor.'),
-          ...paragraph('A prepared device holds a GPT (written by sfdisk), a versioned, checksummed super block at 1 MiB with a backup copy near the end, the area reserved for Xen starting at 2 MiB and sized with margin, and the data partitions. DEVICE may also be an image file, so every command can be tried on a sparse file made with "truncate -s 1G pmem.img".'),
+          ...paragraph('A prepared device holds a GPT (written by sfdisk), a versioned, checksummed super block at 1 MiB with a backup copy near the end, the area reserved for Xen starting at 2 MiB and sized for its tables wherever the region lies in physical memory (12 MiB for a device of up to 256 MiB), and the data partitions. DEVICE may also be an image file, so every command can be tried on a sparse file made with "truncate -s 1G pmem.img".'),
           ...paragraph('Each command is described below with the text its --help prints; "xen-pmem COMMAND --help" shows the same.'),
         ],
       },

@@ -1,6 +1,6 @@
 // How much of a pmem region Xen needs for its own management structures. Two answers on purpose:
 // the hypervisor's acceptance check (what XENPF_pmem_add enforces) and the planner's size (what Xen
-// actually consumes, with margin). See docs/superblock.md, "Sizing the reserved area".
+// can consume at most, wherever the region lies). See docs/superblock.md, "Sizing the reserved area".
 
 import { alignUp, HUGE_PAGE_BYTES, PAGE_BYTES } from './units.js';
 
@@ -31,13 +31,24 @@ export function xenMinimumReservedPages(totalPages: bigint): bigint {
 }
 
 /**
- * What the planner reserves: every per-page cost Xen pays from the area (the compat M2P too, which
- * rule 4 forgets), rounded up to the 2 MiB chunks the hypervisor hands out. Always at least
- * xenMinimumReservedPages, so a planned layout passes the hypervisor's check with room to spare.
+ * What the planner reserves: room for Xen's tables however the region lies in physical memory.
+ * Xen builds each table (page_info, M2P, and the compat M2P a Xen with 32-bit PV guests keeps) from
+ * whole 2 MiB chunks of the reserved area, one chunk for every 2 MiB of table that covers any frame
+ * of the region: a 256 MiB pdx group of page_info, a 1 GiB slot of M2P, a 2 GiB slot of compat M2P.
+ * A region of N pages touches at most ⌈N / frames-per-chunk⌉ + 1 of them when it does not start on
+ * their boundary, which the planner cannot know (the device may be set up as an image file, or
+ * move). Measured on the patched hypervisor (docs/hypervisor.md): the per-page sum alone, rounded
+ * to 2 MiB, was too small for a region straddling a boundary and for any Xen with 32-bit PV guests.
+ * Always at least xenMinimumReservedPages.
  */
 export function plannedReservedBytes(totalPages: bigint, costs: PerPageCosts = XEN_X86_64_COSTS): bigint {
-  const perPage = BigInt(costs.pageInfoBytes + costs.m2pBytes + costs.compatM2pBytes);
-  const planned = alignUp(totalPages * perPage, HUGE_PAGE_BYTES);
+  let chunks = 0n;
+  for (const entryBytes of [costs.pageInfoBytes, costs.m2pBytes, costs.compatM2pBytes]) {
+    if (entryBytes <= 0) continue;
+    const framesPerChunk = HUGE_PAGE_BYTES / BigInt(entryBytes);
+    chunks += (totalPages + framesPerChunk - 1n) / framesPerChunk + 1n;
+  }
+  const planned = chunks * HUGE_PAGE_BYTES;
   const minimum = alignUp(xenMinimumReservedPages(totalPages) * PAGE_BYTES, HUGE_PAGE_BYTES);
   return planned > minimum ? planned : minimum;
 }

@@ -120,8 +120,9 @@ interface BaseSpec {
  * with several partitions, a size that is no power of two, and 1 TiB.
  */
 export const BASE_SPECS: BaseSpec[] = [
-  { name: '7MiB', size: 7n * MiB },
-  { name: '8MiB-bound', size: 8n * MiB, namespaceUuid: '0b6c2d1e-7f3a-4b5c-9d8e-1f2a3b4c5d6e' },
+  // 17 MiB: 12 MiB reserved from 2 MiB, the one 2 MiB data chunk 14..16 MiB, backup at 16 MiB.
+  { name: '17MiB', size: 17n * MiB },
+  { name: '18MiB-bound', size: 18n * MiB, namespaceUuid: '0b6c2d1e-7f3a-4b5c-9d8e-1f2a3b4c5d6e' },
   { name: '256MiB-bound', size: 256n * MiB, namespaceUuid: 'a1b2c3d4-e5f6-4718-8293-a4b5c6d7e8f9' },
   { name: '256MiB-3-partitions', size: 256n * MiB, partitions: [{ size: 16n * MiB }, { size: 64n * MiB }, { size: 'rest' }] },
   { name: '1GiB+6MiB', size: 1n * GiB + 6n * MiB },
