@@ -12,9 +12,6 @@ import { CATALOG, CATALOG_FILE_NAME, renderCatalog } from '../src/daemon/catalog
 /** dist/packaging/catalog.js → the repository. */
 const REPOSITORY = fileURLToPath(new URL('../../', import.meta.url));
 export const CATALOG_DIR = join(REPOSITORY, 'dist', 'catalog');
-/** Where the build leaves the file, relative to the repository: what install and the package take. */
-export const BUILT_CATALOG = `dist/catalog/${CATALOG_FILE_NAME}`;
-
 export function buildCatalog(outDir = CATALOG_DIR): string {
   mkdirSync(outDir, { recursive: true });
   const path = join(outDir, CATALOG_FILE_NAME);

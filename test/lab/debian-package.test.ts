@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { MiB } from '../../src/core/units.js';
+import { renderCatalog } from '../../src/daemon/catalog.js';
 import { parseConfig } from '../../src/daemon/config.js';
 import { RULE_TEMPLATE } from '../../src/install/layout.js';
 import { buildPackage, packagedUnit, packageVersion, type BuiltPackage } from '../../packaging/deb.js';
@@ -103,6 +104,7 @@ test('the Debian package: built and checked on the host, then installed, upgrade
       '/etc/xen-pmem/config.json',
       '/lib/systemd/system/xen-pmemd.service',
       '/lib/udev/rules.d/69-xen-pmem.rules',
+      '/usr/lib/systemd/catalog/xen-pmem.catalog',
       '/usr/sbin/xen-pmem',
       '/usr/sbin/xen-pmemd',
       '/usr/share/doc/xen-pmem/changelog.gz',
@@ -121,6 +123,7 @@ test('the Debian package: built and checked on the host, then installed, upgrade
       dpkgDeb(['-e', current.deb, join(dir, 'DEBIAN')]);
       assert.equal(readFileSync(join(dir, 'lib/systemd/system/xen-pmemd.service'), 'utf8'), packagedUnit());
       assert.equal(readFileSync(join(dir, 'lib/udev/rules.d/69-xen-pmem.rules'), 'utf8'), readFileSync(join(repositoryDir(), RULE_TEMPLATE), 'utf8'));
+      assert.equal(readFileSync(join(dir, 'usr/lib/systemd/catalog/xen-pmem.catalog'), 'utf8'), renderCatalog(), 'the catalog, rendered from the table the daemon uses');
       assert.match(readFileSync(join(dir, 'usr/sbin/xen-pmemd'), 'utf8'), /^exec '\/usr\/bin\/node' '--max-semi-space-size=1' '\/usr\/lib\/xen-pmem\/xen-pmemd\.mjs' "\$@"$/m);
       assert.equal(readFileSync(join(dir, 'DEBIAN/conffiles'), 'utf8'), '/etc/xen-pmem/config.json\n');
       const conffile = readFileSync(join(dir, 'etc/xen-pmem/config.json'), 'utf8');
