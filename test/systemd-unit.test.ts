@@ -76,6 +76,10 @@ describe('xen-pmemd.service', () => {
   it('keeps /run/xen-pmem across restarts and offers /etc/xen-pmem', () => {
     assert.equal(single(unit, 'Service', 'RuntimeDirectory'), 'xen-pmem');
     assert.equal(single(unit, 'Service', 'RuntimeDirectoryPreserve'), 'yes');
+    // Others may pass through to metrics/ (node_exporter's user), not list it; nothing else is writable.
+    assert.equal(single(unit, 'Service', 'RuntimeDirectoryMode'), '0711');
+    assert.equal(single(unit, 'Service', 'UMask'), '0077');
+    assert.deepEqual(values(unit, 'Service', 'ReadWritePaths'), []);
     assert.equal(single(unit, 'Service', 'ConfigurationDirectory'), 'xen-pmem');
   });
 

@@ -51,6 +51,8 @@ export class StatusPublisher implements Component {
   /** The next write may not wait for its spacing: coldplug is done, or the daemon stops. */
   private saveNow = false;
   private wakeSave: (() => void) | null = null;
+  private lastDecision: Date | null = null;
+  private readonly listeners: (() => void)[] = [];
 
   constructor(private readonly ports: PublisherPorts, private readonly views: PublishedViews, previous: DaemonState | null) {
     this.startedAt = ports.now().toISOString();
@@ -77,7 +79,22 @@ export class StatusPublisher implements Component {
   /** Coldplug is done: READY=1 follows, and state.json says so at once. */
   markReady(): Promise<void> {
     this.ready = true;
+    this.changed();
     return this.flush();
+  }
+
+  /** When a pass last ended with a decision, changed or not; null before the first. */
+  lastDecisionAt(): Date | null {
+    return this.lastDecision;
+  }
+
+  /** Calls `listener` after every decision and at the end of coldplug: what the metrics writer follows. */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
   }
 
   /**
@@ -140,6 +157,8 @@ export class StatusPublisher implements Component {
       // logs its own failures.
       void this.save(false);
     }
+    this.lastDecision = now;
+    this.changed();
   }
 
   snapshot(): DaemonState {

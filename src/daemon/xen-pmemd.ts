@@ -3,6 +3,7 @@
 // /run state) to the controller and runs until SIGTERM.
 
 import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDevice } from '../io/device.js';
 import { LIBXENCALL_ENV, openXencall } from '../native/libxencall.js';
@@ -16,6 +17,7 @@ import { Controller } from './controller.js';
 import { Lifecycle } from './lifecycle.js';
 import { UdevListener } from './listener.js';
 import { createLogger } from './log.js';
+import { METRICS_DIR, MetricsWriter, textfileWriter, unreachableBecause } from './metrics.js';
 import { createNotifier } from './notify.js';
 import { LEDGER_FILE, LedgerJournal } from './ledger.js';
 import { DEFAULT_STATE_DIR, loadPreviousRun, StateStore } from './state-store.js';
@@ -104,11 +106,15 @@ async function main(): Promise<number> {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
   });
   log.info({ version: TOOL_VERSION }, `xen-pmemd ${TOOL_VERSION} starting${config.dryRun ? ' in dry-run mode' : ''}`);
-  // The components, in the order they start: listen before enumerating, so a device that appears
-  // during coldplug is not missed; the controller's start is coldplug. A metrics writer would be
-  // one more entry here (docs/architecture.md).
+  // The components, in the order they start: the metrics file first, so it exists during coldplug
+  // and its last version (up 0) is written after everything else stopped; listen before
+  // enumerating, so a device that appears during coldplug is not missed; the controller's start
+  // is coldplug.
+  const metrics = new MetricsWriter({ source: controller.status, write: textfileWriter(join(stateDir, METRICS_DIR)), log, version: TOOL_VERSION });
+  const unreachable = await unreachableBecause(stateDir);
+  if (unreachable) log.notice({ reason: 'metrics-unreachable' }, `node_exporter cannot read the metrics file: ${unreachable} (the unit sets RuntimeDirectoryMode=0711; restart xen-pmemd)`);
   const listener = new UdevListener(udevEventSource(), (event) => controller.handleEvent(event), log);
-  const daemon = new Lifecycle([listener, controller], log, notifier, () => controller.summary());
+  const daemon = new Lifecycle([metrics, listener, controller], log, notifier, () => controller.summary());
   await daemon.start();
   log.info({ ready: true }, `coldplug done: ${controller.summary()}`);
 
