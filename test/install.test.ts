@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { installCommand } from '../src/cli/commands/install.js';
 import { uninstallCommand } from '../src/cli/commands/uninstall.js';
 import type { CommandIO } from '../src/cli/command.js';
+import { processIO } from '../src/cli/xen-pmem.js';
 import { realHost, type CommandOutcome, type HostPort } from '../src/install/host.js';
 import { askManagersToReload, install, releaseUnit, uninstall, updateCatalog } from '../src/install/install.js';
 import { checkPrefix, checkRoot, InstallError, layoutFor, renderLauncher, renderUnit, shellQuote } from '../src/install/layout.js';
@@ -341,7 +342,7 @@ describe('install and uninstall into a staging root', () => {
 function collectingIO(): CommandIO & { outLines: string[]; errLines: string[] } {
   const outLines: string[] = [];
   const errLines: string[] = [];
-  return { outLines, errLines, out: (t) => void outLines.push(t), err: (t) => void errLines.push(t), ask: async () => null, env: {} };
+  return { outLines, errLines, out: (t) => void outLines.push(t), err: (t) => void errLines.push(t), ask: async () => null, env: {}, flock: processIO.flock };
 }
 
 function namespaceSkip(): string | false {

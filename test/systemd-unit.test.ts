@@ -322,6 +322,11 @@ const { createLogger } = await import(${module('dist/src/daemon/log.js')});
 const lines = [];
 createLogger({ level: 'info', env: {}, destination: { write: (line) => lines.push(line) } }).info({ device: 'pmem0' }, 'hello');
 result.logged = lines.length;
+const { loadLibc } = await import(${module('dist/src/native/libc.js')});
+const { openSync, closeSync } = await import('node:fs');
+const lockFd = openSync(process.argv[1], 'r');
+result.flock = loadLibc().tryLock(lockFd, 'shared');
+closeSync(lockFd);
 const udev = createRequire(${module('package.json')})('udev');
 const monitor = udev.monitor('block');
 result.udevDevices = udev.list('block').length;
@@ -354,7 +359,7 @@ describe('node under the unit\'s sandbox', { skip: sandboxSkip() }, () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('compiles, loads koffi, libsystemd and node-udev, notifies and logs, and cannot open an IP socket', () => {
+  it('compiles, loads koffi, libsystemd, libc\'s flock and node-udev, notifies and logs, and cannot open an IP socket', () => {
     const spec = sandboxSpec(syscallGroups());
     assert.ok(spec.allow.includes('ioctl') && spec.allow.includes('mmap'), 'privcmd needs ioctl and mmap');
     assert.ok(!spec.allow.includes('init_module') && !spec.allow.includes('setuid'), 'the deny lists took effect');
@@ -371,7 +376,7 @@ describe('node under the unit\'s sandbox', { skip: sandboxSkip() }, () => {
     const result = JSON.parse(outcome.stdout) as Record<string, unknown>;
     assert.deepEqual(
       { ...result, udevDevices: typeof result.udevDevices },
-      { capEff: '0000000000000000', noNewPrivs: '1', seccomp: '2', jit: 14999995, notify: 1, logged: 1, udevDevices: 'number', inet: 'EPERM' },
+      { capEff: '0000000000000000', noNewPrivs: '1', seccomp: '2', jit: 14999995, notify: 1, logged: 1, flock: 0, udevDevices: 'number', inet: 'EPERM' },
     );
     assert.deepEqual(outcome.datagrams, ['READY=1\nSTATUS=sandboxed']);
   });

@@ -6,6 +6,9 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDevice } from '../io/device.js';
+import { openLockedReader } from '../io/lock.js';
+import type { FlockPort } from '../io/ports.js';
+import { loadLibc } from '../native/libc.js';
 import { LIBXENCALL_ENV, openXencall } from '../native/libxencall.js';
 import { udevEventSource } from '../native/udev.js';
 import { listPmemNamespaces, readPmemByBlockName, readPmemBySyspath } from '../sysfs/model.js';
@@ -16,7 +19,7 @@ import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config.js';
 import { Controller } from './controller.js';
 import { Lifecycle } from './lifecycle.js';
 import { UdevListener } from './listener.js';
-import { createLogger } from './log.js';
+import { createLogger, type DaemonLogger } from './log.js';
 import { METRICS_DIR, MetricsWriter, textfileWriter, unreachableBecause } from './metrics.js';
 import { createNotifier } from './notify.js';
 import { LEDGER_FILE, LedgerJournal } from './ledger.js';
@@ -87,12 +90,14 @@ async function main(): Promise<number> {
   const port = opened && 'platformOp' in opened ? opened : null;
   const bridge = new HypercallBridge(port, opened && !('platformOp' in opened) ? { dryRun: config.dryRun, unavailable: opened.message } : { dryRun: config.dryRun });
 
+  const flock = loadDeviceLocks(log);
+
   const roots: SysfsRoots = { sysRoot: values['sys-root'], devRoot: values['dev-root'] };
   const controller = new Controller(config, {
     listNamespaces: () => listPmemNamespaces(roots),
     readByBlockName: (name) => readPmemByBlockName(roots, name),
     readBySyspath: (syspath) => readPmemBySyspath(roots, syspath),
-    openReader: (devPath) => openDevice(devPath, 'read'),
+    openReader: (devPath) => (flock ? openLockedReader(devPath, flock) : openDevice(devPath, 'read')),
     bridge,
     saveState: (state) => store.save(state),
     recordLedger: (op, entry) => (op === 'reported' ? holdAfterReport(process.env, entry) : null) ?? journal.append(op, entry),
@@ -127,6 +132,19 @@ async function main(): Promise<number> {
   // the next collection or at exit), so the listener only stops delivering events and the monitors
   // stay open until exit.
   process.exit(0);
+}
+
+/**
+ * libc's flock, for the shared lock around each read of a device (src/io/lock.ts). Without it
+ * the daemon reads as it did before the convention, and says so.
+ */
+function loadDeviceLocks(log: DaemonLogger): FlockPort | null {
+  try {
+    return loadLibc();
+  } catch (error) {
+    log.warn({ reason: 'locks-unavailable' }, `devices are read without the block-device lock: ${(error as Error).message}`);
+    return null;
+  }
 }
 
 /**
