@@ -163,7 +163,8 @@ function metricsView(): MetricsView {
     runDirMode: statSync(STATE_DIR).mode & 0o7777,
     readAsNobody: run('setpriv', [...NOBODY, 'cat', METRICS_PATH]),
     listAsNobody: run('setpriv', [...NOBODY, 'ls', STATE_DIR]),
-    promtool: PROMTOOL !== '' ? run(PROMTOOL, ['check', 'metrics', METRICS_PATH]) : null,
+    // promtool check metrics reads the text on its standard input.
+    promtool: PROMTOOL !== '' ? run('sh', ['-c', '"$0" check metrics < "$1"', PROMTOOL, METRICS_PATH]) : null,
   };
 }
 
