@@ -144,6 +144,14 @@ describe('the catalog table', () => {
   });
 });
 
+describe('docs/operations.md', () => {
+  test('lists every id with its kind, as the table has them', () => {
+    const doc = readFileSync(join(ROOT, 'docs', 'operations.md'), 'utf8');
+    const rows = [...doc.matchAll(/^\| `([0-9a-f]{32})` \| `([a-z-]+)` \|/gm)].map((match) => [match[2], match[1]]);
+    assert.deepEqual(rows, NAMES.map((name) => [name, messageIdOf(name)]));
+  });
+});
+
 describe('the catalog file', () => {
   const text = renderCatalog();
 

@@ -243,6 +243,29 @@ describe('a scan interleaved with xen-pmem setup on the same device', () => {
     assert.deepEqual(got.lines, ['absent/no-superblock'], 'and nothing told it otherwise: without udev\'s event it stays wrong');
   });
 
+  test('a disk locked past the read\'s patience is retrying with reason device-locked, and decided once the lock goes', { skip }, async () => {
+    const host = await makeDaemonHost('lock-patience', { regions: [{ id: 0, start: 0x1_0000_0000n, size: 256n * MiB, namespaces: [{ id: 0, mode: 'raw' }] }] });
+    hosts.push(host);
+    host.useXenInProcess();
+    await host.prepare('pmem0');
+    const holder = await lockDevice(host.devPath('pmem0'), 'exclusive', loadLibc(), READER_PATIENCE);
+    const log = recordingLogger();
+    const patience = { firstDelayMs: 10, maxDelayMs: 40, timeoutMs: 200 };
+    const controller = new Controller(testConfig({ retry: { initialMs: 100, maxMs: 100 } }), host.ports({ log, openReader: (devPath) => openLockedReader(devPath, loadLibc(), patience) }), null);
+    try {
+      controller.handleEvent({ action: 'change', subsystem: 'block', sysname: 'pmem0', syspath: '/sys/devices/virtual/block/pmem0', devtype: 'disk' });
+      await waitFor('a decision', () => controller.snapshot().devices.some((each) => each.device === 'pmem0'), 5000);
+      const record = controller.snapshot().devices.find((each) => each.device === 'pmem0')!;
+      assert.deepEqual([record.state, record.reason], ['retrying', 'device-locked']);
+      assert.match(record.message, /is locked by another program/);
+      await holder.release();
+      await waitFor('the retry after the lock went', () => controller.snapshot().devices.find((each) => each.device === 'pmem0')?.state === 'reported', 5000);
+    } finally {
+      await holder.release();
+      await controller.stop();
+    }
+  });
+
   test('setup does not deadlock on sfdisk\'s own lock, even with LOCK_BLOCK_DEVICE=1 in the environment', { skip }, async () => {
     const path = makeSparseImage(join(scratch, 'env-lock.img'), 64n * MiB);
     const run = spawnSync(process.execPath, [CLI_PATH, 'setup', path], { env: { ...process.env, LOCK_BLOCK_DEVICE: '1' }, encoding: 'utf8', timeout: 30_000 });
