@@ -8,6 +8,8 @@ export const LIB_DIR = '/usr/lib/xen-pmem';
 export const SBIN_DIR = '/usr/sbin';
 export const UNIT_DIR = '/lib/systemd/system';
 export const RULES_DIR = '/lib/udev/rules.d';
+/** Under /usr even on Debian 12: systemd's file trigger watches /usr/lib/systemd/catalog. */
+export const CATALOG_DIR_PACKAGED = '/usr/lib/systemd/catalog';
 /** dh_installudev names the rule <priority>-<package>.rules. */
 export const RULE_PRIORITY = 69;
 export const CONFFILE = '/etc/xen-pmem/config.json';

@@ -14,6 +14,8 @@
 //   runtime/                    dist/runtime, for /usr/lib/xen-pmem
 //   sbin/                       the launchers, exec /usr/bin/node with runtime.json's flags
 //   man/                        dist/man
+//   catalog/xen-pmem.catalog    dist/catalog: the journal message catalog, for /usr/lib/systemd/catalog
+//                               (systemd's own trigger on that directory rebuilds journalctl's index)
 //   conf/config.json            every default written out: the conffile /etc/xen-pmem/config.json
 //   conf/examples/config.json   the example of xen-pmem.json(5)
 //   README.md, docs/            the documents debian/xen-pmem.docs names
@@ -29,7 +31,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { renderLauncher, renderUnit, RULE_TEMPLATE, UNIT_TEMPLATE } from '../src/install/layout.js';
+import { CATALOG_FILE_NAME } from '../src/daemon/catalog.js';
+import { CATALOG_SOURCE, renderLauncher, renderUnit, RULE_TEMPLATE, UNIT_TEMPLATE } from '../src/install/layout.js';
 import { parseRuntimeManifest, RUNTIME_MANIFEST } from '../src/install/runtime-manifest.js';
 import { buildEpoch, changelogDate } from './build-date.js';
 import { LIB_DIR, NODE, PACKAGE_NAME, SBIN_DIR } from './deb-layout.js';
@@ -128,7 +131,8 @@ export function packagedLaunchers(runtimeDir: string): Record<string, string> {
 function stage(stageDir: string, version: string, upstream: string): void {
   const runtime = join(REPOSITORY, 'dist', 'runtime');
   const man = join(REPOSITORY, 'dist', 'man');
-  for (const built of [join(runtime, RUNTIME_MANIFEST), man]) {
+  const catalog = join(REPOSITORY, CATALOG_SOURCE);
+  for (const built of [join(runtime, RUNTIME_MANIFEST), man, catalog]) {
     if (!existsSync(built)) throw new PackageError(`${built} is missing: run npm run build first (npm run package does)`);
   }
   rmSync(stageDir, { recursive: true, force: true });
@@ -136,6 +140,8 @@ function stage(stageDir: string, version: string, upstream: string): void {
   cpSync(DEBIAN_DIR, join(stageDir, 'debian'), { recursive: true });
   cpSync(runtime, join(stageDir, 'runtime'), { recursive: true });
   cpSync(man, join(stageDir, 'man'), { recursive: true });
+  mkdirSync(join(stageDir, 'catalog'));
+  cpSync(catalog, join(stageDir, 'catalog', CATALOG_FILE_NAME));
   cpSync(join(REPOSITORY, 'README.md'), join(stageDir, 'README.md'));
   cpSync(join(REPOSITORY, 'docs'), join(stageDir, 'docs'), { recursive: true });
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it, type TestContext } from 'node:test';
 
-import { COMMANDS, main } from '../src/cli/xen-pmem.js';
+import { COMMANDS, main, processIO } from '../src/cli/xen-pmem.js';
 import { FIELDS, SUPERBLOCK_BYTES } from '../src/core/superblock.js';
 import { GiB, HUGE_PAGE_BYTES, KiB, MiB, PAGE_BYTES, TiB, U64_MAX } from '../src/core/units.js';
 import { xenMinimumReservedPages } from '../src/core/xen-sizing.js';
@@ -51,6 +51,7 @@ async function cliInProcess(args: string[]): Promise<CliResult> {
     err: (text) => { stderr += text + '\n'; },
     ask: async () => null,
     env: {},
+    flock: processIO.flock,
   });
   return { code, stdout, stderr };
 }

@@ -13,6 +13,7 @@ import { afterEach, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { MiB } from '../src/core/units.js';
+import { messageIdOf } from '../src/daemon/catalog.js';
 import { parseState, type DaemonState } from '../src/daemon/state-store.js';
 import { makeDaemonHost, show, waitFor, type DaemonHost, type XenEnvOptions } from '../fixtures/daemon-host.js';
 import { stackTraceLines } from '../fixtures/cli.js';
@@ -182,15 +183,25 @@ describe('xen-pmemd as a child process', { skip: hasPython ? false : 'python3 is
       [0x100000n, 0x110000n, 0x100200n, 0x100e00n, 0x100e00n, 0x10fe00n, 'OK'],
     ]);
 
+    // The metrics file, from the moment the daemon is up, for node_exporter's textfile collector.
+    const metricsPath = join(host.stateDir, 'metrics', 'xen-pmem.prom');
+    await waitFor('the metrics file to show the report', async () => /^xen_pmem_reports_total 1$/m.test(await readFile(metricsPath, 'utf8').catch(() => '')));
+    const running = await readFile(metricsPath, 'utf8');
+    for (const line of ['xen_pmem_up 1', 'xen_pmem_ready 1', 'xen_pmem_devices{state="reported"} 1', 'xen_pmem_hypervisor_accepts_reports 1']) {
+      assert.ok(running.split('\n').includes(line), `${line} in\n${running}`);
+    }
+
     const exit = await terminate(daemon);
     assert.deepEqual(exit, { code: 0, signal: null });
     assert.ok(daemon.notify.messages.includes('STOPPING=1'), `STOPPING=1 among ${show(daemon.notify.messages)}`);
+    assert.match(await readFile(metricsPath, 'utf8'), /^xen_pmem_up 0$/m, 'the last file says the daemon stopped');
 
     const lines = jsonLines(daemon);
     assert.ok(lines.length >= 3, 'the daemon logged its start, the device and its stop');
     const reported = lines.find((line) => line.device === 'pmem0' && line.state === 'reported');
     assert.ok(reported, 'a JSON line for pmem0 being reported');
     assert.equal(reported.level, 'notice');
+    assert.equal(reported.messageId, messageIdOf('reported'), 'the catalog id travels with the JSON line too');
     assert.equal(reported.spfn, '0x100000', 'PFNs in hex');
     assert.equal(reported.dataEpfn, '0x10fe00');
     assert.equal(lines.at(-1)?.msg, 'xen-pmemd stopped');

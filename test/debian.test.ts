@@ -59,6 +59,8 @@ describe('debian/control', () => {
   it('the file lists name what the stage holds', () => {
     assert.deepEqual(read('debian/xen-pmem.install').trim().split('\n'), [
       'runtime/* usr/lib/xen-pmem', 'sbin/xen-pmem usr/sbin', 'sbin/xen-pmemd usr/sbin', 'conf/config.json etc/xen-pmem',
+      // /usr/lib, not /lib: systemd's file trigger watches /usr/lib/systemd/catalog.
+      'catalog/xen-pmem.catalog usr/lib/systemd/catalog',
     ]);
     assert.deepEqual(read('debian/xen-pmem.manpages').trim().split('\n'), manPages({ version: '0', date: '2026-01-01' }).map((page) => `man/${page.file}`));
     for (const doc of read('debian/xen-pmem.docs').trim().split('\n')) assert.ok(existsSync(join(PROJECT_DIR, doc)), doc);

@@ -18,6 +18,8 @@ import { openXencall } from '../src/native/libxencall.js';
 import { isSupportedPmem, listPmemNamespaces, type PmemNamespaceModel, type SupportedPmemNamespace } from '../src/sysfs/model.js';
 import { HypercallBridge, type BridgeAnswer, type Capability } from '../src/xen/bridge.js';
 import { makeDaemonHost, show, type DaemonHost } from '../fixtures/daemon-host.js';
+import type { CatalogName } from '../src/daemon/catalog.js';
+import { ENTRIES_OF_STATE } from './helpers/catalog-families.js';
 import { freshDevice, withBothCopies } from './helpers/fixtures.js';
 import type { SysfsTreeSpec } from '../fixtures/sysfs-tree.js';
 
@@ -48,9 +50,29 @@ function supported(model: PmemNamespaceModel | undefined): SupportedPmemNamespac
   return model;
 }
 
+/**
+ * Every outcome names a catalog entry of its state's family: its journal line's MESSAGE_ID. A
+ * rejection also names the one its reason belongs to, as `rejectedAs` says for the step at hand.
+ */
+function catalogued<T extends Outcome | null>(outcome: T, rejectedAs?: (reason: string) => CatalogName): T {
+  if (outcome) {
+    assert.ok(ENTRIES_OF_STATE[outcome.state].includes(outcome.catalog), `${outcome.state}/${outcome.reason} is explained by ${outcome.catalog}`);
+    if (outcome.state === 'rejected' && rejectedAs) assert.equal(outcome.catalog, rejectedAs(outcome.reason), outcome.reason);
+  }
+  return outcome;
+}
+
+/** judgeForXen's rejections, by reason: the physical map, the ledger, Xen's rules, else the super block. */
+function judgedRejection(reason: string): CatalogName {
+  if (['region-misaligned', 'outside-nd-region', 'area-misaligned'].includes(reason)) return 'rejected-physical-map';
+  if (reason === 'overlaps-reported') return 'rejected-overlap';
+  if (/^xen-rule-\d+$/.test(reason)) return 'rejected-xen-rule';
+  return 'rejected-superblock';
+}
+
 function outcomeOf(judgement: Judgement): Outcome {
   assert.equal(judgement.kind, 'outcome', `expected an outcome, got ${judgement.kind}`);
-  return (judgement as Extract<Judgement, { kind: 'outcome' }>).outcome;
+  return catalogued((judgement as Extract<Judgement, { kind: 'outcome' }>).outcome, judgedRejection);
 }
 
 function reportOf(judgement: Judgement): Extract<Judgement, { kind: 'report' }> {
@@ -99,8 +121,9 @@ describe('admit: before any I/O', () => {
   ];
   for (const [name, raw, message] of refusals) {
     test(`rejected, not-allowed: ${name}`, () => {
-      const outcome = admit(model, config(raw));
+      const outcome = catalogued(admit(model, config(raw)));
       assert.ok(outcome, 'refused');
+      assert.equal(outcome.catalog, 'rejected-config');
       assert.equal(outcome.state, 'rejected');
       assert.equal(outcome.reason, 'not-allowed');
       assert.equal(outcome.severity, 'notice');
@@ -129,7 +152,8 @@ describe('admit: before any I/O', () => {
       ],
     });
     const models = await listPmemNamespaces(fixture.roots);
-    const outcomes = models.map((each) => admit(each, config()));
+    const outcomes = models.map((each) => catalogued(admit(each, config())));
+    assert.deepEqual(outcomes.map((each) => each?.catalog), ['rejected-device', 'rejected-device']);
     assert.deepEqual(outcomes.map((each) => [each?.state, each?.reason, each?.severity]), [
       ['rejected', 'sector-mode', 'warn'],
       ['rejected', 'devdax-mode', 'warn'],
@@ -299,7 +323,7 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
   });
 
   function expectOutcome(answer: BridgeAnswer, confirming: boolean, expected: [string, string, string]): Outcome {
-    const outcome = interpretAnswer('pmem0', layout, answer, confirming);
+    const outcome = catalogued(interpretAnswer('pmem0', layout, answer, confirming), () => 'rejected-by-xen');
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], expected, outcome.message);
     assert.equal(outcome.layout, layout);
     assert.match(outcome.message, /region 0x100000000-0x10fffffff \(reserved 0x100200000-0x100dfffff, data 0x100e00000-0x10fdfffff\)/);
@@ -393,15 +417,17 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
 describe('removalOutcome', () => {
   test('removed: a device that was never reported', () => {
     for (const previous of [undefined, { state: 'absent' as const }, { state: 'rejected' as const, layout: undefined }]) {
-      const outcome = removalOutcome('pmem0', previous);
+      const outcome = catalogued(removalOutcome('pmem0', previous));
       assert.deepEqual([outcome.state, outcome.reason, outcome.severity, outcome.message], ['removed', 'removed', 'info', 'pmem0: removed']);
+      assert.equal(outcome.catalog, 'removed');
     }
   });
 
   test('removed, removed-while-reported: an error, because Xen still manages that memory', () => {
     const layout = layoutOf(model, validVerdict(REGION_SIZE));
-    const outcome = removalOutcome('pmem0', { state: 'reported', layout });
+    const outcome = catalogued(removalOutcome('pmem0', { state: 'reported', layout }));
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['removed', 'removed-while-reported', 'error']);
+    assert.equal(outcome.catalog, 'removed-after-report');
     assert.equal(outcome.layout, layout);
     assert.match(outcome.message, /^pmem0: removed after its region 0x100000000-0x10fffffff was reported to Xen; .*reboot the host/);
   });

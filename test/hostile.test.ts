@@ -10,7 +10,7 @@ import { mkdir, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { main } from '../src/cli/xen-pmem.js';
+import { main, processIO } from '../src/cli/xen-pmem.js';
 import { FIELDS, FLAG_NAMESPACE_BOUND, SUPERBLOCK_BYTES, backupOffsetFor, type Superblock } from '../src/core/superblock.js';
 import { GiB, KiB, MiB, U64_MAX } from '../src/core/units.js';
 import type { Verdict } from '../src/core/validate.js';
@@ -629,6 +629,7 @@ async function inspectInProcess(path: string): Promise<CliResult> {
     err: (text) => { stderr += text + '\n'; },
     ask: async () => null,
     env: {},
+    flock: processIO.flock,
   });
   return { code, stdout, stderr };
 }

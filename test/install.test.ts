@@ -23,8 +23,9 @@ import { fileURLToPath } from 'node:url';
 import { installCommand } from '../src/cli/commands/install.js';
 import { uninstallCommand } from '../src/cli/commands/uninstall.js';
 import type { CommandIO } from '../src/cli/command.js';
+import { processIO } from '../src/cli/xen-pmem.js';
 import { realHost, type CommandOutcome, type HostPort } from '../src/install/host.js';
-import { askManagersToReload, install, releaseUnit, uninstall } from '../src/install/install.js';
+import { askManagersToReload, install, releaseUnit, uninstall, updateCatalog } from '../src/install/install.js';
 import { checkPrefix, checkRoot, InstallError, layoutFor, renderLauncher, renderUnit, shellQuote } from '../src/install/layout.js';
 import { parseManifest } from '../src/install/manifest.js';
 import { parseRuntimeManifest } from '../src/install/runtime-manifest.js';
@@ -79,6 +80,7 @@ describe('install paths and generated files', () => {
       manifest: '/opt/xp/lib/xen-pmem/install-manifest.json',
       unit: '/etc/systemd/system/xen-pmemd.service',
       rule: '/etc/udev/rules.d/69-xen-pmem.rules',
+      catalog: '/usr/local/lib/systemd/catalog/xen-pmem.catalog',
     });
   });
 
@@ -161,6 +163,18 @@ describe('asking systemd and udevd', () => {
     releaseUnit('/stage', true, offline);
     assert.deepEqual(offline.calls, [['systemctl', '--root=/stage', 'disable', 'xen-pmemd.service']]);
   });
+
+  it('rebuilds journalctl\'s catalog index where systemd runs, and says so where it cannot', () => {
+    const running = fakeHost(true, true);
+    assert.deepEqual(updateCatalog('/', true, running), { notes: [], problems: [] });
+    assert.deepEqual(running.calls, [['journalctl', '--update-catalog']]);
+    assert.deepEqual(updateCatalog('/', true, fakeHost(true, true, 1)).problems, ['journalctl --update-catalog failed (exit 1): Failed to connect to bus']);
+    const idle = fakeHost(false, false);
+    assert.deepEqual(updateCatalog('/', true, idle).notes, ['systemd is not running here: skipped journalctl --update-catalog']);
+    assert.deepEqual(updateCatalog('/stage', true, idle).notes, ['on that system also run: journalctl --update-catalog']);
+    assert.deepEqual(updateCatalog('/', false, idle), { notes: [], problems: [] });
+    assert.deepEqual(idle.calls, []);
+  });
 });
 
 /**
@@ -188,6 +202,7 @@ function makeProject(dir: string): void {
   mkdirSync(join(dir, 'udev'));
   copyFileSync(join(PROJECT_DIR, 'systemd/xen-pmemd.service'), join(dir, 'systemd/xen-pmemd.service'));
   copyFileSync(join(PROJECT_DIR, 'udev/69-xen-pmem.rules'), join(dir, 'udev/69-xen-pmem.rules'));
+  write('dist/catalog/xen-pmem.catalog', '-- 0123456789abcdef0123456789abcdef\nSubject: x\n\nx\n');
 }
 
 describe('install and uninstall into a staging root', () => {
@@ -235,8 +250,16 @@ describe('install and uninstall into a staging root', () => {
       'opt/xp/sbin/',
       'opt/xp/sbin/xen-pmem',
       'opt/xp/sbin/xen-pmemd',
+      'usr/',
+      'usr/local/',
+      'usr/local/lib/',
+      'usr/local/lib/systemd/',
+      'usr/local/lib/systemd/catalog/',
+      'usr/local/lib/systemd/catalog/xen-pmem.catalog',
     ]);
     const at = (path: string): string => join(root, path);
+    assert.equal(readFileSync(at('usr/local/lib/systemd/catalog/xen-pmem.catalog'), 'utf8'), readFileSync(join(project, 'dist/catalog/xen-pmem.catalog'), 'utf8'));
+    assert.ok(report.notes.includes('on that system also run: journalctl --update-catalog'), report.notes.join('\n'));
     assert.equal(readlinkSync(at('opt/xp/lib/xen-pmem/node_modules/alpha/main.js')), 'index.js');
     assert.equal(lstatSync(at('opt/xp/lib/xen-pmem/node_modules/alpha/build/alpha.node')).mode & 0o777, 0o755);
     assert.equal(lstatSync(at('opt/xp/sbin/xen-pmemd')).mode & 0o777, 0o755);
@@ -319,7 +342,7 @@ describe('install and uninstall into a staging root', () => {
 function collectingIO(): CommandIO & { outLines: string[]; errLines: string[] } {
   const outLines: string[] = [];
   const errLines: string[] = [];
-  return { outLines, errLines, out: (t) => void outLines.push(t), err: (t) => void errLines.push(t), ask: async () => null, env: {} };
+  return { outLines, errLines, out: (t) => void outLines.push(t), err: (t) => void errLines.push(t), ask: async () => null, env: {}, flock: processIO.flock };
 }
 
 function namespaceSkip(): string | false {

@@ -76,6 +76,10 @@ describe('xen-pmemd.service', () => {
   it('keeps /run/xen-pmem across restarts and offers /etc/xen-pmem', () => {
     assert.equal(single(unit, 'Service', 'RuntimeDirectory'), 'xen-pmem');
     assert.equal(single(unit, 'Service', 'RuntimeDirectoryPreserve'), 'yes');
+    // Others may pass through to metrics/ (node_exporter's user), not list it; nothing else is writable.
+    assert.equal(single(unit, 'Service', 'RuntimeDirectoryMode'), '0711');
+    assert.equal(single(unit, 'Service', 'UMask'), '0077');
+    assert.deepEqual(values(unit, 'Service', 'ReadWritePaths'), []);
     assert.equal(single(unit, 'Service', 'ConfigurationDirectory'), 'xen-pmem');
   });
 
@@ -318,6 +322,11 @@ const { createLogger } = await import(${module('dist/src/daemon/log.js')});
 const lines = [];
 createLogger({ level: 'info', env: {}, destination: { write: (line) => lines.push(line) } }).info({ device: 'pmem0' }, 'hello');
 result.logged = lines.length;
+const { loadLibc } = await import(${module('dist/src/native/libc.js')});
+const { openSync, closeSync } = await import('node:fs');
+const lockFd = openSync(process.argv[1], 'r');
+result.flock = loadLibc().tryLock(lockFd, 'shared');
+closeSync(lockFd);
 const udev = createRequire(${module('package.json')})('udev');
 const monitor = udev.monitor('block');
 result.udevDevices = udev.list('block').length;
@@ -350,7 +359,7 @@ describe('node under the unit\'s sandbox', { skip: sandboxSkip() }, () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('compiles, loads koffi, libsystemd and node-udev, notifies and logs, and cannot open an IP socket', () => {
+  it('compiles, loads koffi, libsystemd, libc\'s flock and node-udev, notifies and logs, and cannot open an IP socket', () => {
     const spec = sandboxSpec(syscallGroups());
     assert.ok(spec.allow.includes('ioctl') && spec.allow.includes('mmap'), 'privcmd needs ioctl and mmap');
     assert.ok(!spec.allow.includes('init_module') && !spec.allow.includes('setuid'), 'the deny lists took effect');
@@ -367,7 +376,7 @@ describe('node under the unit\'s sandbox', { skip: sandboxSkip() }, () => {
     const result = JSON.parse(outcome.stdout) as Record<string, unknown>;
     assert.deepEqual(
       { ...result, udevDevices: typeof result.udevDevices },
-      { capEff: '0000000000000000', noNewPrivs: '1', seccomp: '2', jit: 14999995, notify: 1, logged: 1, udevDevices: 'number', inet: 'EPERM' },
+      { capEff: '0000000000000000', noNewPrivs: '1', seccomp: '2', jit: 14999995, notify: 1, logged: 1, flock: 0, udevDevices: 'number', inet: 'EPERM' },
     );
     assert.deepEqual(outcome.datagrams, ['READY=1\nSTATUS=sandboxed']);
   });

@@ -9,24 +9,38 @@
 // package. The equipment is in place before the first listing, so the listings compare only what
 // the package did.
 //
+// Also what the package adds for operators: the journal explained by the message catalog
+// (journalctl -x, MESSAGE_ID=, the catalog index systemd's trigger rebuilt) and the metrics file
+// as node_exporter's unprivileged user reads it.
+//
 // Settings (lab.env): LAB_DEB_PREVIOUS, LAB_DEB_CURRENT (paths of the two .deb files, visible at
-// the same paths in the guest), LAB_PACKAGE_DIRS (the package's directories, one per line).
+// the same paths in the guest), LAB_PACKAGE_DIRS (the package's directories, one per line),
+// LAB_PROMTOOL (optional: a promtool to check the metrics file with).
 // Result: debian-package.json, rewritten after every phase.
 
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+
+import { messageIdOf } from '../../src/daemon/catalog.js';
+import { METRICS_DIR, METRICS_FILE } from '../../src/daemon/metrics.js';
 
 import {
   STATE_DIR, UNIT, daemonReady, diskFacts, installTestHypervisor, ledgerLines, pmemDisks, readText, run, runOk, statusJson,
   testHypervisorLog, unitJournal, unitPids, unitSnapshot, waitForDeviceState, waitForDisks, waitForUnit,
 } from './daemon-dom0.js';
-import type { CommandRecord } from './daemon-results.js';
-import { isBookkeeping, LISTED_TREES, PACKAGE_RESULT_FILE, type AptStep, type DaemonView, type PackageScenarioResult, type UdevView } from './package-results.js';
+import { parseJournal, type CommandRecord, type JournalEntry } from './daemon-results.js';
+import {
+  isBookkeeping, LISTED_TREES, PACKAGE_RESULT_FILE, type AptStep, type DaemonView, type JournalCatalogView, type MetricsView, type PackageScenarioResult, type UdevView,
+} from './package-results.js';
 import { log, phaseRunner, putResult, sleep, waitUntil } from './results.js';
 
 const PREVIOUS = process.env.LAB_DEB_PREVIOUS ?? '';
 const CURRENT = process.env.LAB_DEB_CURRENT ?? '';
 const PACKAGE_DIRS = (process.env.LAB_PACKAGE_DIRS ?? '').split('\n').filter((dir) => dir !== '');
+/** The host's promtool, if it has one (the host root is the guest's). */
+const PROMTOOL = process.env.LAB_PROMTOOL ?? '';
+const METRICS_PATH = join(STATE_DIR, METRICS_DIR, METRICS_FILE);
+const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
 const PACKAGED_CLI = '/usr/sbin/xen-pmem';
 const CONFFILE = '/etc/xen-pmem/config.json';
 const RULE = '/lib/udev/rules.d/69-xen-pmem.rules';
@@ -145,6 +159,36 @@ function daemonView(): DaemonView {
   return { status, statusExit, hypervisorLog: testHypervisorLog(), ledger: ledgerLines(), journal: unitJournal().entries };
 }
 
+/** Journal entries of this boot matching MESSAGE_ID=, across every unit. */
+function byMessageId(id: string): JournalEntry[] {
+  const record = run('journalctl', ['--no-pager', '-b', '-o', 'json', `MESSAGE_ID=${id}`]);
+  return record.stdout.trim() === '' ? [] : parseJournal(record.stdout);
+}
+
+/** xen-pmem's entries in journalctl's catalog index. */
+function catalogEntries(): string[] {
+  return run('journalctl', ['--list-catalog']).stdout.split('\n').filter((line) => / xen-pmem: /.test(line));
+}
+
+function journalCatalogView(): JournalCatalogView {
+  return {
+    explained: run('journalctl', ['--no-pager', '-b', '-x', '-u', UNIT]),
+    reports: byMessageId(messageIdOf('reported')),
+    reportedEarlier: byMessageId(messageIdOf('reported-earlier')),
+    catalog: catalogEntries(),
+  };
+}
+
+function metricsView(): MetricsView {
+  return {
+    runDirMode: statSync(STATE_DIR).mode & 0o7777,
+    readAsNobody: run('setpriv', [...NOBODY, 'cat', METRICS_PATH]),
+    listAsNobody: run('setpriv', [...NOBODY, 'ls', STATE_DIR]),
+    // promtool check metrics reads the text on its standard input.
+    promtool: PROMTOOL !== '' ? run('sh', ['-c', '"$0" check metrics < "$1"', PROMTOOL, METRICS_PATH]) : null,
+  };
+}
+
 function dirEntries(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir).sort() : [];
 }
@@ -190,7 +234,13 @@ async function main(): Promise<void> {
     const wantedBy = run('systemctl', ['show', '-p', 'WantedBy', '--value', UNIT]).stdout.trim();
     const man = run('man', ['xen-pmem']);
     const manPaths = run('man', ['-w', 'xen-pmem', 'xen-pmemd', 'xen-pmem.json']);
-    result.install = { ...step, files, ruleFile: existsSync(RULE), udev, wantedBy, daemon: daemonView(), man, manPaths, conffile: readText(CONFFILE) ?? '' };
+    // The metrics writer coalesces for a second after the last decision.
+    await waitUntil('the metrics file to show the report', () => /^xen_pmem_reports_total 1$/m.test(readText(METRICS_PATH) ?? ''), 30_000, 500)
+      .catch((error: Error) => log(error.message));
+    result.install = {
+      ...step, files, ruleFile: existsSync(RULE), udev, wantedBy, daemon: daemonView(), man, manPaths, conffile: readText(CONFFILE) ?? '',
+      journal: journalCatalogView(), metrics: metricsView(),
+    };
   });
 
   await phase('edit', () => {
@@ -218,6 +268,7 @@ async function main(): Promise<void> {
     }, 30_000, 1000).catch((error: Error) => log(error.message));
     result.upgrade = {
       ...step, unit, before, conffile: readText(CONFFILE) ?? '', confDir: dirEntries('/etc/xen-pmem'), udev, debugEntries, daemon: daemonView(),
+      journal: journalCatalogView(),
     };
   });
 
@@ -244,7 +295,7 @@ async function main(): Promise<void> {
 
   await phase('purge', () => {
     const step = aptStep(['purge', 'xen-pmem']);
-    result.purge = { ...step, listing: listing(), runDir: dirEntries(STATE_DIR), ledger: ledgerLines(), etcDir: existsSync('/etc/xen-pmem') };
+    result.purge = { ...step, listing: listing(), runDir: dirEntries(STATE_DIR), ledger: ledgerLines(), etcDir: existsSync('/etc/xen-pmem'), catalog: catalogEntries() };
   });
 
   result.phase = 'done';

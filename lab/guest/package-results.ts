@@ -76,6 +76,30 @@ export interface DaemonView {
   journal: JournalEntry[];
 }
 
+/** The journal as an operator reads it with the catalog (`journalctl -x`), and by MESSAGE_ID. */
+export interface JournalCatalogView {
+  /** `journalctl -b -x -u xen-pmemd`: each entry with a catalog entry is followed by its text. */
+  explained: CommandRecord;
+  /** `journalctl -b -o json MESSAGE_ID=<reported>`, no unit named: how a fleet finds reports. */
+  reports: JournalEntry[];
+  /** The same for reported-earlier, the line of a restarted daemon that found its report. */
+  reportedEarlier: JournalEntry[];
+  /** The lines of `journalctl --list-catalog` defined by xen-pmem. */
+  catalog: string[];
+}
+
+/** The metrics file as node_exporter's user sees it. */
+export interface MetricsView {
+  /** Mode of /run/xen-pmem, as `stat` gives it (0711). */
+  runDirMode: number;
+  /** `cat` of the file as nobody (setpriv): what node_exporter can read. */
+  readAsNobody: CommandRecord;
+  /** `ls /run/xen-pmem` as nobody: what it cannot. */
+  listAsNobody: CommandRecord;
+  /** `promtool check metrics` on the file, when the host had promtool (LAB_PROMTOOL). */
+  promtool: CommandRecord | null;
+}
+
 export interface UdevView {
   trigger: CommandRecord;
   /** SYSTEMD_WANTS of the disk in udev's database after the change event, or null. */
@@ -102,6 +126,8 @@ export interface PackageScenarioResult {
     man: CommandRecord;
     manPaths: CommandRecord;
     conffile: string;
+    journal: JournalCatalogView;
+    metrics: MetricsView;
   };
   edit?: { before: string; after: string };
   upgrade?: AptStep & {
@@ -113,6 +139,7 @@ export interface PackageScenarioResult {
     /** Journal entries of the new daemon at debug priority (the edited logLevel at work). */
     debugEntries: JournalEntry[];
     daemon: DaemonView;
+    journal: JournalCatalogView;
   };
   remove?: AptStep & {
     before: UnitSnapshot;
@@ -126,5 +153,5 @@ export interface PackageScenarioResult {
     ledger: string[];
     enablementLink: boolean;
   };
-  purge?: AptStep & { listing: string[]; runDir: string[]; ledger: string[]; etcDir: boolean };
+  purge?: AptStep & { listing: string[]; runDir: string[]; ledger: string[]; etcDir: boolean; catalog: string[] };
 }

@@ -4,11 +4,13 @@
 
 import { COMMANDS } from '../../src/cli/xen-pmem.js';
 import { EXIT_NOT_VALID, EXIT_OK, EXIT_USAGE_OR_IO } from '../../src/cli/command.js';
+import { CATALOG, CATALOG_FILE_NAME, messageIdOf } from '../../src/daemon/catalog.js';
 import { LEDGER_FILE } from '../../src/daemon/ledger.js';
+import { METRICS_DIR, METRICS_FILE, REFRESH_MS } from '../../src/daemon/metrics.js';
 import { DEFAULT_STATE_DIR, STATE_FILE } from '../../src/daemon/state-store.js';
 import { DAEMON_HELP, EXIT_CONFIG } from '../../src/daemon/usage.js';
 import { RULE_NAME, UNIT_NAME } from '../../src/install/layout.js';
-import { CONFFILE, EXAMPLE_CONFIG_PATH, RULES_DIR, UNIT_DIR } from '../deb-layout.js';
+import { CATALOG_DIR_PACKAGED, CONFFILE, EXAMPLE_CONFIG_PATH, RULES_DIR, UNIT_DIR } from '../deb-layout.js';
 import { CONFIG_PATH, configFields, configJson, EXAMPLE_CONFIG } from './config-doc.js';
 import { parseHelp, type ParsedHelp } from './help-text.js';
 import { bold, escape, italic, literal, paragraph, renderPage, tagged, usage, type Page } from './roff.js';
@@ -139,10 +141,13 @@ export function daemonPage(context: PageContext): RenderedPage {
         title: 'Journal',
         body: [
           ...paragraph('Under systemd every entry goes to the journal with its fields: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER=xen-pmemd and one PMEM_ field per detail, with addresses in hex. Run by hand, it writes one JSON line per entry to standard output instead.'),
+          ...paragraph(`The line of each outcome (a device reported, rejected, unsupported, retrying, failed, removed, and what the hypervisor implements) carries a MESSAGE_ID of its kind, the same on every host and in every release, and the message catalog ${CATALOG_DIR_PACKAGED}/${CATALOG_FILE_NAME} explains each kind: what happened and what to do. journalctl -x shows the explanation under the line; journalctl --list-catalog lists the ${Object.keys(CATALOG).length} kinds. A report to Xen is MESSAGE_ID=${messageIdOf('reported')}.`),
           ...literal([
             'journalctl -u xen-pmemd',
             'journalctl -u xen-pmemd -p err',
             'journalctl -u xen-pmemd PMEM_DEVICE=pmem0',
+            'journalctl -x -u xen-pmemd',
+            `journalctl MESSAGE_ID=${messageIdOf('reported')}`,
           ]),
         ],
       },
@@ -152,6 +157,8 @@ export function daemonPage(context: PageContext): RenderedPage {
           ...tagged(bold(CONFIG_PATH), 'The configuration, see xen-pmem.json(5). Missing means the defaults.'),
           ...tagged(bold(`${DEFAULT_STATE_DIR}/${LEDGER_FILE}`), 'What was reported to Xen this boot; kept when the daemon stops and when the package is removed.'),
           ...tagged(bold(`${DEFAULT_STATE_DIR}/${STATE_FILE}`), 'Each device\'s record, for xen-pmem status.'),
+          ...tagged(bold(`${DEFAULT_STATE_DIR}/${METRICS_DIR}/${METRICS_FILE}`), `The daemon's state in Prometheus' text format, for node_exporter's textfile collector (--collector.textfile.directory=${DEFAULT_STATE_DIR}/${METRICS_DIR}): devices by state, rejections by reason, reports, what the hypervisor implements, xen_pmem_up. Rewritten whole after decisions and every ${REFRESH_MS / 1000} s; readable by every user.`),
+          ...tagged(bold(`${CATALOG_DIR_PACKAGED}/${CATALOG_FILE_NAME}`), 'The journal message catalog (xen-pmem install puts it in /usr/local/lib/systemd/catalog).'),
           ...tagged(bold(`${UNIT_DIR}/${UNIT_NAME}`), 'The systemd unit, with its sandbox.'),
           ...tagged(bold(`${RULES_DIR}/${RULE_NAME}`), 'The udev rule that starts the unit for a pmem disk.'),
         ],

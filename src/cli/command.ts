@@ -1,6 +1,8 @@
 // The contract every `xen-pmem` sub-command fulfils. Commands live one per file in
 // `src/cli/commands/` and are listed in the table in `src/cli/xen-pmem.ts`.
 
+import type { FlockPort } from '../io/ports.js';
+
 export const EXIT_OK = 0;
 /** The device holds no valid super block (absent or invalid), or the daemon is not running. */
 export const EXIT_NOT_VALID = 1;
@@ -13,6 +15,8 @@ export interface CommandIO {
   /** Reads one line from the terminal for confirmations; null when stdin is not a TTY. */
   ask(question: string): Promise<string | null>;
   env: NodeJS.ProcessEnv;
+  /** libc's flock, for the device locks of setup and wipe; loaded by the first command that locks. */
+  flock(): Promise<FlockPort>;
 }
 
 export interface Command {

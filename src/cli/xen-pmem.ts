@@ -84,6 +84,9 @@ export const processIO: CommandIO = {
     }
   },
   env: process.env,
+  // The composition root builds the one native port commands use; the commands that never lock
+  // a device never load koffi.
+  flock: async () => (await import('../native/libc.js')).loadLibc(),
 };
 
 // Run only when executed, not when the tests import the table.

@@ -13,6 +13,7 @@ import { messageOf } from '../core/errno.js';
 import type { Verdict } from '../core/validate.js';
 import type { DaemonState, LedgerEntry } from '../format/records.js';
 import type { DeviceReader } from '../io/ports.js';
+import { DeviceLockedError } from '../io/lock.js';
 import { scanDevice } from '../io/scan.js';
 import { deviceKey, isSupportedPmem, type PmemNamespaceModel } from '../sysfs/types.js';
 import type { Capability } from '../xen/interface.js';
@@ -148,7 +149,7 @@ export class Controller implements Component {
     try {
       outcome = await this.decideDevice(key, removalHint, listed);
     } catch (error) {
-      outcome = { state: 'failed', reason: 'internal-error', severity: 'error', message: `${key}: unexpected error while deciding: ${messageOf(error)}` };
+      outcome = { state: 'failed', reason: 'internal-error', catalog: 'failed', severity: 'error', message: `${key}: unexpected error while deciding: ${messageOf(error)}` };
     }
     let nextAttempt: Date | null = null;
     if (outcome.state === 'retrying') nextAttempt = this.scheduler.retryLater(key, this.ports.now());
@@ -162,7 +163,7 @@ export class Controller implements Component {
     const admission = admit(model, this.config);
     if (admission) return { ...admission, model };
     if (!isSupportedPmem(model)) {
-      return { state: 'rejected', reason: 'not-mappable', severity: 'warn', model, message: `${key}: cannot be mapped to physical addresses` };
+      return { state: 'rejected', reason: 'not-mappable', catalog: 'rejected-device', severity: 'warn', model, message: `${key}: cannot be mapped to physical addresses` };
     }
     let verdict: Verdict;
     try {
@@ -170,7 +171,10 @@ export class Controller implements Component {
     } catch (error) {
       // A device removed during its scan ends as removed, not as an I/O failure.
       if (removalHint || !(await this.readModel(key))) return removalOutcome(key, this.status.record(key));
-      return { state: 'retrying', reason: 'io-error', severity: 'warn', model, message: `${key}: cannot read ${model.block.devPath}: ${messageOf(error)}` };
+      // Another program kept the disk locked past the reader's patience (it is writing a layout):
+      // decided again after the backoff, and at the event its unlock brings.
+      const reason = error instanceof DeviceLockedError ? 'device-locked' : 'io-error';
+      return { state: 'retrying', reason, catalog: 'retrying', severity: 'warn', model, message: `${key}: cannot read ${model.block.devPath}: ${messageOf(error)}` };
     }
     const outcome = await this.reporter.decide(key, model, verdict);
     const notes = verdict.status === 'valid' && verdict.notes.length > 0 ? verdict.notes : undefined;

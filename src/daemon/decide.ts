@@ -9,6 +9,7 @@ import { layoutText } from '../format/serializers.js';
 import { deviceKey, type SupportedPmemNamespace, type PmemNamespaceModel } from '../sysfs/types.js';
 import type { BridgeAnswer, Capability, PmemReport } from '../xen/interface.js';
 import { interfaceFor } from '../xen/interfaces/index.js';
+import type { CatalogName } from './catalog.js';
 import { configRefusal, type Config } from './config.js';
 
 export type { DeviceState, LedgerEntry, PhysicalLayout } from '../format/records.js';
@@ -21,6 +22,8 @@ export interface Outcome {
   reason: string;
   message: string;
   severity: Severity;
+  /** The entry of the journal's message catalog that explains it (src/daemon/catalog.ts). */
+  catalog: CatalogName;
   layout?: PhysicalLayout;
   /** The interface the layout was (or would be) reported through, when a report was made or found. */
   interface?: string;
@@ -37,10 +40,10 @@ export type Judgement =
 export function admit(model: PmemNamespaceModel, config: Config): Outcome | null {
   const name = deviceKey(model);
   if (model.unsupported) {
-    return { state: 'rejected', reason: model.unsupported.code, message: `${name}: not usable for Xen: ${model.unsupported.message}`, severity: 'warn' };
+    return { state: 'rejected', reason: model.unsupported.code, catalog: 'rejected-device', message: `${name}: not usable for Xen: ${model.unsupported.message}`, severity: 'warn' };
   }
   const refusal = configRefusal(config, { device: name, region: model.region.name, namespaceUuid: model.namespaceUuid });
-  if (refusal) return { state: 'rejected', reason: 'not-allowed', message: `${name}: not reported to Xen: ${refusal}`, severity: 'notice' };
+  if (refusal) return { state: 'rejected', reason: 'not-allowed', catalog: 'rejected-config', message: `${name}: not reported to Xen: ${refusal}`, severity: 'notice' };
   return null;
 }
 
@@ -52,30 +55,30 @@ export function admit(model: PmemNamespaceModel, config: Config): Outcome | null
 export function judgeForXen(model: SupportedPmemNamespace, verdict: Verdict, ledger: readonly LedgerEntry[], capability: Capability): Judgement {
   const name = model.block.name;
   if (verdict.status === 'absent') {
-    return outcome('absent', 'no-superblock', `${name}: no xen-pmem super block (${verdict.message})`, 'info');
+    return outcome('absent', 'no-superblock', 'absent', `${name}: no xen-pmem super block (${verdict.message})`, 'info');
   }
   if (verdict.status === 'invalid') {
-    return outcome('rejected', verdict.reason, `${name}: super block rejected [${verdict.reason}]: ${verdict.message}`, 'error');
+    return outcome('rejected', verdict.reason, 'rejected-superblock', `${name}: super block rejected [${verdict.reason}]: ${verdict.message}`, 'error');
   }
   const mapped = mapToPhysical(model, verdict);
-  if ('reason' in mapped) return outcome('rejected', mapped.reason, `${name}: ${mapped.message}`, 'error');
+  if ('reason' in mapped) return outcome('rejected', mapped.reason, 'rejected-physical-map', `${name}: ${mapped.message}`, 'error');
 
   const same = ledger.find((entry) => entry.uuid === mapped.uuid && sameRequest(entry.request, mapped.request));
   if (same?.status === 'reported') {
-    return { kind: 'outcome', outcome: { state: 'reported', reason: 'reported-earlier', message: `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} was reported to Xen at ${same.at}; Xen keeps it until reboot`, severity: 'info', layout: mapped, interface: same.interface } };
+    return { kind: 'outcome', outcome: { state: 'reported', reason: 'reported-earlier', catalog: 'reported-earlier', message: `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} was reported to Xen at ${same.at}; Xen keeps it until reboot`, severity: 'info', layout: mapped, interface: same.interface } };
   }
   const others = ledger.filter((entry) => entry !== same);
   const clash = others.find(({ request }) => rangesOverlap(request.spfn, request.epfn, mapped.request.spfn, mapped.request.epfn));
   if (clash) {
-    return outcome('rejected', 'overlaps-reported',
+    return outcome('rejected', 'overlaps-reported', 'rejected-overlap',
       `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} overlaps ${halfOpenRange(clash.request.spfn, clash.request.epfn)} reported for ${clash.device} (reservation ${clash.uuid}); Xen has no remove, so a new layout there needs a reboot`, 'error', mapped);
   }
   const xenView = interfaceFor(capability).check(mapped.request, others.map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn })));
   if (!xenView.ok) {
-    return outcome('rejected', `xen-rule-${xenView.rule}`, `${name}: Xen would refuse this layout (rule ${xenView.rule}): ${xenView.message}`, 'error', mapped);
+    return outcome('rejected', `xen-rule-${xenView.rule}`, 'rejected-xen-rule', `${name}: Xen would refuse this layout (rule ${xenView.rule}): ${xenView.message}`, 'error', mapped);
   }
   if (capability.kind === 'unsupported') {
-    return outcome('unsupported', capability.reason, `${name}: valid layout, region ${hexRange(mapped.region.start, mapped.region.size)}, not reported: ${capability.message}`, 'warn', mapped);
+    return outcome('unsupported', capability.reason, 'unsupported', `${name}: valid layout, region ${hexRange(mapped.region.start, mapped.region.size)}, not reported: ${capability.message}`, 'warn', mapped);
   }
   return { kind: 'report', layout: mapped, confirming: same?.status === 'pending' };
 }
@@ -122,22 +125,22 @@ export function interpretAnswer(name: string, layout: PhysicalLayout, answer: Br
   const base = { layout };
   switch (answer.kind) {
     case 'reported':
-      return { ...base, state: 'reported', reason: 'reported', message: `${name}: reported ${where} to Xen`, severity: 'notice' };
+      return { ...base, state: 'reported', reason: 'reported', catalog: 'reported', message: `${name}: reported ${where} to Xen`, severity: 'notice' };
     case 'dry-run':
       // Nothing reached Xen, so the device must not read as reported.
-      return { ...base, state: 'unsupported', reason: 'dry-run', message: `${name}: dry run, would report ${where}: ${answer.message}`, severity: 'notice' };
+      return { ...base, state: 'unsupported', reason: 'dry-run', catalog: 'dry-run', message: `${name}: dry run, would report ${where}: ${answer.message}`, severity: 'notice' };
     case 'unsupported':
-      return { ...base, state: 'unsupported', reason: answer.reason, message: `${name}: ${where} not reported: ${answer.message}`, severity: 'warn' };
+      return { ...base, state: 'unsupported', reason: answer.reason, catalog: 'unsupported', message: `${name}: ${where} not reported: ${answer.message}`, severity: 'warn' };
     case 'rejected':
       // Only an overlap proves the earlier add; any other rule the request breaks is its own refusal.
       if (confirming && answer.reason === 'overlaps-earlier-add') {
-        return { ...base, state: 'reported', reason: 'reported-before-restart', message: `${name}: ${where} was already added to Xen by a run that stopped before recording it (Xen refused the confirming add: ${answer.message})`, severity: 'notice' };
+        return { ...base, state: 'reported', reason: 'reported-before-restart', catalog: 'reported-before-restart', message: `${name}: ${where} was already added to Xen by a run that stopped before recording it (Xen refused the confirming add: ${answer.message})`, severity: 'notice' };
       }
-      return { ...base, state: 'rejected', reason: answer.reason, message: `${name}: Xen refused ${where}: ${answer.message}`, severity: 'error' };
+      return { ...base, state: 'rejected', reason: answer.reason, catalog: 'rejected-by-xen', message: `${name}: Xen refused ${where}: ${answer.message}`, severity: 'error' };
     case 'retry':
-      return { ...base, state: 'retrying', reason: answer.reason, message: `${name}: Xen is busy with ${where}: ${answer.message}`, severity: 'warn' };
+      return { ...base, state: 'retrying', reason: answer.reason, catalog: 'retrying', message: `${name}: Xen is busy with ${where}: ${answer.message}`, severity: 'warn' };
     case 'error':
-      return { ...base, state: 'failed', reason: answer.reason, message: `${name}: reporting ${where} failed: ${answer.message}`, severity: 'error' };
+      return { ...base, state: 'failed', reason: answer.reason, catalog: 'failed', message: `${name}: reporting ${where} failed: ${answer.message}`, severity: 'error' };
   }
 }
 
@@ -146,11 +149,11 @@ export function removalOutcome(name: string, previous: { state: DeviceState; lay
   if (previous?.state === 'reported' && previous.layout) {
     const layout = previous.layout;
     return {
-      state: 'removed', reason: 'removed-while-reported', severity: 'error', layout,
+      state: 'removed', reason: 'removed-while-reported', catalog: 'removed-after-report', severity: 'error', layout,
       message: `${name}: removed after its region ${hexRange(layout.region.start, layout.region.size)} was reported to Xen; Xen still manages that memory and has no remove operation: do not reuse it, keep the NVDIMM in place and reboot the host to clear it`,
     };
   }
-  return { state: 'removed', reason: 'removed', message: `${name}: removed`, severity: 'info' };
+  return { state: 'removed', reason: 'removed', catalog: 'removed', message: `${name}: removed`, severity: 'info' };
 }
 
 export function sameRequest(a: PmemReport, b: PmemReport): boolean {
@@ -158,6 +161,6 @@ export function sameRequest(a: PmemReport, b: PmemReport): boolean {
     && a.dataSpfn === b.dataSpfn && a.dataEpfn === b.dataEpfn;
 }
 
-function outcome(state: DeviceState, reason: string, message: string, severity: Severity, layout?: PhysicalLayout): Judgement {
-  return { kind: 'outcome', outcome: layout ? { state, reason, message, severity, layout } : { state, reason, message, severity } };
+function outcome(state: DeviceState, reason: string, catalog: CatalogName, message: string, severity: Severity, layout?: PhysicalLayout): Judgement {
+  return { kind: 'outcome', outcome: layout ? { state, reason, catalog, message, severity, layout } : { state, reason, catalog, message, severity } };
 }

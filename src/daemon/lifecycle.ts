@@ -4,8 +4,8 @@
 // systemd hears READY=1 once every component has started (coldplug is the controller's start),
 // STOPPING=1 before the first one stops, and the watchdog ends after the last.
 //
-// A new long-running part of the daemon (a metrics writer, say) is one more Component, built in
-// src/daemon/xen-pmemd.ts and put in the list: see docs/architecture.md.
+// A new long-running part of the daemon is one more Component, built in src/daemon/xen-pmemd.ts
+// and put in the list, as the metrics writer (metrics.ts) is: see docs/architecture.md.
 
 import { messageOf } from '../core/errno.js';
 import type { DaemonLogger } from './log.js';

@@ -41,6 +41,11 @@ export const JOURNAL_PRIORITY: Readonly<Record<LogLevel, number>> = {
 export const DEFAULT_IDENTIFIER = 'xen-pmemd';
 /** Every field of ours carries this prefix, so it never collides with systemd's own fields. */
 export const JOURNAL_FIELD_PREFIX = 'PMEM_';
+/**
+ * The one field that keeps journald's own name: `messageId` becomes MESSAGE_ID=, the catalog id
+ * of the line (src/daemon/catalog.ts), which `journalctl -x` explains.
+ */
+export const MESSAGE_ID_FIELD = 'messageId';
 /** journald drops fields whose names are longer than this. */
 const JOURNAL_FIELD_NAME_MAX = 64;
 
@@ -118,7 +123,7 @@ export function toJournalFields(entry: JournalEntry): string[] {
     `SYSLOG_IDENTIFIER=${entry.identifier ?? DEFAULT_IDENTIFIER}`,
   ];
   for (const [key, value] of Object.entries(entry.fields)) {
-    items.push(`${journalFieldName(key)}=${renderFieldValue(value)}`);
+    items.push(`${key === MESSAGE_ID_FIELD ? 'MESSAGE_ID' : journalFieldName(key)}=${renderFieldValue(value)}`);
   }
   return items;
 }

@@ -11,8 +11,9 @@ import type { SupportedPmemNamespace } from '../sysfs/types.js';
 import type { BridgeAnswer, Capability, PfnRange, PmemReport } from '../xen/interface.js';
 import { interfaceFor } from '../xen/interfaces/index.js';
 import { interpretAnswer, judgeForXen, sameRequest, type Outcome } from './decide.js';
+import { messageIdOf } from './catalog.js';
 import type { LedgerOp } from './ledger.js';
-import type { DaemonLogger } from './log.js';
+import { MESSAGE_ID_FIELD, type DaemonLogger } from './log.js';
 
 /** The bridge as the reporter uses it: the one owner of what the hypervisor implements, and the report. */
 export interface HypervisorPort {
@@ -54,7 +55,7 @@ export class ExactlyOnceReporter {
    */
   probe(): Capability | null {
     if (this.dryRun) {
-      this.ports.log.notice({ capability: 'dry-run' }, `dry run: no hypercall is made, not even the probe of the hypervisor; each valid pmem device is logged with the ${interfaceFor(null).title} it would get`);
+      this.ports.log.notice({ capability: 'dry-run', [MESSAGE_ID_FIELD]: messageIdOf('hypervisor-not-asked') }, `dry run: no hypercall is made, not even the probe of the hypervisor; each valid pmem device is logged with the ${interfaceFor(null).title} it would get`);
       return null;
     }
     return this.hypervisorCapability();
@@ -77,11 +78,11 @@ export class ExactlyOnceReporter {
     if (this.told && sameCapability(this.told, capability)) return capability;
     this.told = capability;
     if (capability.kind !== 'unsupported') {
-      this.ports.log.info({ capability: capability.kind, xenVersion: capability.xenVersion }, `Xen ${capability.xenVersion} implements ${interfaceFor(capability).title}; valid pmem devices will be reported`);
+      this.ports.log.info({ capability: capability.kind, xenVersion: capability.xenVersion, [MESSAGE_ID_FIELD]: messageIdOf('hypervisor-supported') }, `Xen ${capability.xenVersion} implements ${interfaceFor(capability).title}; valid pmem devices will be reported`);
     } else {
       // Notice, not warning: each valid device it affects gets its own warning line, so
       // `journalctl -p warning` shows one line per device, as operators count them.
-      this.ports.log.notice({ capability: capability.reason }, `pmem will not be reported to Xen: ${capability.message}`);
+      this.ports.log.notice({ capability: capability.reason, [MESSAGE_ID_FIELD]: messageIdOf('hypervisor-unsupported') }, `pmem will not be reported to Xen: ${capability.message}`);
     }
     return capability;
   }
@@ -103,7 +104,7 @@ export class ExactlyOnceReporter {
       try {
         await this.ports.recordLedger('pending', pending);
       } catch (error) {
-        return { state: 'retrying', reason: 'state-unwritable', severity: 'error', layout, message: `${key}: not reported, because the exactly-once record could not be written: ${messageOf(error)}` };
+        return { state: 'retrying', reason: 'state-unwritable', catalog: 'retrying', severity: 'error', layout, message: `${key}: not reported, because the exactly-once record could not be written: ${messageOf(error)}` };
       }
       this.ledger.push(pending);
       entry = pending;

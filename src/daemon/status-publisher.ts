@@ -10,9 +10,10 @@ import { STATE_VERSION, type DaemonState, type DeviceRecord, type DeviceState, t
 import { layoutToFields } from '../format/serializers.js';
 import type { PmemNamespaceModel } from '../sysfs/types.js';
 import type { Capability } from '../xen/interface.js';
+import { messageIdOf } from './catalog.js';
 import type { Outcome } from './decide.js';
 import type { Component } from './lifecycle.js';
-import type { DaemonLogger, LogFields } from './log.js';
+import { MESSAGE_ID_FIELD, type DaemonLogger, type LogFields } from './log.js';
 import type { Notifier } from './notify.js';
 
 export interface PublisherPorts {
@@ -50,6 +51,8 @@ export class StatusPublisher implements Component {
   /** The next write may not wait for its spacing: coldplug is done, or the daemon stops. */
   private saveNow = false;
   private wakeSave: (() => void) | null = null;
+  private lastDecision: Date | null = null;
+  private readonly listeners: (() => void)[] = [];
 
   constructor(private readonly ports: PublisherPorts, private readonly views: PublishedViews, previous: DaemonState | null) {
     this.startedAt = ports.now().toISOString();
@@ -76,7 +79,22 @@ export class StatusPublisher implements Component {
   /** Coldplug is done: READY=1 follows, and state.json says so at once. */
   markReady(): Promise<void> {
     this.ready = true;
+    this.changed();
     return this.flush();
+  }
+
+  /** When a pass last ended with a decision, changed or not; null before the first. */
+  lastDecisionAt(): Date | null {
+    return this.lastDecision;
+  }
+
+  /** Calls `listener` after every decision and at the end of coldplug: what the metrics writer follows. */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
   }
 
   /**
@@ -124,8 +142,12 @@ export class StatusPublisher implements Component {
     if (changed) {
       // A damaged copy does not stop the device, but it is the operator's to repair (setup again
       // when the device is free): a warning of its own, before the outcome it led to.
-      for (const note of outcome.notes ?? []) this.ports.log.warn({ device: key, reason: 'superblock-copy-damaged' }, `${key}: ${note}`);
-      this.ports.log[outcome.severity](fields, outcome.message);
+      for (const note of outcome.notes ?? []) {
+        this.ports.log.warn({ device: key, reason: 'superblock-copy-damaged', [MESSAGE_ID_FIELD]: messageIdOf('superblock-copy-damaged') }, `${key}: ${note}`);
+      }
+      // Only the line of a change carries its catalog id: `journalctl MESSAGE_ID=` then finds each
+      // outcome once, not the debug lines of passes that changed nothing.
+      this.ports.log[outcome.severity]({ ...fields, [MESSAGE_ID_FIELD]: messageIdOf(outcome.catalog) }, outcome.message);
     } else {
       this.ports.log.debug(fields, outcome.message);
     }
@@ -135,6 +157,8 @@ export class StatusPublisher implements Component {
       // logs its own failures.
       void this.save(false);
     }
+    this.lastDecision = now;
+    this.changed();
   }
 
   snapshot(): DaemonState {

@@ -3,8 +3,12 @@
 // /run state) to the controller and runs until SIGTERM.
 
 import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDevice } from '../io/device.js';
+import { openLockedReader } from '../io/lock.js';
+import type { FlockPort } from '../io/ports.js';
+import { loadLibc } from '../native/libc.js';
 import { LIBXENCALL_ENV, openXencall } from '../native/libxencall.js';
 import { udevEventSource } from '../native/udev.js';
 import { listPmemNamespaces, readPmemByBlockName, readPmemBySyspath } from '../sysfs/model.js';
@@ -15,7 +19,8 @@ import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config.js';
 import { Controller } from './controller.js';
 import { Lifecycle } from './lifecycle.js';
 import { UdevListener } from './listener.js';
-import { createLogger } from './log.js';
+import { createLogger, type DaemonLogger } from './log.js';
+import { METRICS_DIR, MetricsWriter, textfileWriter, unreachableBecause } from './metrics.js';
 import { createNotifier } from './notify.js';
 import { LEDGER_FILE, LedgerJournal } from './ledger.js';
 import { DEFAULT_STATE_DIR, loadPreviousRun, StateStore } from './state-store.js';
@@ -85,12 +90,14 @@ async function main(): Promise<number> {
   const port = opened && 'platformOp' in opened ? opened : null;
   const bridge = new HypercallBridge(port, opened && !('platformOp' in opened) ? { dryRun: config.dryRun, unavailable: opened.message } : { dryRun: config.dryRun });
 
+  const flock = loadDeviceLocks(log);
+
   const roots: SysfsRoots = { sysRoot: values['sys-root'], devRoot: values['dev-root'] };
   const controller = new Controller(config, {
     listNamespaces: () => listPmemNamespaces(roots),
     readByBlockName: (name) => readPmemByBlockName(roots, name),
     readBySyspath: (syspath) => readPmemBySyspath(roots, syspath),
-    openReader: (devPath) => openDevice(devPath, 'read'),
+    openReader: (devPath) => (flock ? openLockedReader(devPath, flock) : openDevice(devPath, 'read')),
     bridge,
     saveState: (state) => store.save(state),
     recordLedger: (op, entry) => (op === 'reported' ? holdAfterReport(process.env, entry) : null) ?? journal.append(op, entry),
@@ -104,11 +111,15 @@ async function main(): Promise<number> {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
   });
   log.info({ version: TOOL_VERSION }, `xen-pmemd ${TOOL_VERSION} starting${config.dryRun ? ' in dry-run mode' : ''}`);
-  // The components, in the order they start: listen before enumerating, so a device that appears
-  // during coldplug is not missed; the controller's start is coldplug. A metrics writer would be
-  // one more entry here (docs/architecture.md).
+  // The components, in the order they start: the metrics file first, so it exists during coldplug
+  // and its last version (up 0) is written after everything else stopped; listen before
+  // enumerating, so a device that appears during coldplug is not missed; the controller's start
+  // is coldplug.
+  const metrics = new MetricsWriter({ source: controller.status, write: textfileWriter(join(stateDir, METRICS_DIR)), log, version: TOOL_VERSION });
+  const unreachable = await unreachableBecause(stateDir);
+  if (unreachable) log.notice({ reason: 'metrics-unreachable' }, `node_exporter cannot read the metrics file: ${unreachable} (the unit sets RuntimeDirectoryMode=0711; restart xen-pmemd)`);
   const listener = new UdevListener(udevEventSource(), (event) => controller.handleEvent(event), log);
-  const daemon = new Lifecycle([listener, controller], log, notifier, () => controller.summary());
+  const daemon = new Lifecycle([metrics, listener, controller], log, notifier, () => controller.summary());
   await daemon.start();
   log.info({ ready: true }, `coldplug done: ${controller.summary()}`);
 
@@ -121,6 +132,19 @@ async function main(): Promise<number> {
   // the next collection or at exit), so the listener only stops delivering events and the monitors
   // stay open until exit.
   process.exit(0);
+}
+
+/**
+ * libc's flock, for the shared lock around each read of a device (src/io/lock.ts). Without it
+ * the daemon reads as it did before the convention, and says so.
+ */
+function loadDeviceLocks(log: DaemonLogger): FlockPort | null {
+  try {
+    return loadLibc();
+  } catch (error) {
+    log.warn({ reason: 'locks-unavailable' }, `devices are read without the block-device lock: ${(error as Error).message}`);
+    return null;
+  }
 }
 
 /**

@@ -359,3 +359,77 @@ export function describeState(state: DaemonState, running: boolean): string {
 export function stateToText(state: DaemonState): string {
   return storedJson(state, 2) + '\n';
 }
+
+// ---- metrics ----------------------------------------------------------------------------------
+
+/** What the metrics file says beside the daemon's state. */
+export interface MetricsView {
+  /** False only in the file written as the daemon stops. */
+  up: boolean;
+  /** When a device was last decided; null before the first decision. */
+  lastDecisionAt: Date | null;
+  version: string;
+}
+
+const DEVICE_STATES: readonly DaemonState['devices'][number]['state'][] = ['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed'];
+
+/** A label value as the text format wants it: backslash, double quote and newline escaped. */
+function labelValue(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+function labels(pairs: Readonly<Record<string, string>>): string {
+  const items = Object.entries(pairs).map(([name, value]) => `${name}="${labelValue(value)}"`);
+  return items.length === 0 ? '' : `{${items.join(',')}}`;
+}
+
+function seconds(date: Date): string {
+  return String(date.getTime() / 1000);
+}
+
+/**
+ * The daemon's state in Prometheus' text format, for node_exporter's textfile collector: a
+ * `# HELP` and `# TYPE` line for every metric, no timestamps (the collector refuses files with
+ * them; it adds node_textfile_mtime_seconds itself), one trailing newline. Every state is always
+ * listed, with 0 where no device is in it, so a series does not vanish when its last device leaves.
+ */
+export function metricsToText(state: DaemonState, view: MetricsView): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: readonly [Readonly<Record<string, string>>, string][]): void => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [pairs, value] of samples) lines.push(`${name}${labels(pairs)} ${value}`);
+  };
+  metric('xen_pmem_up', 'gauge', 'Whether xen-pmemd runs: 1 while it does, 0 in the file it writes as it stops.', [[{}, view.up ? '1' : '0']]);
+  metric('xen_pmem_build_info', 'gauge', 'The version of xen-pmemd that writes this file; always 1.', [[{ version: view.version }, '1']]);
+  metric('xen_pmem_ready', 'gauge', 'Whether the daemon has decided every device present at its start and told systemd it is ready.', [[{}, state.ready ? '1' : '0']]);
+  if (state.startedAt !== '') {
+    metric('xen_pmem_start_time_seconds', 'gauge', 'When this run of xen-pmemd started, in seconds since the epoch.', [[{}, seconds(new Date(state.startedAt))]]);
+  }
+  const byState = new Map<string, number>(DEVICE_STATES.map((each) => [each, 0]));
+  const rejected = new Map<string, number>();
+  for (const record of state.devices) {
+    byState.set(record.state, (byState.get(record.state) ?? 0) + 1);
+    if (record.state === 'rejected') rejected.set(record.reason, (rejected.get(record.reason) ?? 0) + 1);
+  }
+  metric('xen_pmem_devices', 'gauge', 'pmem devices by the state the daemon decided for them.', [...byState].map(([each, count]) => [{ state: each }, String(count)]));
+  metric('xen_pmem_rejected_devices', 'gauge', 'pmem devices rejected, by reason code (as xen-pmem status shows it); only reasons some device has.',
+    [...rejected].sort(([a], [b]) => a.localeCompare(b)).map(([reason, count]) => [{ reason }, String(count)]));
+  const reported = state.ledger.filter((entry) => entry.status === 'reported');
+  metric('xen_pmem_reports_total', 'counter', 'Reports of a pmem region the hypervisor accepted since the host booted, by this daemon and its earlier runs (its ledger).', [[{}, String(reported.length)]]);
+  const bytes = reported.reduce((sum, entry) => sum + (entry.request.epfn - entry.request.spfn) * PAGE_BYTES, 0n);
+  metric('xen_pmem_reported_bytes', 'gauge', 'Bytes of pmem in the regions reported to the hypervisor since the host booted.', [[{}, bytes.toString()]]);
+  const capability = state.capability;
+  if (capability) {
+    metric('xen_pmem_hypervisor_accepts_reports', 'gauge', 'Whether the hypervisor implements a way to report pmem: 1 yes, 0 no.', [[{}, capability.kind === 'unsupported' ? '0' : '1']]);
+  }
+  const info: Record<string, string> = capability === null
+    ? { capability: 'unknown' }
+    : capability.kind === 'unsupported'
+      ? { capability: 'unsupported', reason: capability.reason ?? '' }
+      : { capability: capability.kind, xen_version: capability.xenVersion ?? '' };
+  metric('xen_pmem_hypervisor_info', 'gauge', 'What the hypervisor was found to implement (unknown before the first question and in a dry run); always 1.', [[info, '1']]);
+  if (view.lastDecisionAt) {
+    metric('xen_pmem_last_decision_timestamp_seconds', 'gauge', 'When the daemon last decided a device, in seconds since the epoch.', [[{}, seconds(view.lastDecisionAt)]]);
+  }
+  return lines.join('\n') + '\n';
+}

@@ -5,8 +5,10 @@
 //   <prefix>/sbin/xen-pmem, <prefix>/sbin/xen-pmemd      launchers that exec this machine's node
 //   /etc/systemd/system/xen-pmemd.service                 ExecStart= rendered for <prefix>
 //   /etc/udev/rules.d/69-xen-pmem.rules
+//   /usr/local/lib/systemd/catalog/xen-pmem.catalog       the journal message catalog
 //   <prefix>/lib/xen-pmem/install-manifest.json           what uninstall removes, and only that
-// then asks systemd and udevd to reload, when they run and the root is the running system.
+// then asks systemd and udevd to reload and journalctl to rebuild its catalog index, when they
+// run and the root is the running system.
 
 import {
   chmodSync,
@@ -29,6 +31,7 @@ import { errorCode as errnoCode } from '../core/errno.js';
 
 import { describeFailure, realHost, type HostPort } from './host.js';
 import {
+  CATALOG_SOURCE,
   checkPrefix,
   checkRoot,
   DEFAULT_PREFIX,
@@ -140,9 +143,10 @@ export function install(options: InstallOptions): InstallReport {
   if (HIDDEN_FROM_SERVICE.some((dir) => `${prefix}/`.startsWith(dir))) {
     notes.push(`prefix ${prefix} is hidden from the service by ProtectHome=yes: the unit cannot start the daemon there; install under /usr/local or /opt`);
   }
-  const reloaded = askManagersToReload(root, options.reload ?? true, host);
-  notes.push(...reloaded.notes);
-  problems.push(...reloaded.problems);
+  for (const step of [askManagersToReload(root, options.reload ?? true, host), updateCatalog(root, options.reload ?? true, host)]) {
+    notes.push(...step.notes);
+    problems.push(...step.problems);
+  }
   if (root === '/') {
     notes.push(`the daemon starts when a pmem disk appears; for disks already present run: systemctl start ${UNIT_NAME}`);
   }
@@ -182,9 +186,10 @@ export function uninstall(options: UninstallOptions = {}): InstallReport {
     if (outcome === 'not-empty') notes.push(`kept ${dir}: it holds files that xen-pmem install did not write`);
   }
 
-  const reloaded = askManagersToReload(root, reload, host);
-  notes.push(...reloaded.notes);
-  problems.push(...reloaded.problems);
+  for (const step of [askManagersToReload(root, reload, host), updateCatalog(root, reload, host)]) {
+    notes.push(...step.notes);
+    problems.push(...step.problems);
+  }
   if (root === '/') {
     notes.push('kept /run/xen-pmem (what was reported to Xen, gone at reboot) and /etc/xen-pmem (settings), if present');
   }
@@ -237,6 +242,7 @@ function planInstall(projectDir: string, layout: InstallLayout, nodePath: string
 
   plan.push({ target: layout.unit, mode: 0o644, content: renderUnit(unitTemplate, `${layout.sbinDir}/${DAEMON_BIN}`) });
   plan.push({ target: layout.rule, mode: 0o644, content: ruleText });
+  plan.push({ target: layout.catalog, mode: 0o644, content: readProjectFile(projectDir, CATALOG_SOURCE) });
   return { plan, toolVersion: runtime.manifest.version };
 }
 
@@ -379,6 +385,19 @@ export function askManagersToReload(root: string, reload: boolean, host: HostPor
     if (result.status !== 0) outcome.problems.push(describeFailure(step.argv, result));
   }
   return outcome;
+}
+
+/**
+ * journalctl reads catalogs through an index it builds with --update-catalog (the Debian package
+ * gets this from systemd's own trigger on /usr/lib/systemd/catalog). Run where systemd runs.
+ */
+export function updateCatalog(root: string, reload: boolean, host: HostPort): StepOutcome {
+  if (!reload) return { notes: [], problems: [] };
+  if (root !== '/') return { notes: ['on that system also run: journalctl --update-catalog'], problems: [] };
+  if (!host.systemdRunning()) return { notes: ['systemd is not running here: skipped journalctl --update-catalog'], problems: [] };
+  const argv = ['journalctl', '--update-catalog'];
+  const result = host.run(argv);
+  return { notes: [], problems: result.status === 0 ? [] : [describeFailure(argv, result)] };
 }
 
 /** Stops and disables the unit on a running system; otherwise removes its enablement links offline. */

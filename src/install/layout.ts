@@ -3,6 +3,8 @@
 
 import { posix } from 'node:path';
 
+import { CATALOG_FILE_NAME } from '../daemon/catalog.js';
+
 export const DEFAULT_PREFIX = '/usr/local';
 export const DEFAULT_ROOT = '/';
 
@@ -11,6 +13,14 @@ export const RULE_NAME = '69-xen-pmem.rules';
 /** Where an operator's own units live: above the distribution's, kept by package upgrades. */
 export const UNIT_DIR = '/etc/systemd/system';
 export const RULE_DIR = '/etc/udev/rules.d';
+/**
+ * systemd reads message catalogs from /usr/lib/systemd/catalog (the distribution's) and
+ * /usr/local/lib/systemd/catalog; there is none under /etc. Whatever the prefix, the catalog
+ * goes to the local one.
+ */
+export const CATALOG_DIR = '/usr/local/lib/systemd/catalog';
+/** Where the build leaves the catalog (packaging/catalog.ts), relative to the source tree. */
+export const CATALOG_SOURCE = `dist/catalog/${CATALOG_FILE_NAME}`;
 /** The repository files the unit and the rule are made from. */
 export const UNIT_TEMPLATE = 'systemd/xen-pmemd.service';
 export const RULE_TEMPLATE = 'udev/69-xen-pmem.rules';
@@ -40,6 +50,8 @@ export interface InstallLayout {
   manifest: string;
   unit: string;
   rule: string;
+  /** The journal message catalog, for `journalctl -x`. */
+  catalog: string;
 }
 
 // Paths end up in a shell script, in ExecStart= and in a JSON manifest. Keeping them to these
@@ -75,6 +87,7 @@ export function layoutFor(prefix: string): InstallLayout {
     manifest: `${libDir}/${MANIFEST_NAME}`,
     unit: `${UNIT_DIR}/${UNIT_NAME}`,
     rule: `${RULE_DIR}/${RULE_NAME}`,
+    catalog: `${CATALOG_DIR}/${CATALOG_FILE_NAME}`,
   };
 }
 

@@ -19,3 +19,19 @@ export interface DeviceWriter extends DeviceReader {
   /** Makes what was written durable before the command reports success. */
   sync(): Promise<void>;
 }
+
+/** A BSD lock (flock(2)): many shared holders, or one exclusive. */
+export type LockMode = 'shared' | 'exclusive';
+
+/**
+ * BSD file locks on open file descriptors, as systemd's "Locking Block Device Access" has tools
+ * use them on a whole-disk node (src/native/libc.ts implements it; node has no flock of its own).
+ * A lock belongs to the open file description: closing the descriptor releases it.
+ */
+export interface FlockPort {
+  /**
+   * flock(fd, LOCK_SH or LOCK_EX, with LOCK_NB): never waits. 0 when the lock is granted, else the
+   * errno: EWOULDBLOCK (11) while another open file holds a lock that conflicts.
+   */
+  tryLock(fd: number, mode: LockMode): number;
+}

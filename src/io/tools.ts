@@ -32,9 +32,18 @@ export function runTool(command: string, args: string[], input?: string): Promis
 
 const PACKAGE_OF: Record<string, string> = { sfdisk: 'fdisk', blkid: 'util-linux' };
 
-/** Writes a partition table from an sfdisk script. Old signatures in the table's way are wiped. */
+/**
+ * Writes a partition table from an sfdisk script. Old signatures in the table's way are wiped.
+ *
+ * `--lock=no`: setup already holds the exclusive lock on the disk (src/io/lock.ts), and sfdisk's
+ * own lock is taken on its own descriptor, so with `--lock` (or $LOCK_BLOCK_DEVICE set) it would
+ * wait for setup's lock while setup waits for it. util-linux before 2.37 has no --lock at all
+ * and takes no lock either: there the option is left out.
+ */
 export async function writePartitionTable(device: string, script: string): Promise<void> {
-  const result = await runTool('sfdisk', ['--quiet', '--wipe', 'always', '--wipe-partitions', 'always', device], script);
+  const args = ['--quiet', '--wipe', 'always', '--wipe-partitions', 'always', device];
+  let result = await runTool('sfdisk', ['--lock=no', ...args], script);
+  if (result.code !== 0 && /unrecognized option.*lock/.test(result.stderr)) result = await runTool('sfdisk', args, script);
   if (result.code !== 0) {
     throw new Error(`sfdisk could not write the partition table on ${device}: ${firstLine(result.stderr) || `exit code ${result.code}`}`);
   }

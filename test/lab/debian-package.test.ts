@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { MiB } from '../../src/core/units.js';
+import { CATALOG, messageIdOf, renderCatalog, type CatalogName } from '../../src/daemon/catalog.js';
 import { parseConfig } from '../../src/daemon/config.js';
 import { RULE_TEMPLATE } from '../../src/install/layout.js';
 import { buildPackage, packagedUnit, packageVersion, type BuiltPackage } from '../../packaging/deb.js';
@@ -27,10 +28,13 @@ import { repositoryDir } from '../../lab/prepare.js';
 import { readRun, type ScenarioRun } from '../../lab/scenario-run.js';
 import { withLab } from '../../lab/vm.js';
 import { buildTestHypervisor } from '../hypervisor/build.js';
+import { findPromtool } from '../helpers/promtool.js';
 import { labAvailability } from './lab-available.js';
 import { guestFailure } from './scenario-asserts.js';
 
 const SIZE = 256n * MiB;
+/** How journalctl -x sets off catalog text: "░░ " in a UTF-8 locale, "-- " in others. */
+const CATALOG_PREFIX = '(?:░░|--) ';
 const VERSION = packageVersion();
 
 function dpkgDeb(args: string[]): string {
@@ -103,6 +107,7 @@ test('the Debian package: built and checked on the host, then installed, upgrade
       '/etc/xen-pmem/config.json',
       '/lib/systemd/system/xen-pmemd.service',
       '/lib/udev/rules.d/69-xen-pmem.rules',
+      '/usr/lib/systemd/catalog/xen-pmem.catalog',
       '/usr/sbin/xen-pmem',
       '/usr/sbin/xen-pmemd',
       '/usr/share/doc/xen-pmem/changelog.gz',
@@ -121,6 +126,7 @@ test('the Debian package: built and checked on the host, then installed, upgrade
       dpkgDeb(['-e', current.deb, join(dir, 'DEBIAN')]);
       assert.equal(readFileSync(join(dir, 'lib/systemd/system/xen-pmemd.service'), 'utf8'), packagedUnit());
       assert.equal(readFileSync(join(dir, 'lib/udev/rules.d/69-xen-pmem.rules'), 'utf8'), readFileSync(join(repositoryDir(), RULE_TEMPLATE), 'utf8'));
+      assert.equal(readFileSync(join(dir, 'usr/lib/systemd/catalog/xen-pmem.catalog'), 'utf8'), renderCatalog(), 'the catalog, rendered from the table the daemon uses');
       assert.match(readFileSync(join(dir, 'usr/sbin/xen-pmemd'), 'utf8'), /^exec '\/usr\/bin\/node' '--max-semi-space-size=1' '\/usr\/lib\/xen-pmem\/xen-pmemd\.mjs' "\$@"$/m);
       assert.equal(readFileSync(join(dir, 'DEBIAN/conffiles'), 'utf8'), '/etc/xen-pmem/config.json\n');
       const conffile = readFileSync(join(dir, 'etc/xen-pmem/config.json'), 'utf8');
@@ -148,6 +154,7 @@ test('the Debian package: built and checked on the host, then installed, upgrade
     }
   });
 
+  const promtool = findPromtool();
   const images = await mkdtemp(join(tmpdir(), 'xen-pmem-lab-images-'));
   let prepared: SuperblockOffsets;
   let collected: ScenarioRun<PackageScenarioResult>;
@@ -162,6 +169,7 @@ test('the Debian package: built and checked on the host, then installed, upgrade
         LAB_DEB_PREVIOUS: previous.deb,
         LAB_DEB_CURRENT: current.deb,
         LAB_PACKAGE_DIRS: packageDirectories(previous.deb, current.deb).join('\n'),
+        LAB_PROMTOOL: 'path' in promtool ? promtool.path : '',
       },
       timeoutMs: 1_200_000,
     }, async (lab) => {
@@ -212,6 +220,48 @@ test('the Debian package: built and checked on the host, then installed, upgrade
     t.diagnostic(`install: apt-get ${seconds(install.apt.ms)} s, dpkg -L lists ${install.files.length} paths`);
   });
 
+  await t.test('install: journalctl -x explains the daemon\'s lines from the catalog, MESSAGE_ID finds the report', () => {
+    const { install } = got;
+    assert.ok(install && expected, `no install result (guest stopped in phase ${got.phase})`);
+    const { journal } = install;
+    // systemd's trigger on /usr/lib/systemd/catalog rebuilt the index: every entry is in it.
+    const ids = (Object.keys(CATALOG) as CatalogName[]).map(messageIdOf);
+    assert.deepEqual(journal.catalog.map((line) => line.split(' ')[0]).sort(), [...ids].sort(), journal.catalog.join('\n'));
+    assert.equal(journal.explained.status, 0, journal.explained.stderr);
+    const text = journal.explained.stdout;
+    assert.match(text, new RegExp(`^${CATALOG_PREFIX}Subject: pmem region of ${got.disk} reported to Xen$`, 'm'), text.slice(-3000));
+    assert.match(text, new RegExp(`^${CATALOG_PREFIX}Xen accepted the report of ${got.disk}: the region at ${expected.regionStart}`, 'm'), 'the fields of the line are put into the text');
+    assert.match(text, new RegExp(`^${CATALOG_PREFIX}Defined-By: xen-pmem$`, 'm'));
+    assert.match(text, new RegExp(`^${CATALOG_PREFIX}Subject: Xen accepts pmem reports \\(pmem-add\\)$`, 'm'), 'the hypervisor\'s line is explained too');
+    assert.deepEqual(journal.reports.map((entry) => [field(entry, 'PMEM_DEVICE'), field(entry, 'MESSAGE_ID'), field(entry, '_SYSTEMD_UNIT'), field(entry, 'PMEM_SPFN')]), [
+      [got.disk, messageIdOf('reported'), 'xen-pmemd.service', expected.spfn],
+    ]);
+    const lines = text.split('\n');
+    const at = lines.findIndex((line) => line.includes(`${got.disk}: reported region`));
+    t.diagnostic(`journalctl -x -u xen-pmemd (the report and its explanation):\n${lines.slice(at, at + 18).join('\n')}`);
+  });
+
+  await t.test('install: the metrics file is readable by node_exporter\'s kind of user, its directory is not listable, promtool accepts it', (tt) => {
+    const { install } = got;
+    assert.ok(install, `no install result (guest stopped in phase ${got.phase})`);
+    const { metrics } = install;
+    tt.diagnostic(`metrics file in the Dom0, read as nobody:\n${metrics.readAsNobody.stdout}`);
+    if (metrics.promtool) tt.diagnostic(`promtool check metrics in the Dom0: exit ${metrics.promtool.status} ${`${metrics.promtool.stdout}${metrics.promtool.stderr}`.trim() || '(no findings)'}`);
+    assert.equal(metrics.runDirMode, 0o711);
+    assert.equal(metrics.readAsNobody.status, 0, metrics.readAsNobody.stderr);
+    for (const line of ['xen_pmem_up 1', 'xen_pmem_ready 1', 'xen_pmem_devices{state="reported"} 1', 'xen_pmem_reports_total 1', 'xen_pmem_hypervisor_accepts_reports 1']) {
+      assert.ok(metrics.readAsNobody.stdout.split('\n').includes(line), `${line} in\n${metrics.readAsNobody.stdout}`);
+    }
+    assert.notEqual(metrics.listAsNobody.status, 0, 'nobody cannot list /run/xen-pmem');
+    assert.match(metrics.listAsNobody.stderr, /Permission denied/);
+    if (metrics.promtool === null) {
+      tt.diagnostic(`promtool not run in the Dom0: ${'skip' in promtool ? promtool.skip : 'no path'}`);
+    } else {
+      assert.equal(metrics.promtool.status, 0, `${metrics.promtool.stdout}${metrics.promtool.stderr}`);
+      assert.equal(`${metrics.promtool.stdout}${metrics.promtool.stderr}`.trim(), '', 'no findings');
+    }
+  });
+
   await t.test('upgrade with an edited conffile: restarted, nothing reported twice, the edit kept and in effect', () => {
     const { install, edit, upgrade } = got;
     assert.ok(install && edit && upgrade && expected, `no upgrade result (guest stopped in phase ${got.phase})`);
@@ -231,6 +281,8 @@ test('the Debian package: built and checked on the host, then installed, upgrade
     assert.equal(device?.state, 'reported');
     assert.ok(['reported', 'reported-earlier'].includes(device?.reason ?? ''), device?.reason);
     assert.equal(upgrade.daemon.status?.daemon.pid?.toString(), upgrade.unit.properties.MainPID);
+    assert.equal(upgrade.journal.reports.length, 1, 'MESSAGE_ID of a report finds one line in the boot: the upgraded daemon reported nothing');
+    assert.ok(upgrade.journal.reportedEarlier.some((entry) => field(entry, '_PID') === upgrade.unit.properties.MainPID), 'the upgraded daemon says reported-earlier, with its own id');
     t.diagnostic(`upgrade: apt-get ${seconds(upgrade.apt.ms)} s; MainPID ${upgrade.before.properties.MainPID} → ${upgrade.unit.properties.MainPID}; ${upgrade.debugEntries.length} debug lines; hypervisor log ${upgrade.daemon.hypervisorLog.length} lines, ${adds.length} add for spfn ${expected.spfn}`);
   });
 
@@ -263,6 +315,7 @@ test('the Debian package: built and checked on the host, then installed, upgrade
     const named = diff.added.filter((path) => /xen-pmem/.test(path));
     assert.ok(named.every(isCatPage), `only man-db's copies of pages read may carry the name: ${named.join(', ')}`);
     assert.ok(purge.runDir.includes('ledger.jsonl'));
+    assert.deepEqual(purge.catalog, [], 'the trigger ran again on removal: no xen-pmem entry left in the catalog index');
     t.diagnostic(`purge: apt-get ${seconds(purge.apt.ms)} s; ${baseline.listing.length} paths listed before install, ${purge.listing.length} after purge; `
       + `added since: ${diff.added.join(', ') || 'none'}; gone since: ${diff.removed.join(', ') || 'none'}`);
   });

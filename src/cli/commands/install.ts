@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { install, type InstallReport } from '../../install/install.js';
-import { DEFAULT_PREFIX, InstallError, UNIT_NAME } from '../../install/layout.js';
+import { CATALOG_FILE_NAME } from '../../daemon/catalog.js';
+import { CATALOG_DIR, DEFAULT_PREFIX, InstallError, UNIT_NAME } from '../../install/layout.js';
 import { CommandError, EXIT_OK, EXIT_USAGE_OR_IO, type Command, type CommandIO } from '../command.js';
 
 /**
@@ -27,14 +28,17 @@ export const installCommand: Command = {
 
 Copies the built xen-pmem runtime (dist/runtime: the bundled JavaScript and the native
 packages node-udev and koffi) to PREFIX/lib/xen-pmem, writes the launchers PREFIX/sbin/xen-pmem and
-PREFIX/sbin/xen-pmemd, installs /etc/systemd/system/${UNIT_NAME} and
-/etc/udev/rules.d/69-xen-pmem.rules, and asks systemd and udevd to reload when they
-run. Everything written is recorded, so "xen-pmem uninstall" removes exactly that.
+PREFIX/sbin/xen-pmemd, installs /etc/systemd/system/${UNIT_NAME},
+/etc/udev/rules.d/69-xen-pmem.rules and the journal message catalog
+${CATALOG_DIR}/${CATALOG_FILE_NAME}, and asks systemd and udevd to reload and
+journalctl to rebuild its catalog index when they run. Everything written is recorded,
+so "xen-pmem uninstall" removes exactly that.
 Run it from a built source tree (npm ci && npm run build).
 
   --prefix DIR   where the program goes (default ${DEFAULT_PREFIX})
   --root DIR     install below DIR instead of / (a staging tree); nothing is reloaded
-  --no-reload    do not run systemctl daemon-reload or udevadm control --reload
+  --no-reload    do not run systemctl daemon-reload, udevadm control --reload or
+                 journalctl --update-catalog
   --help         this text
 
 Exit codes: 0 installed, 2 usage or I/O error, or a reload that failed.`,

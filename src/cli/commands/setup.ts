@@ -9,6 +9,7 @@ import { foreignSignatures } from '../../io/tools.js';
 import { CommandError, EXIT_NOT_VALID, EXIT_OK, EXIT_USAGE_OR_IO, type Command } from '../command.js';
 import { describePlan, describeVerdict } from '../../format/serializers.js';
 import { deviceArgument } from './arguments.js';
+import { lockForWriting } from './locking.js';
 
 export const setupCommand: Command = {
   name: 'setup',
@@ -18,6 +19,8 @@ export const setupCommand: Command = {
 Prepares DEVICE (a pmem block device such as /dev/pmem0, or an image file) for Xen:
 a GPT written by sfdisk, a super block at 1 MiB with a backup near the end, an area
 reserved for Xen's page_info and M2P tables starting at 2 MiB, and data partitions.
+While it writes, setup holds an exclusive lock (flock) on the whole disk, as udev and
+util-linux expect, so that neither udev nor xen-pmemd reads half a layout.
 
   --partition SIZE  a data partition of SIZE (e.g. 10G, 512M) or "rest"; repeatable,
                     in order. Default: one partition filling the data area.
@@ -50,19 +53,26 @@ Exit codes: 0 written and verified, 1 written but not valid on re-read, 2 usage 
         io.out('Dry run: nothing was written.');
         return EXIT_OK;
       }
-      existing = await existingContent(path, device);
-      if (existing.length > 0 && !values.force) {
-        throw new CommandError(`${path} is not blank (${existing.join(', ')}); use --force to overwrite it and lose its data`);
+      // From the look at what is there to the read-back of what was written, the disk is locked:
+      // udev postpones its probe and the daemon its read, so neither sees half a layout.
+      const lock = await lockForWriting(path, io);
+      try {
+        existing = await existingContent(path, device);
+        if (existing.length > 0 && !values.force) {
+          throw new CommandError(`${path} is not blank (${existing.join(', ')}); use --force to overwrite it and lose its data`);
+        }
+        await device.close();
+        const written = await writeLayout(path, planned.plan);
+        io.out(`Wrote the partition table, super block ${written.superblock.uuid} and its backup.`);
+        io.out(describeVerdict(path, device.size, written.verdict));
+        if (written.verdict.status !== 'valid' || written.verdict.superblock.uuid !== written.superblock.uuid) {
+          io.err(`xen-pmem: ${path} does not read back as the layout just written`);
+          return EXIT_NOT_VALID;
+        }
+        return EXIT_OK;
+      } finally {
+        await lock.release();
       }
-      await device.close();
-      const written = await writeLayout(path, planned.plan);
-      io.out(`Wrote the partition table, super block ${written.superblock.uuid} and its backup.`);
-      io.out(describeVerdict(path, device.size, written.verdict));
-      if (written.verdict.status !== 'valid' || written.verdict.superblock.uuid !== written.superblock.uuid) {
-        io.err(`xen-pmem: ${path} does not read back as the layout just written`);
-        return EXIT_NOT_VALID;
-      }
-      return EXIT_OK;
     } finally {
       await device.close().catch(() => undefined);
     }

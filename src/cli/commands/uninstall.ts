@@ -10,7 +10,8 @@ export const uninstallCommand: Command = {
 
 Stops and disables ${UNIT_NAME} when systemd runs (otherwise removes its enablement
 links offline), then deletes every file and directory listed in
-PREFIX/lib/xen-pmem/install-manifest.json, and asks systemd and udevd to reload.
+PREFIX/lib/xen-pmem/install-manifest.json, and asks systemd and udevd to reload and
+journalctl to rebuild its catalog index.
 Files that install did not write are left alone, and so are /run/xen-pmem (what was
 reported to Xen, which keeps it until reboot) and /etc/xen-pmem (settings).
 

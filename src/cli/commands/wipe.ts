@@ -2,8 +2,10 @@ import { parseArgs } from 'node:util';
 import { backupOffsetFor, hasSignature, PRIMARY_OFFSET, SUPERBLOCK_BYTES } from '../../core/superblock.js';
 import { hex } from '../../core/units.js';
 import { openDevice } from '../../io/device.js';
+import type { DeviceLock } from '../../io/lock.js';
 import { CommandError, EXIT_OK, type Command } from '../command.js';
 import { deviceArgument } from './arguments.js';
+import { lockForWriting } from './locking.js';
 
 export const wipeCommand: Command = {
   name: 'wipe',
@@ -12,7 +14,8 @@ export const wipeCommand: Command = {
 
 Zeroes the xen-pmem super block and its backup on DEVICE, so the daemon no longer
 reports it to Xen. Only blocks that carry the xen-pmem signature are touched; the
-partition table and the partitions are left alone.
+partition table and the partitions are left alone. The copies are zeroed under an
+exclusive lock (flock) on the whole disk, as udev and util-linux expect.
 
   --yes    do not ask for confirmation (required when not on a terminal)
   --help   this text
@@ -23,6 +26,7 @@ Exit codes: 0 wiped (or nothing to wipe), 2 usage or I/O error.`,
     const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { yes: { type: 'boolean' } } });
     const path = deviceArgument(positionals);
     const device = await openDevice(path, 'write');
+    let lock: DeviceLock | null = null;
     try {
       const copies = [PRIMARY_OFFSET, backupOffsetFor(device.size)];
       const present: bigint[] = [];
@@ -42,13 +46,24 @@ Exit codes: 0 wiped (or nothing to wipe), 2 usage or I/O error.`,
           return EXIT_OK;
         }
       }
+      // Locked only from here: a question to a person must not hold udev and the daemon off.
+      // What to zero is read again under the lock, which is what counts.
+      lock = await lockForWriting(path, io);
       const zeros = Buffer.alloc(SUPERBLOCK_BYTES);
-      for (const offset of present) await device.write(offset, zeros);
+      const wiped: bigint[] = [];
+      for (const offset of copies) {
+        if (!hasSignature(await device.read(offset, SUPERBLOCK_BYTES))) continue;
+        await device.write(offset, zeros);
+        wiped.push(offset);
+      }
       await device.sync();
-      io.out(`${path}: wiped the xen-pmem super block at ${where}; partitions were left alone`);
+      io.out(wiped.length === 0
+        ? `${path}: no xen-pmem super block to wipe`
+        : `${path}: wiped the xen-pmem super block at ${wiped.map(hex).join(' and ')}; partitions were left alone`);
       return EXIT_OK;
     } finally {
       await device.close();
+      await lock?.release();
     }
   },
 };
