@@ -18,7 +18,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { LabError } from './errors.js';
-import { labCacheDir, prepareLab, repositoryDir } from './prepare.js';
+import { aptInstall, labCacheDir, prepareLab, repositoryDir } from './prepare.js';
 import { stderrProgress, type ProgressLog } from './progress.js';
 import { lastLines, runChecked, runCommand } from './run-command.js';
 
@@ -296,16 +296,7 @@ function compareDebianVersions(a: string, b: string): number {
 }
 
 async function installBuildTools(log: ProgressLog): Promise<void> {
-  const missing = [...new Set(BUILD_TOOLS.filter((entry) => !existsSync(entry.tool)).map((entry) => entry.pkg))];
-  if (missing.length === 0) return;
-  log(`apt-get install ${missing.join(' ')}`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const args = ['install', '-y', '--no-install-recommends', ...missing];
-  const first = await runCommand('apt-get', args, { env });
-  if (first.code === 0) return;
-  log('apt-get install failed; running apt-get update once and retrying');
-  await runChecked('apt-get', ['update'], { env });
-  await runChecked('apt-get', args, { env });
+  await aptInstall([...new Set(BUILD_TOOLS.filter((entry) => !existsSync(entry.tool)).map((entry) => entry.pkg))], log);
 }
 
 /** Debian's own build configuration, from the binary package the lab extracts. */

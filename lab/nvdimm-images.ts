@@ -199,3 +199,15 @@ export function layoutChecksums(path: string, offsets: SuperblockOffsets, sizeBy
     closeSync(fd);
   }
 }
+
+/** `length` bytes of an image file from `offset` (what the guest or Xen left there). */
+export function readImageBytes(path: string, offset: bigint, length: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const bytes = Buffer.alloc(length);
+    readSync(fd, bytes, 0, length, Number(offset));
+    return bytes;
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -210,11 +210,15 @@ async function installHostPackages(log: ProgressLog): Promise<void> {
     status.stdout.split('\n').filter((line) => line.endsWith(' installed')).map((line) => line.split(' ')[0]),
   );
   const missing = wanted.filter((name) => !installed.has(name));
-  if (missing.length === 0) return;
+  await aptInstall(missing, log);
+}
 
-  log(`apt-get install ${missing.join(' ')}`);
+/** Installs Debian packages on the host, with one `apt-get update` and a retry if that fails. */
+export async function aptInstall(packages: string[], log: ProgressLog): Promise<void> {
+  if (packages.length === 0) return;
+  log(`apt-get install ${packages.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const args = ['install', '-y', '--no-install-recommends', ...missing];
+  const args = ['install', '-y', '--no-install-recommends', ...packages];
   const first = await runCommand('apt-get', args, { env });
   if (first.code === 0) return;
   log('apt-get install failed; running apt-get update once and retrying');

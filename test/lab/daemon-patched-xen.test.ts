@@ -13,7 +13,6 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +26,7 @@ import {
 } from '../../lab/guest/daemon-results.js';
 import { preparePatchedXen } from '../../lab/hypervisor.js';
 import {
-  blankImage, filesystemOnData, layoutChecksums, nvdimmPlacement, perPageReservedBytes, preparedImage, shrunkReservedImage, type PlacedNvdimm,
+  blankImage, filesystemOnData, layoutChecksums, nvdimmPlacement, perPageReservedBytes, preparedImage, readImageBytes, shrunkReservedImage, type PlacedNvdimm,
 } from '../../lab/nvdimm-images.js';
 import { stderrProgress } from '../../lab/progress.js';
 import { readRun, waitForMarkerOrEnd, type ScenarioRun } from '../../lab/scenario-run.js';
@@ -53,17 +52,6 @@ const FILES: Record<string, string> = {
 interface Collected extends ScenarioRun<PatchedXenScenarioResult> {
   placement: PlacedNvdimm[];
   serial: string;
-}
-
-function readBytes(path: string, offset: bigint, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const bytes = Buffer.alloc(length);
-    readSync(fd, bytes, 0, length, Number(offset));
-    return bytes;
-  } finally {
-    closeSync(fd);
-  }
 }
 
 test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two planners, kill -9 after an add, fsdax', { timeout: 1_200_000 }, async (t) => {
@@ -125,7 +113,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     });
     // withLab has stopped QEMU: what the guest and Xen wrote is in the image files.
     checksumsAfter = layoutChecksums(image('nv0'), superblocks.get('nv0')!, SIZE);
-    nv0Tables = readBytes(image('nv0'), BigInt(superblocks.get('nv0')!.reservedOffset), Number(4n * MiB));
+    nv0Tables = readImageBytes(image('nv0'), BigInt(superblocks.get('nv0')!.reservedOffset), Number(4n * MiB));
   } finally {
     await rm(images, { recursive: true, force: true });
   }

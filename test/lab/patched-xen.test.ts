@@ -16,7 +16,6 @@
 // ways Xen makes those frames valid (page_infos it had mapped, and pages it must map).
 
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +30,7 @@ import { DATA_MARKER, XEN_ABI_RESULT, type RowResult, type XenAbiResult } from '
 import { preparePatchedXen, XEN_VENDOR_VERSION } from '../../lab/hypervisor.js';
 import { stderrProgress } from '../../lab/progress.js';
 import { readRun, type ScenarioRun } from '../../lab/scenario-run.js';
+import { readImageBytes } from '../../lab/nvdimm-images.js';
 import { withLab } from '../../lab/vm.js';
 import { parseXenPmemLines, type XenPmemLine } from '../../lab/xen-console.js';
 import { bootView, chunkTotal, CHUNK_PAGES, tablesNeeded, usableChunks, viewAfter, type XenTablesView } from '../../lab/xen-tables.js';
@@ -74,17 +74,6 @@ function ramFromSerial(serial: string): PfnRange[] {
   return ranges;
 }
 
-function readBytes(path: string, offset: bigint, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const bytes = Buffer.alloc(length);
-    readSync(fd, bytes, 0, length, Number(offset));
-    return bytes;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 type Expected =
   | { kind: 'added'; chunks: ReturnType<typeof tablesNeeded> }
   | { kind: 'refused'; errno: number; rule: number | null; reason: string; message?: string };
@@ -125,8 +114,8 @@ test('patched Xen: XENPF_pmem_add row by row against the stand-in, and the Dom0 
     // What Xen wrote into the reserved areas went through QEMU's file-backed NVDIMMs (shared
     // mappings of the image files); withLab has stopped QEMU by now.
     imageBytes = {
-      nv0Tables: readBytes(image('nv0'), 2n * MiB, Number(4n * MiB)),
-      nv1Tables: readBytes(image('nv1'), 2n * MiB, Number(4n * MiB)),
+      nv0Tables: readImageBytes(image('nv0'), 2n * MiB, Number(4n * MiB)),
+      nv1Tables: readImageBytes(image('nv1'), 2n * MiB, Number(4n * MiB)),
     };
   } finally {
     await rm(images, { recursive: true, force: true });
