@@ -2,6 +2,9 @@
 // (a failed scenario still writes `done` and powers off), and collect what it left in the share,
 // with the ends of its log and of the serial console for when something went wrong.
 
+import { readFile } from 'node:fs/promises';
+
+import { describePhaseTimes, phaseTimes } from './timeline.js';
 import type { Lab } from './vm.js';
 
 export interface ScenarioRun<T> {
@@ -11,6 +14,8 @@ export interface ScenarioRun<T> {
   exitStatus: string;
   scenarioLogTail: string;
   serialTail: string;
+  /** Where the Dom0's time went, from its console (lab/timeline.ts): `dom0-boot 12.1 s, …`. */
+  phases: string;
 }
 
 /**
@@ -41,5 +46,6 @@ export async function readRun<T>(lab: Lab, resultFile: string, logLines = 30): P
     exitStatus,
     scenarioLogTail: scenarioLog.trimEnd().split('\n').slice(-logLines).join('\n'),
     serialTail: lab.serialTail(40),
+    phases: describePhaseTimes(phaseTimes(await readFile(lab.serialLogPath, 'utf8').catch(() => ''))),
   };
 }

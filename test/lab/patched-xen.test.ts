@@ -120,7 +120,7 @@ test('patched Xen: XENPF_pmem_add row by row against the stand-in, and the Dom0 
   } finally {
     await rm(images, { recursive: true, force: true });
   }
-  t.diagnostic(`whole run ${((Date.now() - startedAt) / 1000).toFixed(1)} s; guest phase: ${collected.result?.phase ?? 'none'}`);
+  t.diagnostic(`whole run ${((Date.now() - startedAt) / 1000).toFixed(1)} s; guest phase: ${collected.result?.phase ?? 'none'}; ${collected.phases}`);
   const got = collected.result;
   const lines = parseXenPmemLines(collected.serial);
 
