@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, test } from 'node:test';
@@ -228,6 +228,8 @@ describe('xen-pmemd as a child process', { skip: hasPython ? false : 'python3 is
     const host = await fixtureHost('hold');
     await host.prepare('pmem0');
     const marker = join(host.stateDir, 'held-after-report');
+    await mkdir(host.stateDir, { recursive: true });
+    await writeFile(`${marker}.armed`, '');
     const held = await startDaemon(host, { env: { XEN_PMEM_TEST_HOLD_AFTER_REPORT: marker } });
     await waitFor('the hold marker', () => existsSync(marker), START_TIMEOUT_MS);
     assert.equal(held.notify.messages.some((message) => message.split('\n').includes('READY=1')), false, 'held before coldplug ended');

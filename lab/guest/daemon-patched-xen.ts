@@ -11,7 +11,7 @@
 // hotplug-held, hotplug-fsdax. Result: daemon-patched-xen.json, rewritten after every phase.
 
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 import { PATCHED_XEN_RESULT_FILE, type CommandRecord, type Observation, type PatchedXenScenarioResult, type PlugRecord } from './daemon-results.js';
@@ -54,6 +54,15 @@ async function main(): Promise<void> {
   });
 
   await phase('install', () => {
+    // Test equipment, before install so that its daemon-reload sees it: the crash-test hook, which
+    // stays idle until the held phase arms it.
+    mkdirSync(dirname(HOLD_DROP_IN), { recursive: true });
+    writeFileSync(HOLD_DROP_IN, [
+      '# Test equipment: once armed, hold the daemon after a report Xen took, before the ledger records it.',
+      '[Service]',
+      `Environment=XEN_PMEM_TEST_HOLD_AFTER_REPORT=${HOLD_MARKER}`,
+      '',
+    ].join('\n'));
     const command = installProduct();
     // For a Type=notify unit this returns once the daemon sent READY=1 (or failed).
     const enable = runOk('systemctl', ['enable', '--now', UNIT], 180_000);
@@ -97,18 +106,8 @@ async function main(): Promise<void> {
   });
 
   await phase('held', async () => {
-    mkdirSync(dirname(HOLD_DROP_IN), { recursive: true });
-    writeFileSync(HOLD_DROP_IN, [
-      '# Test equipment: hold the daemon after the first report Xen takes, before the ledger records it.',
-      '[Service]',
-      `Environment=XEN_PMEM_TEST_HOLD_AFTER_REPORT=${HOLD_MARKER}`,
-      '',
-    ].join('\n'));
-    rmSync(HOLD_MARKER, { force: true });
-    runOk('systemctl', ['daemon-reload']);
-    const restart = runOk('systemctl', ['restart', UNIT], 180_000);
+    writeFileSync(`${HOLD_MARKER}.armed`, '');
     const before = unitSnapshot();
-    await waitForColdplug(before.properties.MainPID ?? '');
     const disks = pmemDisks();
     mark('hotplug-held');
     const arrival = await waitForNewDisk(disks, 90_000);
@@ -119,7 +118,7 @@ async function main(): Promise<void> {
     const restarted = await waitForUnit('restarted', (s) => s.properties.ActiveState === 'active'
       && s.properties.MainPID !== before.properties.MainPID && s.properties.MainPID !== '0', 180_000, UNIT, () => daemonReady(before.properties.MainPID));
     await waitForColdplug(restarted.properties.MainPID ?? '');
-    result.held = { restart, arrival, facts: diskFacts(arrival.disk), marker, before, kill, after: observe() };
+    result.held = { arrival, facts: diskFacts(arrival.disk), marker, before, kill, after: observe() };
   });
 
   await phase('fsdax', async () => {

@@ -304,7 +304,6 @@ export interface PatchedXenScenarioResult {
   straddling?: { older: PlugRecord; current: PlugRecord; observation: Observation };
   /** kill -9 between Xen taking a report and the ledger recording it. */
   held?: {
-    restart: CommandRecord;
     arrival: DiskArrival;
     facts: DiskFacts;
     marker: string;

@@ -149,13 +149,15 @@ function loadDeviceLocks(log: DaemonLogger): FlockPort | null {
 
 /**
  * A fault hook for the lab's crash test (docs/daemon.md): with XEN_PMEM_TEST_HOLD_AFTER_REPORT set
- * to a file path that does not exist yet, the first report Xen takes is not recorded; the daemon
- * writes that file and waits there forever, so that a test can kill -9 it between the hypervisor's
- * answer and the ledger. The file makes the hold happen once: the restarted daemon records freely.
+ * to a file path, and `<path>.armed` present while the path itself is not, the next report Xen
+ * takes is not recorded; the daemon writes the path and waits there forever, so that a test can
+ * kill -9 it between the hypervisor's answer and the ledger. The file makes the hold happen once:
+ * the restarted daemon records freely. Arming by a file lets a test choose the report without
+ * restarting the daemon.
  */
 function holdAfterReport(env: NodeJS.ProcessEnv, entry: { device: string }): Promise<void> | null {
   const marker = env.XEN_PMEM_TEST_HOLD_AFTER_REPORT;
-  if (!marker || existsSync(marker)) return null;
+  if (!marker || existsSync(marker) || !existsSync(`${marker}.armed`)) return null;
   writeFileSync(marker, `${process.pid} ${entry.device}\n`);
   return new Promise<void>(() => undefined);
 }

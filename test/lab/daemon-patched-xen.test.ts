@@ -210,7 +210,9 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     assert.ok(hotplug.udevInitializedUs, 'udev has no USEC_INITIALIZED for the disk');
     const sinceUdevUs = Number(field(line, '__MONOTONIC_TIMESTAMP')) - Number(hotplug.udevInitializedUs);
     t.diagnostic(`hotplug: reported ${(sinceUdevUs / 1e6).toFixed(3)} s after udev initialised ${facts.disk}`);
-    assert.ok(sinceUdevUs >= 0 && sinceUdevUs <= HOTPLUG_LIMIT_US, `reported ${sinceUdevUs} µs after udev initialised the disk`);
+    // Not >= 0: an nd event for the namespace may lead the daemon to the disk before udev has
+    // finished the disk's own event (seen on a slow run: 34 ms before), which udev does not forbid.
+    assert.ok(sinceUdevUs <= HOTPLUG_LIMIT_US, `reported ${sinceUdevUs} µs after udev initialised the disk`);
     assert.equal(hotplug.unitAfter.properties.MainPID, hotplug.unitBefore.properties.MainPID, 'the running daemon took it');
   });
 

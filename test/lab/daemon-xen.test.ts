@@ -198,7 +198,9 @@ test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super b
     const sinceUdevUs = lineMonotonicUs - Number(hotplug.udevInitializedUs);
     const sinceNodeUs = lineRealtimeUs - Number(hotplug.arrival.nodeSeenRealtimeUs);
     t.diagnostic(`hotplug: journal line ${(sinceUdevUs / 1e6).toFixed(3)} s after udev initialised ${facts.disk}, ${(sinceNodeUs / 1e6).toFixed(3)} s after its node was seen`);
-    assert.ok(sinceUdevUs >= 0 && sinceUdevUs <= HOTPLUG_LIMIT_US, `decided ${sinceUdevUs} µs after udev initialised the disk`);
+    // Not >= 0: an nd event for the namespace may lead the daemon to the disk before udev has
+    // finished the disk's own event, which udev does not forbid.
+    assert.ok(sinceUdevUs <= HOTPLUG_LIMIT_US, `decided ${sinceUdevUs} µs after udev initialised the disk`);
     assert.ok(sinceNodeUs <= HOTPLUG_LIMIT_US, `decided ${sinceNodeUs} µs after /dev/${facts.disk} appeared`);
     assert.equal(hotplug.unitAfter.properties.MainPID, hotplug.unitBefore.properties.MainPID, 'the same daemon handled it');
     assert.equal(hotplug.unitAfter.properties.NRestarts, hotplug.unitBefore.properties.NRestarts);
