@@ -100,7 +100,7 @@ export async function withLab<T>(options: LabOptions, body: (lab: Lab) => Promis
     nvdimms: options.nvdimms,
     memoryMiB: options.memoryMiB ?? 2048,
     dom0MemoryMiB: options.dom0MemoryMiB ?? 1024,
-    cpus: options.cpus ?? 1,
+    cpus: options.cpus ?? labCpus(),
     hotplugSlots: options.hotplugSlots ?? 4,
     hotplugBytes: options.hotplugBytes ?? 8n * 1024n * 1024n * 1024n,
     kernelArgs: options.kernelArgs ?? [],
@@ -432,3 +432,9 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
 }
 
+
+/** Virtual CPUs when a run does not say: XEN_PMEM_LAB_CPUS, else one (docs/lab.md, "Booting"). */
+function labCpus(): number {
+  const wanted = Number(process.env.XEN_PMEM_LAB_CPUS ?? '1');
+  return Number.isInteger(wanted) && wanted >= 1 && wanted <= 8 ? wanted : 1;
+}
