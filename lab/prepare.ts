@@ -310,6 +310,8 @@ function decompressXz(compressed: Uint8Array): Promise<Buffer> {
       if (code === 0) resolveXz(Buffer.concat(chunks));
       else reject(new Error(`xz exited ${code}: ${stderr.trim()}`));
     });
+    // xz stops reading at a corrupt stream and exits non-zero: that exit, not EPIPE, is the error.
+    child.stdin.on('error', () => {});
     child.stdin.end(compressed);
   });
 }

@@ -37,7 +37,10 @@ export function runCommand(command: string, args: readonly string[], options: Ru
         stderr: Buffer.concat(stderr).toString('utf8'),
       });
     });
-    child.stdin.end(options.input ?? '');
+    // A command may close its stdin or exit before it reads all its input: the write then fails
+    // with EPIPE, which unhandled would end the whole lab. The exit status tells what happened.
+    child.stdin.on('error', () => {});
+    child.stdin.end(options.input);
   });
 }
 

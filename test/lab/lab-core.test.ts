@@ -21,8 +21,19 @@ import { findBzImagePayload } from '../../lab/kernel-image.js';
 import { moduleLoadOrder, moduleName } from '../../lab/kernel-modules.js';
 import { escapeOptionValue, maxMemoryBytes, nvdimmDeviceOption, qemuArguments, type VmConfig } from '../../lab/qemu-args.js';
 import { QmpClient } from '../../lab/qmp.js';
+import { runCommand } from '../../lab/run-command.js';
 import { describeEvent, eventKind, parseUdevMonitor } from '../../lab/udev-monitor.js';
 import { describePhaseTimes, guestSteps, lastGuestStep, phaseTimes } from '../../lab/timeline.js';
+
+test('runCommand survives a command that closes its stdin at once, with input and without', async () => {
+  // A reader that is gone before the input is written must not end the lab with EPIPE: the
+  // command's exit status is the answer.
+  const closesStdin = ['-c', 'exec 0<&-; echo done; exit 3'];
+  const withInput = await runCommand('/bin/sh', closesStdin, { input: 'x'.repeat(1 << 20) });
+  assert.deepEqual([withInput.code, withInput.stdout], [3, 'done\n']);
+  const withoutInput = await runCommand('/bin/sh', ['-c', 'read line; echo "got [$line] $?"']);
+  assert.equal(withoutInput.stdout, 'got [] 1\n', 'no input: the command reads end of file at once');
+});
 
 test('moduleLoadOrder puts every dependency before its user and skips built-in modules', () => {
   const dep = [
