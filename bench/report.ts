@@ -23,7 +23,7 @@ function verdict(goal: Goal): string {
 }
 
 function coldplugRow(figure: ColdplugFigures): string {
-  return `| ${figure.devices} | ${showSpread(figure.blkidMs)} | ${showSpread(figure.nodeMs)} | ${showSpread(figure.firstLineMs)} | ${showSpread(figure.readyMs)} | ${showSpread(figure.netMs)} | ${showSpread(figure.netRatio, '×', 2)} | ${showSpread(figure.totalRatio, '×', 2)} | ${showSpread(figure.perDeviceMs, '', 2)} | ${showSpread(figure.rssMiB, '', 0)} |`;
+  return `| ${figure.devices} | ${showSpread(figure.blkidMs)} | ${showSpread(figure.nodeMs)} | ${showSpread(figure.firstLineMs)} | ${showSpread(figure.readyMs)} | ${showSpread(figure.netMs)} | ${showSpread(figure.netRatio, '×', 2)} | ${showSpread(figure.totalRatio, '×', 2)} | ${figure.startRatio ? showSpread(figure.startRatio, '×', 2) : 'n/a'} | ${showSpread(figure.perDeviceMs, '', 2)} | ${showSpread(figure.rssMiB, '', 0)} |`;
 }
 
 export function renderMarkdown(results: BenchResults): string {
@@ -64,17 +64,20 @@ export function renderMarkdown(results: BenchResults): string {
     '',
     `Hosts of N pmem namespaces of ${(settings.deviceBytes / MiB / 1024 / 1024).toFixed(0)} TiB each (raw mode, sparse images), every other one`,
     'prepared, the others blank. Per N and repeat, side by side: `node -e 0` (spawn to exit), blkid probing',
-    'the N image files in one process (spawn to exit), and xen-pmemd as a child process (the real entry point',
-    'with its node-udev monitor, the test hypervisor through XEN_PMEM_LIBXENCALL, a fresh state directory',
-    'and hypervisor each time) from spawn to READY=1 on its notify socket, when every device is decided and',
-    `half of them reported with one pmem_add each. ${settings.repeats} repeats; times in ms.`,
+    'the N image files in one process (spawn to exit), and xen-pmemd as a child process (the installed one:',
+    'dist/runtime\'s bundle with its launcher\'s node flags, its node-udev monitor, the test hypervisor through',
+    'XEN_PMEM_LIBXENCALL, a fresh state directory and hypervisor each time, its log lines as JSON on a pipe)',
+    'from spawn to READY=1 on its notify socket, when every device is decided and half of them reported',
+    `with one pmem_add each. ${settings.repeats} repeats; times in ms.`,
     '',
     'The figure compared with blkid is **start→READY less `node -e 0`**: what the daemon costs beyond',
     'starting a JavaScript runtime at all. The raw ratio is beside it. "Per device" is (READY − first',
     'log line) / N: the coldplug itself, without the start-up of Node, the modules, config and libxencall.',
+    '"÷ node -e 0" is the whole start→READY against Node\'s own start: what a host with a handful of',
+    'namespaces pays at every boot.',
     '',
-    '| N | blkid | node -e 0 | xen-pmemd to first log line | xen-pmemd to READY | READY less node -e 0 | ÷ blkid | raw ÷ blkid | ms per device | RSS at READY, MiB |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| N | blkid | node -e 0 | xen-pmemd to first log line | xen-pmemd to READY | READY less node -e 0 | ÷ blkid | raw ÷ blkid | ÷ node -e 0 | ms per device | RSS at READY, MiB |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...coldplug.map(coldplugRow),
     '',
     'blkid runs as `blkid -c /dev/null -o export FILE...`. `blkid -p` would be the natural call, but its',
@@ -126,17 +129,19 @@ export function renderMarkdown(results: BenchResults): string {
     '',
     '## 4. Memory',
     '',
-    `The same in-process controller in a child process started with --expose-gc: coldplug of all ${memory.devices}`,
-    `devices, then ${memory.events.toLocaleString('en')} events of the same mix (all devices known, so no new pmem_add)${memory.events < memory.eventsAsked ? `, stopped there of the ${memory.eventsAsked.toLocaleString('en')} asked because the run's time budget ran out` : ''}. Each figure is`,
-    '`process.memoryUsage()` after the controller went idle and two full collections. One run.',
+    `The real xen-pmemd process: runDaemon, the function the installed launcher runs, bundled with the runtime's options and`,
+    `started with its node flags, on the ${memory.devices}-device host; only its udev source is a replay (bench/replay-daemon.ts) of`,
+    `${memory.events.toLocaleString('en')} events of the mix of item 3, one per turn of the event loop as node-udev delivers them`,
+    `(all devices known, so no new pmem_add)${memory.events < memory.eventsAsked ? `, stopped there of the ${memory.eventsAsked.toLocaleString('en')} asked because the run's time budget ran out` : ''}.`,
+    'Each figure is VmRSS from /proc once the daemon has been quiet for 300 ms, with no forced collection. One run.',
     '',
-    '| after | RSS, MiB | V8 heap used, MiB |',
-    '|---|---:|---:|',
-    `| coldplug of ${memory.devices} devices | ${memory.afterColdplugMiB.toFixed(1)} | |`,
-    ...memory.checkpoints.map((point) => `| ${point.events.toLocaleString('en')} events | ${point.rssMiB.toFixed(1)} | ${point.heapUsedMiB.toFixed(1)} |`),
+    '| after | RSS, MiB |',
+    '|---|---:|',
+    `| coldplug of ${memory.devices} devices (READY=1) | ${memory.afterColdplugMiB.toFixed(1)} |`,
+    ...memory.checkpoints.map((point) => `| ${point.events.toLocaleString('en')} events | ${point.rssMiB.toFixed(1)} |`),
     '',
     memory.daemonRssAtReadyMiB
-      ? `For comparison, the real xen-pmemd child of item 1 had ${showSpread(memory.daemonRssAtReadyMiB, ' MiB', 0)} resident right after READY=1 at N = ${coldplug.at(-1)?.devices} (VmRSS, no forced collection; it also holds node-udev and libsystemd).`
+      ? `For comparison, the xen-pmemd of item 1 had ${showSpread(memory.daemonRssAtReadyMiB, ' MiB', 0)} resident right after READY=1 at N = ${coldplug.at(-1)?.devices} (it also holds node-udev's monitors).`
       : '',
     '',
     '## 5. Hotplug in the lab',

@@ -23,7 +23,8 @@ import { labHotplug, type LabFigures } from './lab-hotplug.js';
 import { describeMachine, type Machine } from './machine.js';
 import { renderMarkdown } from './report.js';
 import { pairedRatios, quantile, spread, type Spread } from './stats.js';
-import { latencyRun, memoryRun } from './workers.js';
+import { daemonMemoryRun } from './memory.js';
+import { latencyRun } from './workers.js';
 
 export interface ColdplugRun {
   repeat: number;
@@ -45,6 +46,8 @@ export interface ColdplugFigures {
   netRatio: Spread;
   /** readyMs / blkidMs, repeat by repeat. */
   totalRatio: Spread;
+  /** readyMs / nodeMs, repeat by repeat: the whole start against Node's own. */
+  startRatio: Spread;
   /** (READY − first log line) / N. */
   perDeviceMs: Spread;
   rssMiB: Spread;
@@ -97,7 +100,8 @@ export interface MemoryFigures {
   events: number;
   eventsAsked: number;
   afterColdplugMiB: number;
-  checkpoints: { events: number; rssMiB: number; heapUsedMiB: number }[];
+  /** VmRSS of the real xen-pmemd process, no forced collection. */
+  checkpoints: { events: number; rssMiB: number }[];
   /** RSS at the last checkpoint less RSS at the first at or after 10,000 events. */
   growthMiB: number;
   daemonRssAtReadyMiB: Spread | null;
@@ -182,6 +186,7 @@ async function coldplugAtScale(bench: BenchHost, sizes: number[], repeats: numbe
       netMs: spread(net),
       netRatio: spread(pairedRatios(net, blkid)),
       totalRatio: spread(pairedRatios(ready, blkid)),
+      startRatio: spread(pairedRatios(ready, each.map((run) => run.nodeMs))),
       perDeviceMs: spread(each.map((run) => (run.daemon.readyMs - run.daemon.firstLineMs) / n)),
       rssMiB: spread(each.map((run) => run.daemon.rssBytes / MiB)),
     };
@@ -235,8 +240,8 @@ async function eventLatency(bench: BenchHost, events: number, repeats: number): 
 }
 
 async function memoryUse(bench: BenchHost, events: number, every: number, atReady: Spread | null): Promise<MemoryFigures> {
-  const result = await memoryRun(bench, events, 7, every, MEMORY_BUDGET_MS);
-  const checkpoints = result.checkpoints.map((point) => ({ events: point.events, rssMiB: point.rssBytes / MiB, heapUsedMiB: point.heapUsedBytes / MiB }));
+  const result = await daemonMemoryRun(bench, events, every, MEMORY_BUDGET_MS);
+  const checkpoints = result.checkpoints.map((point) => ({ events: point.events, rssMiB: point.rssBytes / MiB }));
   const from = checkpoints.find((point) => point.events >= 10_000) ?? checkpoints[0]!;
   const last = checkpoints.at(-1)!;
   progress(`memory: ${(result.afterColdplug.rssBytes / MiB).toFixed(1)} MiB after coldplug, ${last.rssMiB.toFixed(1)} MiB after ${last.events} events`);
@@ -261,12 +266,23 @@ export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
   const largest = results.coldplug.at(-1)!;
   const smallest = results.coldplug[0]!;
   const netRatio = largest.netRatio.median;
+  const netLimit = 1.0;
   goals.push({
     item: '1',
-    goal: `coldplug of ${largest.devices} devices ≤ 1.5× blkid (start→READY less Node's own start)`,
+    goal: `coldplug of ${largest.devices} devices ≤ ${netLimit.toFixed(1)}× blkid (start→READY less Node's own start)`,
     measured: `${x(netRatio)} (${largest.netMs.median.toFixed(0)} ms vs ${largest.blkidMs.median.toFixed(0)} ms)`,
-    met: netRatio <= 1.5,
-    miss: netRatio <= 1.5 ? null : `${(netRatio / 1.5).toFixed(1)}× over the goal`,
+    met: netRatio <= netLimit,
+    miss: netRatio <= netLimit ? null : `${(netRatio / netLimit).toFixed(2)}× the goal`,
+  });
+  // What a host with a handful of namespaces pays at every boot: the whole start, Node's included.
+  const startRatio = smallest.startRatio.median;
+  const startLimit = 2.5;
+  goals.push({
+    item: '1',
+    goal: `start→READY of xen-pmemd at N = ${smallest.devices} ≤ ${startLimit.toFixed(1)}× \`node -e 0\``,
+    measured: `${x(startRatio)} (${smallest.readyMs.median.toFixed(0)} ms vs ${smallest.nodeMs.median.toFixed(0)} ms)`,
+    met: startRatio <= startLimit,
+    miss: startRatio <= startLimit ? null : `${(startRatio / startLimit).toFixed(2)}× the goal`,
   });
   const flat = largest.perDeviceMs.median / smallest.perDeviceMs.median;
   goals.push({
@@ -279,12 +295,13 @@ export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
   const maxBytes = Math.max(...results.io.map((figure) => figure.bytesRead));
   const equal = ['prepared', 'blank'].every((content) => new Set(results.io.filter((figure) => figure.content === content).map((figure) => figure.bytesRead)).size === 1);
   const straceAgrees = results.io.every((figure) => figure.straceBytes === null || figure.straceBytes === figure.bytesRead);
+  const bytesLimit = 25_600;
   goals.push({
     item: '2',
-    goal: 'bytes read per device equal for 1 GiB and 1 TiB, ≤ 64 KiB',
+    goal: `bytes read per device equal for 1 GiB and 1 TiB, ≤ ${bytesLimit.toLocaleString('en')}`,
     measured: `${maxBytes} bytes at most; ${equal ? 'equal' : 'different'} across sizes; strace ${straceAgrees ? 'agrees' : 'disagrees'}`,
-    met: equal && maxBytes <= 64 * 1024 && straceAgrees,
-    miss: equal && maxBytes <= 64 * 1024 && straceAgrees ? null : 'see the table',
+    met: equal && maxBytes <= bytesLimit && straceAgrees,
+    miss: equal && maxBytes <= bytesLimit && straceAgrees ? null : 'see the table',
   });
   const p99 = results.latency.hypercallP99.median;
   goals.push({
@@ -296,12 +313,13 @@ export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
   });
   const memory = results.memory;
   const worst = Math.max(memory.afterColdplugMiB, ...memory.checkpoints.map((point) => point.rssMiB));
+  const rssLimit = 64;
   goals.push({
     item: '4',
-    goal: `RSS ≤ 80 MiB after coldplug of ${memory.devices} devices and after ${memory.events.toLocaleString('en')} events`,
-    measured: `${memory.afterColdplugMiB.toFixed(1)} MiB after coldplug, ${memory.checkpoints.at(-1)!.rssMiB.toFixed(1)} MiB after the events`,
-    met: worst <= 80,
-    miss: worst <= 80 ? null : `${(worst - 80).toFixed(1)} MiB over`,
+    goal: `RSS of the xen-pmemd process ≤ ${rssLimit} MiB after coldplug of ${memory.devices} devices and after ${memory.events.toLocaleString('en')} events`,
+    measured: `${memory.afterColdplugMiB.toFixed(1)} MiB after coldplug, ${memory.checkpoints.at(-1)!.rssMiB.toFixed(1)} MiB after the events (${worst.toFixed(1)} MiB at most)`,
+    met: worst <= rssLimit,
+    miss: worst <= rssLimit ? null : `${(worst - rssLimit).toFixed(1)} MiB over`,
   });
   const growthLimit = 2;
   goals.push({
