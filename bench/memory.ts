@@ -40,12 +40,14 @@ function residentBytes(pid: number): number {
   return Number(kib) * 1024;
 }
 
+let runs = 0;
+
 export async function daemonMemoryRun(bench: BenchHost, total: number, every: number, budgetMs: number, seed = 7): Promise<DaemonMemoryResult> {
   const { host } = bench;
   await showFirst(bench, bench.devices.length);
   await Promise.all([host.stateDir, host.xenStatePath, host.xenLogPath].map((path) => rm(path, { recursive: true, force: true })));
   const daemon = await replayDaemon();
-  const notify = await listenForNotifications(join(host.dir, `notify-memory-${process.pid}.sock`));
+  const notify = await listenForNotifications(join(host.dir, `notify-memory-${process.pid}-${runs++}.sock`));
   const spec: ReplaySpec = { devices: bench.devices, prepared: bench.prepared, sysRoot: host.roots.sysRoot, seed };
   const args = [...daemon.nodeFlags, daemon.script, '--replay', JSON.stringify(spec), '--sys-root', host.roots.sysRoot,
     '--dev-root', host.roots.devRoot, '--state-dir', host.stateDir, '--config', join(host.dir, 'no-config.json')];
