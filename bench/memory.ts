@@ -20,6 +20,10 @@ import type { ReplaySpec } from './replay-daemon.js';
 export interface MemoryCheckpoint {
   events: number;
   rssBytes: number;
+  /** process.memoryUsage() in the daemon as the block ended (no collection forced); null after coldplug. */
+  heapUsedBytes: number | null;
+  heapTotalBytes: number | null;
+  externalBytes: number | null;
 }
 
 export interface DaemonMemoryResult {
@@ -58,11 +62,11 @@ export async function daemonMemoryRun(bench: BenchHost, total: number, every: nu
   });
   let lastLineAt = performance.now();
   let stderr = '';
-  const sentLines: ((sent: number) => void)[] = [];
+  const sentLines: ((sent: Omit<MemoryCheckpoint, 'rssBytes'>) => void)[] = [];
   createInterface({ input: child.stdout! }).on('line', () => { lastLineAt = performance.now(); });
   createInterface({ input: child.stderr! }).on('line', (line) => {
-    const match = /^replay: sent (\d+)$/.exec(line);
-    if (match) sentLines.shift()?.(Number(match[1]));
+    const match = /^replay: sent (\d+) heap (\d+) (\d+) external (\d+) \d+$/.exec(line);
+    if (match) sentLines.shift()?.({ events: Number(match[1]), heapUsedBytes: Number(match[2]), heapTotalBytes: Number(match[3]), externalBytes: Number(match[4]) });
     else stderr += line + '\n';
   });
   const exited = new Promise<number | string | null>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
@@ -75,15 +79,16 @@ export async function daemonMemoryRun(bench: BenchHost, total: number, every: nu
       exited.then((code) => { throw new Error(`the replaying xen-pmemd exited with ${code} before READY=1: ${stderr.trim()}`); }),
     ]);
     await quiet();
-    const afterColdplug = { events: 0, rssBytes: residentBytes(child.pid!) };
+    const afterColdplug = { events: 0, rssBytes: residentBytes(child.pid!), heapUsedBytes: null, heapTotalBytes: null, externalBytes: null };
     const checkpoints: MemoryCheckpoint[] = [];
     let sent = 0;
     while (sent < total && performance.now() - started < budgetMs) {
-      const reply = new Promise<number>((resolve) => sentLines.push(resolve));
+      const reply = new Promise<Omit<MemoryCheckpoint, 'rssBytes'>>((resolve) => sentLines.push(resolve));
       child.stdin!.write(`go ${Math.min(every, total - sent)}\n`);
-      sent = await Promise.race([reply, exited.then((code) => { throw new Error(`the replaying xen-pmemd exited with ${code}: ${stderr.trim()}`); })]);
+      const block = await Promise.race([reply, exited.then((code): never => { throw new Error(`the replaying xen-pmemd exited with ${code}: ${stderr.trim()}`); })]);
+      sent = block.events;
       await quiet();
-      checkpoints.push({ events: sent, rssBytes: residentBytes(child.pid!) });
+      checkpoints.push({ ...block, rssBytes: residentBytes(child.pid!) });
     }
     child.kill('SIGTERM');
     const code = await exited;

@@ -7,7 +7,8 @@
 //   node [daemon flags] replay-daemon.mjs --replay '<JSON: devices, prepared, sysRoot, seed>' [xen-pmemd options]
 //
 // Control, on stdin and stderr: after each `go N` line the replay sends N more events, waits until
-// no event is in flight, and writes `replay: sent TOTAL`; the parent reads VmRSS in between.
+// no event is in flight, and writes `replay: sent TOTAL heap USED TOTAL external EXTERNAL
+// ARRAYBUFFERS`; the parent reads VmRSS in between.
 
 import { createInterface } from 'node:readline';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -44,7 +45,9 @@ function replaySource(spec: ReplaySpec): EventSource {
           sent++;
           await nextTurn();
         }
-        process.stderr.write(`replay: sent ${sent}\n`);
+        // What V8 holds at this moment, beside the parent's VmRSS: no collection is forced.
+        const usage = process.memoryUsage();
+        process.stderr.write(`replay: sent ${sent} heap ${usage.heapUsed} ${usage.heapTotal} external ${usage.external} ${usage.arrayBuffers}\n`);
       };
       let queue = Promise.resolve();
       createInterface({ input: process.stdin }).on('line', (line) => {

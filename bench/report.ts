@@ -133,12 +133,13 @@ export function renderMarkdown(results: BenchResults): string {
     `started with its node flags, on the ${memory.devices}-device host; only its udev source is a replay (bench/replay-daemon.ts) of`,
     `${memory.events.toLocaleString('en')} events of the mix of item 3, one per turn of the event loop as node-udev delivers them`,
     `(all devices known, so no new pmem_add)${memory.events < memory.eventsAsked ? `, stopped there of the ${memory.eventsAsked.toLocaleString('en')} asked because the run's time budget ran out` : ''}.`,
-    'Each figure is VmRSS from /proc once the daemon has been quiet for 300 ms, with no forced collection. One run.',
+    'RSS is VmRSS from /proc once the daemon has been quiet for 300 ms, with no forced collection; the V8',
+    'figures are the daemon\'s own `process.memoryUsage()` as the block of events ended. One run.',
     '',
-    '| after | RSS, MiB |',
-    '|---|---:|',
-    `| coldplug of ${memory.devices} devices (READY=1) | ${memory.afterColdplugMiB.toFixed(1)} |`,
-    ...memory.checkpoints.map((point) => `| ${point.events.toLocaleString('en')} events | ${point.rssMiB.toFixed(1)} |`),
+    '| after | RSS, MiB | V8 heap used, MiB | V8 heap total, MiB | external, MiB |',
+    '|---|---:|---:|---:|---:|',
+    `| coldplug of ${memory.devices} devices (READY=1) | ${memory.afterColdplugMiB.toFixed(1)} | | | |`,
+    ...memory.checkpoints.map((point) => `| ${point.events.toLocaleString('en')} events | ${point.rssMiB.toFixed(1)} | ${point.heapUsedMiB?.toFixed(1) ?? ''} | ${point.heapTotalMiB?.toFixed(1) ?? ''} | ${point.externalMiB?.toFixed(1) ?? ''} |`),
     '',
     memory.daemonRssAtReadyMiB
       ? `For comparison, the xen-pmemd of item 1 had ${showSpread(memory.daemonRssAtReadyMiB, ' MiB', 0)} resident right after READY=1 at N = ${coldplug.at(-1)?.devices} (it also holds node-udev's monitors).`
@@ -166,8 +167,8 @@ export function renderMarkdown(results: BenchResults): string {
   return lines.join('\n') + '\n';
 }
 
-/** Found with `node --cpu-prof` on the daemon at N = 256 and 1024; it names the code, not the figures. */
-const ANALYSIS = `What was done, and what is left (CPU profiles of the daemon on the 256- and 1024-device hosts):
+/** Found with `node --cpu-prof` on the daemon at N = 16 and 1024; it names the code, not the figures. */
+const ANALYSIS = `What was done, and what is left (CPU profiles of the daemon on the 16- and 1024-device hosts):
 
 - **Done.** The first run of this bench found coldplug quadratic (11.8× blkid) because the whole
   state file was rewritten twice per pmem_add. The exactly-once ledger is now an append-only
@@ -177,19 +178,39 @@ const ANALYSIS = `What was done, and what is left (CPU profiles of the daemon on
   its listing instead of reading every namespace twice; a device's next decision no longer waits
   for state.json; node runs with a 1 MiB semi-space (src/daemon/node-flags.ts). Per-device time
   fell from 13 ms to under 1 ms and is flat in N; event latency p99 fell from 124 ms to about 2 ms.
-- **Item 1, what is left.** The comparison counts the daemon's fixed start-up (loading zod, pino,
-  koffi and node-udev: about 100 ms) against blkid's whole run, and per device the daemon still does
-  more than blkid: it resolves the device's namespace in sysfs (about fifteen attribute reads),
-  validates in JavaScript, appends and fdatasyncs two ledger lines per reported device, makes the
-  hypercall and writes a log line. What would close it: a group commit (one ledger append for all
-  devices judged in the same turn of the event loop), reading only the attributes a mode needs, and
-  loading zod only when a config file exists.
-- **Item 4, what is left.** Node 20 alone is about 40 MiB resident; the dependencies the design
-  fixes add about 25 MiB of code and data before the first device (zod about 12 MiB, pino about
-  9 MiB, koffi and node-udev about 5 MiB, measured one by one with \`require\` and a forced GC). The
-  V8 heap in use after coldplug of 1024 devices is only about 11 MiB and grows by well under 1 MiB
-  over 90,000 events, so what remains is fixed cost: closing it means lighter dependencies, which
-  the design does not allow, or a smaller V8 configuration.
+- **Start-up and coldplug: what the profile showed.** \`--cpu-prof\` of the daemon at N = 16 and
+  1024 (the compiled tree under dist/src, as this bench ran it before): at N = 16 two fifths of
+  the time to READY was loading modules, one by one (resolving, reading and compiling about sixty
+  files, pino's CommonJS loader among them, zod's ESM graph), and zod and pino measured 62 ms and
+  31 ms on their own (14 MiB and 9 MiB resident); at N = 1024 the single largest cost (15%) was
+  sd_notify: one STATUS= datagram per decision, then pino's JSON lines (9%), the sysfs reads of
+  each namespace (14%), the scan with its lock (10%) and the hypercall with the test hypervisor's
+  log (6%).
+- **What was changed, with figures on the same machine (unlocked, medians of three; start→READY).**
+  The bench runs the daemon that is installed, dist/runtime's bundle with its launcher's flags,
+  instead of the compiled tree (N = 16: 193 → 151 ms, ready÷node 3.3× → 2.6×). zod is loaded only
+  when a config file, a ledger or a state file exists (config-file.ts, loadRecordSchemas) and
+  pino only when the lines are JSON (loadPino; under journald libsystemd takes every one); in the
+  bundle both are chunks loaded on demand (N = 16: 151 → 117 ms, 1.7–2.1× node). STATUS= is not
+  sent per device during coldplug (READY=1 carries the summary) and then at most once per 100 ms
+  (N = 1024: start→READY less \`node -e 0\` from 2.5× blkid to 1.5×). Resident at READY: 65 → 59 MiB at
+  N = 16, about 75 → 70 MiB at N = 1024.
+- **Item 1 at N = 1024, what is left.** Per device the daemon still reads about fifteen sysfs
+  attributes (a realpath and a readdir per namespace among them), takes and releases the shared
+  flock through koffi, makes the hypercall synchronously and fdatasyncs two ledger lines per
+  reported device, and formats one JSON log line through pino on this bench (the journal's
+  sd_journal_sendv in Dom0). What would close it: reading only the attributes the namespace's
+  mode needs and reusing the listing's realpaths, the ledger's group commit and the hypercall off
+  the main thread, and fewer allocations per scan (one buffer reused for MBR, GPT and super blocks).
+- **Item 4, what is left.** Node 20 with an empty bundle is about 41 MiB resident, koffi and
+  node-udev add about 8 MiB, and the V8 heap of 1024 devices about 11 MiB: 59 MiB at N = 16 and
+  about 70 MiB at READY for 1024 devices. Under 100,000 events RSS rises by some 20 MiB over that
+  without growing further: V8 lets the old generation grow before it collects, and the scans'
+  buffers live outside the heap. A cap on the old generation (\`--max-old-space-size\`) measured
+  76 MiB instead of 90 after 20,000 events but would turn a host with many more devices into an
+  out-of-memory abort, so it is not set; what would close the rest is less retained per device and
+  per event (one reused scan buffer, no per-pass copies of the model) and a bounded old generation
+  sized from the device count.
 - **Item 5.** Three hotplugs in an emulated PV Dom0, where each system call costs tens of
   microseconds and a process start up to a second; the daemon's share is the same order as udevd's
   and within the spread of three samples. The decision includes re-reading sysfs and the journal's

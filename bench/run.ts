@@ -6,6 +6,9 @@
 //   node dist/bench/run.js [--quick] [--repeats N] [--out-dir DIR] [--scratch DIR] [--skip-lab]
 //   node dist/bench/run.js --render docs/benchmarks.json   (rewrites benchmarks.md beside it, measures nothing)
 //   node dist/bench/run.js --lab-only docs/benchmarks.json (measures item 5 again and rewrites both files)
+//   node dist/bench/run.js --sections coldplug,memory --from docs/benchmarks.json
+//       (measures only the sections named, of coldplug, io, latency, memory, lab; the others' figures
+//       come from the file given)
 //
 // --quick is a smoke run (small hosts, few events) that writes under the system temp directory
 // unless --out-dir is given, so it never overwrites the published figures.
@@ -101,7 +104,7 @@ export interface MemoryFigures {
   eventsAsked: number;
   afterColdplugMiB: number;
   /** VmRSS of the real xen-pmemd process, no forced collection. */
-  checkpoints: { events: number; rssMiB: number }[];
+  checkpoints: { events: number; rssMiB: number; heapUsedMiB: number | null; heapTotalMiB: number | null; externalMiB: number | null }[];
   /** RSS at the last checkpoint less RSS at the first at or after 10,000 events. */
   growthMiB: number;
   daemonRssAtReadyMiB: Spread | null;
@@ -141,6 +144,8 @@ export interface BenchResults {
 }
 
 const MiB = 1024 * 1024;
+/** What --sections can name. */
+const SECTIONS = ['coldplug', 'io', 'latency', 'memory', 'lab'];
 /** The memory run stops at the first checkpoint after this, and the report says how far it got. */
 const MEMORY_BUDGET_MS = 240_000;
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -241,7 +246,11 @@ async function eventLatency(bench: BenchHost, events: number, repeats: number): 
 
 async function memoryUse(bench: BenchHost, events: number, every: number, atReady: Spread | null): Promise<MemoryFigures> {
   const result = await daemonMemoryRun(bench, events, every, MEMORY_BUDGET_MS);
-  const checkpoints = result.checkpoints.map((point) => ({ events: point.events, rssMiB: point.rssBytes / MiB }));
+  const mib = (bytes: number | null): number | null => (bytes === null ? null : bytes / MiB);
+  const checkpoints = result.checkpoints.map((point) => ({
+    events: point.events, rssMiB: point.rssBytes / MiB,
+    heapUsedMiB: mib(point.heapUsedBytes), heapTotalMiB: mib(point.heapTotalBytes), externalMiB: mib(point.externalBytes),
+  }));
   const from = checkpoints.find((point) => point.events >= 10_000) ?? checkpoints[0]!;
   const last = checkpoints.at(-1)!;
   progress(`memory: ${(result.afterColdplug.rssBytes / MiB).toFixed(1)} MiB after coldplug, ${last.rssMiB.toFixed(1)} MiB after ${last.events} events`);
@@ -350,8 +359,21 @@ async function main(): Promise<void> {
       'skip-lab': { type: 'boolean' },
       render: { type: 'string' },
       'lab-only': { type: 'string' },
+      sections: { type: 'string' },
+      from: { type: 'string' },
     },
   });
+  const only = values.sections === undefined ? null : new Set(values.sections.split(','));
+  const unknown = [...(only ?? [])].filter((name) => !SECTIONS.includes(name));
+  if (unknown.length > 0) throw new Error(`--sections: no section ${unknown.join(', ')} (there are ${SECTIONS.join(', ')})`);
+  const earlier = values.from === undefined ? null : JSON.parse(await readFile(values.from, 'utf8')) as BenchResults;
+  /** Measures a section, or takes its figures from --from when --sections leaves it out. */
+  const section = async <T>(name: string, measure: () => Promise<T>, kept: (results: BenchResults) => T): Promise<T> => {
+    if (only === null || only.has(name)) return measure();
+    if (earlier === null) throw new Error(`--sections leaves out ${name}: give --from FILE for its figures`);
+    progress(`${name}: figures from ${values.from}`);
+    return kept(earlier);
+  };
   if (values['lab-only'] !== undefined) {
     const path = values['lab-only'];
     const previous = JSON.parse(await readFile(path, 'utf8')) as BenchResults;
@@ -385,12 +407,14 @@ async function main(): Promise<void> {
   const bench = await makeBenchHost('coldplug', Math.max(...sizes));
   try {
     progress(`fixture ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-    const { figures: coldplug, modes } = await coldplugAtScale(bench, sizes, repeats);
-    const io = await ioPerDevice();
+    const { figures: coldplug, modes } = await section('coldplug', () => coldplugAtScale(bench, sizes, repeats),
+      (results) => ({ figures: results.coldplug, modes: results.blkidModes! }));
+    const io = await section('io', ioPerDevice, (results) => results.io);
     progress(`I/O per device: ${io.map((figure) => `${figure.image} ${figure.content} ${figure.bytesRead} B`).join(', ')}`);
-    const latency = await eventLatency(bench, latencyEvents, latencyRepeats);
-    const memory = await memoryUse(bench, memoryEvents, memoryEvery, coldplug.at(-1)?.rssMiB ?? null);
-    const lab = values['skip-lab'] ? { status: 'pending' as const, reason: 'skipped (--skip-lab)' } : await labHotplug(progress);
+    const latency = await section('latency', () => eventLatency(bench, latencyEvents, latencyRepeats), (results) => results.latency);
+    const memory = await section('memory', () => memoryUse(bench, memoryEvents, memoryEvery, coldplug.at(-1)?.rssMiB ?? null), (results) => results.memory);
+    const lab = values['skip-lab'] ? { status: 'pending' as const, reason: 'skipped (--skip-lab)' }
+      : await section('lab', () => labHotplug(progress), (results) => results.lab);
     machine.loadAtEnd = (await import('node:os')).loadavg();
     const partial: Omit<BenchResults, 'goals'> = {
       machine,
