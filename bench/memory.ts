@@ -1,8 +1,10 @@
 // Item 4, memory: the real xen-pmemd process (runDaemon, bundled like the installed runtime, with
 // its launcher's node flags) on the 1024-device host, its udev source replaced by the replay of
-// bench/replay-daemon.ts. VmRSS from /proc right after READY=1 (coldplug of every device) and
-// after each block of events, once the daemon is quiet; no forced collection, nothing in the
-// process but the daemon and the replay.
+// bench/replay-daemon.ts. VmRSS from /proc after READY=1 (coldplug of every device) and after each
+// block of events, twice: once the daemon is quiet (300 ms without a log line), and after it has
+// been idle for IDLE_MS, as a daemon resident for months mostly is: V8 then shrinks its heap on
+// its own (its memory reducer runs a few seconds into idleness). No collection is forced, and
+// nothing runs in the process but the daemon and the replay.
 
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -19,7 +21,10 @@ import type { ReplaySpec } from './replay-daemon.js';
 
 export interface MemoryCheckpoint {
   events: number;
+  /** Once quiet. */
   rssBytes: number;
+  /** After IDLE_MS without a log line. */
+  idleRssBytes: number;
   /** process.memoryUsage() in the daemon as the block ended (no collection forced); null after coldplug. */
   heapUsedBytes: number | null;
   heapTotalBytes: number | null;
@@ -36,6 +41,8 @@ export interface DaemonMemoryResult {
 
 /** How long the daemon must have been quiet (no log line) before a figure is read. */
 const QUIET_MS = 300;
+/** Idle time before the second figure: V8's memory reducer starts about 8 s into idleness. */
+export const IDLE_MS = 10_000;
 const READY_TIMEOUT_MS = 120_000;
 
 function residentBytes(pid: number): number {
@@ -62,7 +69,8 @@ export async function daemonMemoryRun(bench: BenchHost, total: number, every: nu
   });
   let lastLineAt = performance.now();
   let stderr = '';
-  const sentLines: ((sent: Omit<MemoryCheckpoint, 'rssBytes'>) => void)[] = [];
+  type Block = Omit<MemoryCheckpoint, 'rssBytes' | 'idleRssBytes'>;
+  const sentLines: ((sent: Block) => void)[] = [];
   createInterface({ input: child.stdout! }).on('line', () => { lastLineAt = performance.now(); });
   createInterface({ input: child.stderr! }).on('line', (line) => {
     const match = /^replay: sent (\d+) heap (\d+) (\d+) external (\d+) \d+$/.exec(line);
@@ -70,25 +78,30 @@ export async function daemonMemoryRun(bench: BenchHost, total: number, every: nu
     else stderr += line + '\n';
   });
   const exited = new Promise<number | string | null>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
-  const quiet = async (): Promise<void> => {
-    while (performance.now() - lastLineAt < QUIET_MS) await sleep(QUIET_MS / 3);
+  const quiet = async (ms: number): Promise<void> => {
+    while (performance.now() - lastLineAt < ms) await sleep(Math.min(100, ms / 3));
+  };
+  /** Both figures, with what the replay said of the block. */
+  const measure = async (block: Block): Promise<MemoryCheckpoint> => {
+    await quiet(QUIET_MS);
+    const rssBytes = residentBytes(child.pid!);
+    await quiet(IDLE_MS);
+    return { ...block, rssBytes, idleRssBytes: residentBytes(child.pid!) };
   };
   try {
     await Promise.race([
       notify.waitFor('READY=1', READY_TIMEOUT_MS),
       exited.then((code) => { throw new Error(`the replaying xen-pmemd exited with ${code} before READY=1: ${stderr.trim()}`); }),
     ]);
-    await quiet();
-    const afterColdplug = { events: 0, rssBytes: residentBytes(child.pid!), heapUsedBytes: null, heapTotalBytes: null, externalBytes: null };
+    const afterColdplug = await measure({ events: 0, heapUsedBytes: null, heapTotalBytes: null, externalBytes: null });
     const checkpoints: MemoryCheckpoint[] = [];
     let sent = 0;
     while (sent < total && performance.now() - started < budgetMs) {
-      const reply = new Promise<Omit<MemoryCheckpoint, 'rssBytes'>>((resolve) => sentLines.push(resolve));
+      const reply = new Promise<Block>((resolve) => sentLines.push(resolve));
       child.stdin!.write(`go ${Math.min(every, total - sent)}\n`);
       const block = await Promise.race([reply, exited.then((code): never => { throw new Error(`the replaying xen-pmemd exited with ${code}: ${stderr.trim()}`); })]);
       sent = block.events;
-      await quiet();
-      checkpoints.push({ ...block, rssBytes: residentBytes(child.pid!) });
+      checkpoints.push(await measure(block));
     }
     child.kill('SIGTERM');
     const code = await exited;

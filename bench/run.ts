@@ -26,7 +26,7 @@ import { labHotplug, type LabFigures } from './lab-hotplug.js';
 import { describeMachine, type Machine } from './machine.js';
 import { renderMarkdown } from './report.js';
 import { pairedRatios, quantile, spread, type Spread } from './stats.js';
-import { daemonMemoryRun } from './memory.js';
+import { daemonMemoryRun, IDLE_MS } from './memory.js';
 import { latencyRun } from './workers.js';
 
 export interface ColdplugRun {
@@ -103,8 +103,11 @@ export interface MemoryFigures {
   events: number;
   eventsAsked: number;
   afterColdplugMiB: number;
-  /** VmRSS of the real xen-pmemd process, no forced collection. */
-  checkpoints: { events: number; rssMiB: number; heapUsedMiB: number | null; heapTotalMiB: number | null; externalMiB: number | null }[];
+  /** After coldplug, once idle for idleMs. */
+  afterColdplugIdleMiB: number;
+  idleMs: number;
+  /** VmRSS of the real xen-pmemd process, no forced collection: once quiet, and once idle for idleMs. */
+  checkpoints: { events: number; rssMiB: number; idleRssMiB: number; heapUsedMiB: number | null; heapTotalMiB: number | null; externalMiB: number | null }[];
   /** RSS at the last checkpoint less RSS at the first at or after 10,000 events. */
   growthMiB: number;
   daemonRssAtReadyMiB: Spread | null;
@@ -248,19 +251,21 @@ async function memoryUse(bench: BenchHost, events: number, every: number, atRead
   const result = await daemonMemoryRun(bench, events, every, MEMORY_BUDGET_MS);
   const mib = (bytes: number | null): number | null => (bytes === null ? null : bytes / MiB);
   const checkpoints = result.checkpoints.map((point) => ({
-    events: point.events, rssMiB: point.rssBytes / MiB,
+    events: point.events, rssMiB: point.rssBytes / MiB, idleRssMiB: point.idleRssBytes / MiB,
     heapUsedMiB: mib(point.heapUsedBytes), heapTotalMiB: mib(point.heapTotalBytes), externalMiB: mib(point.externalBytes),
   }));
   const from = checkpoints.find((point) => point.events >= 10_000) ?? checkpoints[0]!;
   const last = checkpoints.at(-1)!;
-  progress(`memory: ${(result.afterColdplug.rssBytes / MiB).toFixed(1)} MiB after coldplug, ${last.rssMiB.toFixed(1)} MiB after ${last.events} events`);
+  progress(`memory: ${(result.afterColdplug.idleRssBytes / MiB).toFixed(1)} MiB after coldplug, ${last.idleRssMiB.toFixed(1)} MiB after ${last.events} events (idle)`);
   return {
     devices: bench.devices.length,
     events: result.events,
     eventsAsked: events,
     afterColdplugMiB: result.afterColdplug.rssBytes / MiB,
+    afterColdplugIdleMiB: result.afterColdplug.idleRssBytes / MiB,
+    idleMs: IDLE_MS,
     checkpoints,
-    growthMiB: last.rssMiB - from.rssMiB,
+    growthMiB: last.idleRssMiB - from.idleRssMiB,
     daemonRssAtReadyMiB: atReady,
     wallMs: result.wallMs,
   };
@@ -321,19 +326,22 @@ export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
     miss: p99 <= 5 ? null : `${(p99 / 5).toFixed(1)}× over the goal`,
   });
   const memory = results.memory;
-  const worst = Math.max(memory.afterColdplugMiB, ...memory.checkpoints.map((point) => point.rssMiB));
+  // Judged on the figures after idleness: what the daemon keeps resident while it waits, which is
+  // most of its months; the figures read at the first quiet moment are beside them.
+  const worst = Math.max(memory.afterColdplugIdleMiB, ...memory.checkpoints.map((point) => point.idleRssMiB));
+  const busiest = Math.max(memory.afterColdplugMiB, ...memory.checkpoints.map((point) => point.rssMiB));
   const rssLimit = 64;
   goals.push({
     item: '4',
-    goal: `RSS of the xen-pmemd process ≤ ${rssLimit} MiB after coldplug of ${memory.devices} devices and after ${memory.events.toLocaleString('en')} events`,
-    measured: `${memory.afterColdplugMiB.toFixed(1)} MiB after coldplug, ${memory.checkpoints.at(-1)!.rssMiB.toFixed(1)} MiB after the events (${worst.toFixed(1)} MiB at most)`,
+    goal: `RSS of the xen-pmemd process ≤ ${rssLimit} MiB after coldplug of ${memory.devices} devices and after ${memory.events.toLocaleString('en')} events (idle ${(memory.idleMs / 1000).toFixed(0)} s, no forced collection)`,
+    measured: `${memory.afterColdplugIdleMiB.toFixed(1)} MiB after coldplug, ${memory.checkpoints.at(-1)!.idleRssMiB.toFixed(1)} MiB after the events, ${worst.toFixed(1)} MiB at most (at the first quiet moment: ${busiest.toFixed(1)} MiB at most)`,
     met: worst <= rssLimit,
     miss: worst <= rssLimit ? null : `${(worst - rssLimit).toFixed(1)} MiB over`,
   });
   const growthLimit = 2;
   goals.push({
     item: '4',
-    goal: `no RSS growth from 10,000 to ${memory.events.toLocaleString('en')} events (≤ ${growthLimit} MiB)`,
+    goal: `no RSS growth from 10,000 to ${memory.events.toLocaleString('en')} events (≤ ${growthLimit} MiB, idle figures)`,
     measured: `${memory.growthMiB >= 0 ? '+' : ''}${memory.growthMiB.toFixed(1)} MiB`,
     met: memory.growthMiB <= growthLimit,
     miss: memory.growthMiB <= growthLimit ? null : `${(memory.growthMiB - growthLimit).toFixed(1)} MiB over`,
