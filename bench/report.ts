@@ -182,37 +182,47 @@ const ANALYSIS = `What was done, and what is left (CPU profiles of the daemon on
   fell from 13 ms to under 1 ms and is flat in N; event latency p99 fell from 124 ms to about 2 ms.
 - **Start-up and coldplug: what the profile showed.** \`--cpu-prof\` of the daemon at N = 16 and
   1024 (the compiled tree under dist/src, as this bench ran it before): at N = 16 two fifths of
-  the time to READY was loading modules, one by one (resolving, reading and compiling about sixty
-  files, pino's CommonJS loader among them, zod's ESM graph), and zod and pino measured 62 ms and
-  31 ms on their own (14 MiB and 9 MiB resident); at N = 1024 the single largest cost (15%) was
-  sd_notify: one STATUS= datagram per decision, then pino's JSON lines (9%), the sysfs reads of
-  each namespace (14%), the scan with its lock (10%) and the hypercall with the test hypervisor's
-  log (6%).
-- **What was changed, with figures on the same machine (unlocked, medians of three; start→READY).**
-  The bench runs the daemon that is installed, dist/runtime's bundle with its launcher's flags,
-  instead of the compiled tree (N = 16: 193 → 151 ms, ready÷node 3.3× → 2.6×). zod is loaded only
-  when a config file, a ledger or a state file exists (config-file.ts, loadRecordSchemas) and
-  pino only when the lines are JSON (loadPino; under journald libsystemd takes every one); in the
-  bundle both are chunks loaded on demand (N = 16: 151 → 117 ms, 1.7–2.1× node). STATUS= is not
-  sent per device during coldplug (READY=1 carries the summary) and then at most once per 100 ms
-  (N = 1024: start→READY less \`node -e 0\` from 2.5× blkid to 1.5×). Resident at READY: 65 → 59 MiB at
-  N = 16, about 75 → 70 MiB at N = 1024.
-- **Item 1 at N = 1024, what is left.** Per device the daemon still reads about fifteen sysfs
-  attributes (a realpath and a readdir per namespace among them), takes and releases the shared
-  flock through koffi, makes the hypercall synchronously and fdatasyncs two ledger lines per
-  reported device, and formats one JSON log line through pino on this bench (the journal's
-  sd_journal_sendv in Dom0). What would close it: reading only the attributes the namespace's
-  mode needs and reusing the listing's realpaths, the ledger's group commit and the hypercall off
-  the main thread, and fewer allocations per scan (one buffer reused for MBR, GPT and super blocks).
-- **Item 4, what is left.** Node 20 with an empty bundle is about 41 MiB resident, koffi and
-  node-udev add about 8 MiB, and the V8 heap of 1024 devices about 11 MiB: 59 MiB at N = 16 and
-  about 70 MiB at READY for 1024 devices. Under 100,000 events RSS rises by some 20 MiB over that
-  without growing further: V8 lets the old generation grow before it collects, and the scans'
-  buffers live outside the heap. A cap on the old generation (\`--max-old-space-size\`) measured
-  76 MiB instead of 90 after 20,000 events but would turn a host with many more devices into an
-  out-of-memory abort, so it is not set; what would close the rest is less retained per device and
-  per event (one reused scan buffer, no per-pass copies of the model) and a bounded old generation
-  sized from the device count.
+  the time to READY was loading modules one by one (resolving, reading and compiling about sixty
+  files, pino's CommonJS graph and zod's ESM graph among them); zod and pino alone measured 62 ms
+  and 31 ms (14 MiB and 9 MiB resident; bundled, 23 ms and 15 ms, 6.5 and 2.5 MiB). At N = 1024
+  the largest single cost (15%) was sd_notify, one STATUS= datagram per decision; then the sysfs
+  reads of each namespace (14%), pino's JSON lines (9%), the scan with its lock (10%) and the
+  hypercall with the test hypervisor's log (6%).
+- **What was changed, each measured side by side on this machine (unlocked, while it was shared;
+  medians of three).** (1) The bench runs the daemon that is installed, dist/runtime's bundle with
+  its launcher's flags, instead of the compiled tree: N = 16 start→READY 193 → 151 ms (3.3× →
+  2.6× \`node -e 0\`). (2) zod loads only when a config file, a ledger or a state file exists
+  (config-file.ts, loadRecordSchemas) and pino only when log lines are JSON (loadPino; under
+  journald libsystemd takes every entry); in the bundle both are chunks loaded on demand. (3)
+  STATUS= is not sent per device during coldplug (READY=1 carries the summary) and afterwards at
+  most once per 100 ms. (2) and (3) together: N = 16 151 → 117 ms (1.7–2.1×), N = 1024
+  start→READY less \`node -e 0\` 2.5× → 1.5× blkid; RSS at READY 64 → 59 MiB at N = 16, about
+  76 → 70 MiB at N = 1024. (4) sysfs attributes are read into one reused buffer without the fstat
+  and the read that returns 0, and paths are resolved with realpath(3) in one call: listing the
+  1024 namespaces 165 → 100 ms (fastest of 15).
+- **Item 1 at N = 1024, what is left.** Per device the daemon still makes about forty system calls
+  in sysfs (a dozen attributes), opens the disk three times (to find its whole disk, to lock it,
+  to read it), takes the shared flock and makes the hypercall through koffi synchronously,
+  fdatasyncs two ledger lines per reported device and writes one JSON line through pino on this
+  bench (sd_journal_sendv in Dom0). What would close it: reading only the attributes the
+  namespace's mode needs (and a region's once), one descriptor for lock and read, the ledger's
+  group commit and the hypercall off the main thread, and one reused buffer for MBR, GPT and
+  super blocks.
+- **Item 4: what the profile showed, and what is left.** A heap profile (\`--heap-prof\`) of the
+  replaying daemon after 20,000 events holds under 5 MiB of live JavaScript objects: the heap does
+  not leak. RSS is Node itself (about 41 MiB for an empty bundle), koffi and node-udev (about
+  8 MiB), V8's heap grown past its live size while events arrive (its total reaches 25–35 MiB
+  before a full collection) and the optimizing compiler's code and its zones, left in the
+  allocator's per-thread arenas. Measured on the replaying daemon (1024 devices, 20,000 events,
+  idle 12 s): node's defaults 60 / 77 MiB (after coldplug / after the events); \`--no-opt\`
+  53 / 61–66 MiB, but coldplug of 1024 devices took 1.1 s instead of 0.66–0.92 s;
+  \`--lite-mode\` 62 / 61–63 MiB with coldplug twice as long; \`--max-old-space-size=48\` 58 / 74;
+  \`--single-threaded\` with MALLOC_ARENA_MAX=2 57 / 69. None is set: the ones that reach 64 MiB
+  give back the coldplug time item 1 asks for, and a cap on the old generation turns a host with
+  many more devices into an out-of-memory abort. What would close the rest: less allocated per
+  event (no copies of the model and the record per pass, one reused scan buffer), so that the
+  heap grows less between collections, and the allocator's arenas limited in the unit
+  (Environment=MALLOC_ARENA_MAX=2) once measured under systemd.
 - **Item 5.** Three hotplugs in an emulated PV Dom0, where each system call costs tens of
   microseconds and a process start up to a second; the daemon's share is the same order as udevd's
   and within the spread of three samples. The decision includes re-reading sysfs and the journal's
