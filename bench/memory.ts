@@ -39,7 +39,7 @@ export interface DaemonMemoryResult {
   wallMs: number;
 }
 
-/** How long the daemon must have been quiet (no log line) before a figure is read. */
+/** How long the daemon must have been quiet (no log line, no event handed over) before a figure is read. */
 const QUIET_MS = 300;
 /** Idle time before the second figure: V8's memory reducer starts about 8 s into idleness. */
 export const IDLE_MS = 10_000;
@@ -74,6 +74,9 @@ export async function daemonMemoryRun(bench: BenchHost, total: number, every: nu
   createInterface({ input: child.stdout! }).on('line', () => { lastLineAt = performance.now(); });
   createInterface({ input: child.stderr! }).on('line', (line) => {
     const match = /^replay: sent (\d+) heap (\d+) (\d+) external (\d+) \d+$/.exec(line);
+    // The last event of a block has only just been handed over: quiet is counted from here too,
+    // since at the default level most decisions log nothing.
+    if (match) lastLineAt = performance.now();
     if (match) sentLines.shift()?.({ events: Number(match[1]), heapUsedBytes: Number(match[2]), heapTotalBytes: Number(match[3]), externalBytes: Number(match[4]) });
     else stderr += line + '\n';
   });
