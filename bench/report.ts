@@ -53,6 +53,7 @@ export function renderMarkdown(results: BenchResults): string {
     `| load average (1/5/15 min) | ${load(machine.loadAtStart)} at the start, ${load(machine.loadAtEnd)} at the end |`,
     `| fixtures | sparse image files and a sysfs tree on tmpfs (${settings.scratch}) |`,
     `| whole run | ${(settings.wallMs / 1000).toFixed(0)} s${settings.quick ? ' (--quick: a smoke run, not the published figures)' : ''} |`,
+    ...(settings.reused ? [`| taken from an earlier run | ${settings.reused.sections.join(', ')}: measured ${settings.reused.date}, commit ${settings.reused.commit} |`] : []),
     '',
     '## Goals',
     '',

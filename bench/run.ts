@@ -136,6 +136,8 @@ export interface BenchResults {
     memoryCheckpointEvery: number;
     scratch: string;
     wallMs: number;
+    /** Sections whose figures come from an earlier run (--sections, --from), and that run. */
+    reused?: { sections: string[]; date: string; commit: string };
   };
   coldplug: ColdplugFigures[];
   blkidModes: BlkidModes | null;
@@ -375,11 +377,13 @@ async function main(): Promise<void> {
   const unknown = [...(only ?? [])].filter((name) => !SECTIONS.includes(name));
   if (unknown.length > 0) throw new Error(`--sections: no section ${unknown.join(', ')} (there are ${SECTIONS.join(', ')})`);
   const earlier = values.from === undefined ? null : JSON.parse(await readFile(values.from, 'utf8')) as BenchResults;
+  const reused: string[] = [];
   /** Measures a section, or takes its figures from --from when --sections leaves it out. */
   const section = async <T>(name: string, measure: () => Promise<T>, kept: (results: BenchResults) => T): Promise<T> => {
     if (only === null || only.has(name)) return measure();
     if (earlier === null) throw new Error(`--sections leaves out ${name}: give --from FILE for its figures`);
     progress(`${name}: figures from ${values.from}`);
+    reused.push(name);
     return kept(earlier);
   };
   if (values['lab-only'] !== undefined) {
@@ -429,6 +433,7 @@ async function main(): Promise<void> {
       settings: {
         quick, repeats, sizes, deviceBytes: Number(DEVICE_BYTES), latencyEvents, latencyRepeats,
         memoryEvents, memoryCheckpointEvery: memoryEvery, scratch, wallMs: performance.now() - started,
+        ...(earlier && reused.length > 0 ? { reused: { sections: reused, date: earlier.machine.date, commit: earlier.machine.commit } } : {}),
       },
       coldplug, blkidModes: modes, io, latency, memory, lab,
     };
