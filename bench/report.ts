@@ -217,8 +217,10 @@ const ANALYSIS = `What was done, and what is left (CPU profiles of the daemon on
   allocator's per-thread arenas. Measured on the replaying daemon (1024 devices, 20,000 events,
   idle 12 s): node's defaults 60 / 77 MiB (after coldplug / after the events); \`--no-opt\`
   53 / 61–66 MiB, but coldplug of 1024 devices took 1.1 s instead of 0.66–0.92 s;
-  \`--lite-mode\` 62 / 61–63 MiB with coldplug twice as long; \`--max-old-space-size=48\` 58 / 74;
-  \`--single-threaded\` with MALLOC_ARENA_MAX=2 57 / 69. None is set: the ones that reach 64 MiB
+  \`--lite-mode\` 62 / 61–63 MiB even at the first quiet moment, with coldplug twice as long; \`--max-old-space-size=48\` 58 / 74;
+  \`--single-threaded\` with MALLOC_ARENA_MAX=2 57 / 69. Idleness alone gives back about 10 MiB
+  after coldplug (V8's memory reducer, the table's second column), but after a block of events it
+  seldom runs within 10 s. None of these flags is set: the ones that reach 64 MiB
   give back the coldplug time item 1 asks for, and a cap on the old generation turns a host with
   many more devices into an out-of-memory abort. What would close the rest: less allocated per
   event (no copies of the model and the record per pass, one reused scan buffer), so that the
