@@ -1,21 +1,20 @@
-// Item 1, coldplug at scale: the real xen-pmemd as a child process (real entry point, real
-// node-udev monitor, real scans of sparse 1 TiB images, libxencall replaced by the test
-// hypervisor) from spawn to READY=1 on its notify socket, next to `blkid -p` probing the same
-// image files in one process, and next to Node starting and exiting with nothing to do.
+// Item 1, coldplug at scale: the installed xen-pmemd as a child process (dist/runtime's bundle
+// with its launcher's node flags, real node-udev monitor, real scans of sparse 1 TiB images,
+// libxencall replaced by the test hypervisor) from spawn to READY=1 on its notify socket, next to
+// `blkid -p` probing the same image files in one process, and next to Node starting and exiting
+// with nothing to do.
 
-import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 
+import { installedDaemon } from './daemon-bundle.js';
 import { showFirst, type BenchHost } from './hosts.js';
 import { listenForNotifications } from './notify-listener.js';
 
-const DAEMON = fileURLToPath(new URL('../src/daemon/xen-pmemd.js', import.meta.url));
 const READY_TIMEOUT_MS = 120_000;
 const SIGTERM_GRACE_MS = 20;
 
@@ -106,8 +105,9 @@ export async function daemonColdplug(bench: BenchHost, count: number): Promise<D
   const notify = await listenForNotifications(join(host.dir, `notify-${process.pid}-${runs++}.sock`));
   try {
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...host.xenEnv(), NOTIFY_SOCKET: notify.path };
-    // Node flags as the installed launcher passes them, so the bench measures what runs in Dom0.
-    const args = [...DAEMON_NODE_FLAGS, DAEMON, '--sys-root', host.roots.sysRoot, '--dev-root', host.roots.devRoot,
+    // The bundle and node flags of the installed launcher, so the bench measures what runs in Dom0.
+    const daemon = installedDaemon();
+    const args = [...daemon.nodeFlags, daemon.script, '--sys-root', host.roots.sysRoot, '--dev-root', host.roots.devRoot,
       '--state-dir', host.stateDir, '--config', join(host.dir, 'no-config.json')];
     const started = process.hrtime.bigint();
     const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -14,7 +14,7 @@ import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promi
 import pino from 'pino';
 
 import { Controller, type DaemonPorts } from '../src/daemon/controller.js';
-import { createLogger, type DaemonLogger, type LogFields } from '../src/daemon/log.js';
+import { createLogger, loadPino, type DaemonLogger, type LogFields } from '../src/daemon/log.js';
 import type { SysfsTree } from '../fixtures/sysfs-tree.js';
 import { DaemonHost, testConfig } from '../fixtures/daemon-host.js';
 import { eventMix, LatencyTracker, type EventTiming } from './events.js';
@@ -212,6 +212,7 @@ async function memory(spec: WorkerHost, total: number, seed: number, every: numb
 }
 
 async function main(): Promise<void> {
+  await loadPino();
   const [mode, hostJson, eventsText, seedText, everyText, budgetText] = process.argv.slice(2);
   const spec = JSON.parse(hostJson ?? '{}') as WorkerHost;
   const total = Number(eventsText);

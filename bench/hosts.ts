@@ -20,6 +20,7 @@ import { superblockFor } from '../src/io/layout-writer.js';
 import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { makeDaemonHost, type DaemonHost, type PreparedDevice } from '../fixtures/daemon-host.js';
 import { copySparseImage } from '../fixtures/images.js';
+import { setPresentIn } from './presence.js';
 
 /** Where the first region starts: 4 GiB, above the low memory a real machine has there. */
 export const FIRST_REGION_START = 0x1_0000_0000n;
@@ -79,9 +80,7 @@ export async function makeBenchHost(label: string, count: number, bytes: bigint 
  * do for the daemon's lookups by name.
  */
 export async function setPresent(host: DaemonHost, device: string, present: boolean): Promise<void> {
-  const visible = join(host.roots.sysRoot, 'class', 'block', device);
-  const hidden = join(host.roots.sysRoot, 'class', 'block', `.unplugged-${device}`);
-  await rename(present ? hidden : visible, present ? visible : hidden);
+  setPresentIn(host.roots.sysRoot, device, present);
 }
 
 /** A sparse copy of a prepared image with a super block of its own (new UUID, both copies). */

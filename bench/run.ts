@@ -6,6 +6,9 @@
 //   node dist/bench/run.js [--quick] [--repeats N] [--out-dir DIR] [--scratch DIR] [--skip-lab]
 //   node dist/bench/run.js --render docs/benchmarks.json   (rewrites benchmarks.md beside it, measures nothing)
 //   node dist/bench/run.js --lab-only docs/benchmarks.json (measures item 5 again and rewrites both files)
+//   node dist/bench/run.js --sections coldplug,memory --from docs/benchmarks.json
+//       (measures only the sections named, of coldplug, io, latency, memory, lab; the others' figures
+//       come from the file given)
 //
 // --quick is a smoke run (small hosts, few events) that writes under the system temp directory
 // unless --out-dir is given, so it never overwrites the published figures.
@@ -23,7 +26,8 @@ import { labHotplug, type LabFigures } from './lab-hotplug.js';
 import { describeMachine, type Machine } from './machine.js';
 import { renderMarkdown } from './report.js';
 import { pairedRatios, quantile, spread, type Spread } from './stats.js';
-import { latencyRun, memoryRun } from './workers.js';
+import { daemonMemoryRun, IDLE_MS } from './memory.js';
+import { latencyRun } from './workers.js';
 
 export interface ColdplugRun {
   repeat: number;
@@ -45,6 +49,8 @@ export interface ColdplugFigures {
   netRatio: Spread;
   /** readyMs / blkidMs, repeat by repeat. */
   totalRatio: Spread;
+  /** readyMs / nodeMs, repeat by repeat: the whole start against Node's own. */
+  startRatio: Spread;
   /** (READY − first log line) / N. */
   perDeviceMs: Spread;
   rssMiB: Spread;
@@ -97,7 +103,11 @@ export interface MemoryFigures {
   events: number;
   eventsAsked: number;
   afterColdplugMiB: number;
-  checkpoints: { events: number; rssMiB: number; heapUsedMiB: number }[];
+  /** After coldplug, once idle for idleMs. */
+  afterColdplugIdleMiB: number;
+  idleMs: number;
+  /** VmRSS of the real xen-pmemd process, no forced collection: once quiet, and once idle for idleMs. */
+  checkpoints: { events: number; rssMiB: number; idleRssMiB: number; heapUsedMiB: number | null; heapTotalMiB: number | null; externalMiB: number | null }[];
   /** RSS at the last checkpoint less RSS at the first at or after 10,000 events. */
   growthMiB: number;
   daemonRssAtReadyMiB: Spread | null;
@@ -126,6 +136,8 @@ export interface BenchResults {
     memoryCheckpointEvery: number;
     scratch: string;
     wallMs: number;
+    /** Sections whose figures come from an earlier run (--sections, --from), and that run. */
+    reused?: { sections: string[]; date: string; commit: string };
   };
   coldplug: ColdplugFigures[];
   blkidModes: BlkidModes | null;
@@ -137,6 +149,8 @@ export interface BenchResults {
 }
 
 const MiB = 1024 * 1024;
+/** What --sections can name. */
+const SECTIONS = ['coldplug', 'io', 'latency', 'memory', 'lab'];
 /** The memory run stops at the first checkpoint after this, and the report says how far it got. */
 const MEMORY_BUDGET_MS = 240_000;
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -182,6 +196,7 @@ async function coldplugAtScale(bench: BenchHost, sizes: number[], repeats: numbe
       netMs: spread(net),
       netRatio: spread(pairedRatios(net, blkid)),
       totalRatio: spread(pairedRatios(ready, blkid)),
+      startRatio: spread(pairedRatios(ready, each.map((run) => run.nodeMs))),
       perDeviceMs: spread(each.map((run) => (run.daemon.readyMs - run.daemon.firstLineMs) / n)),
       rssMiB: spread(each.map((run) => run.daemon.rssBytes / MiB)),
     };
@@ -235,18 +250,24 @@ async function eventLatency(bench: BenchHost, events: number, repeats: number): 
 }
 
 async function memoryUse(bench: BenchHost, events: number, every: number, atReady: Spread | null): Promise<MemoryFigures> {
-  const result = await memoryRun(bench, events, 7, every, MEMORY_BUDGET_MS);
-  const checkpoints = result.checkpoints.map((point) => ({ events: point.events, rssMiB: point.rssBytes / MiB, heapUsedMiB: point.heapUsedBytes / MiB }));
+  const result = await daemonMemoryRun(bench, events, every, MEMORY_BUDGET_MS);
+  const mib = (bytes: number | null): number | null => (bytes === null ? null : bytes / MiB);
+  const checkpoints = result.checkpoints.map((point) => ({
+    events: point.events, rssMiB: point.rssBytes / MiB, idleRssMiB: point.idleRssBytes / MiB,
+    heapUsedMiB: mib(point.heapUsedBytes), heapTotalMiB: mib(point.heapTotalBytes), externalMiB: mib(point.externalBytes),
+  }));
   const from = checkpoints.find((point) => point.events >= 10_000) ?? checkpoints[0]!;
   const last = checkpoints.at(-1)!;
-  progress(`memory: ${(result.afterColdplug.rssBytes / MiB).toFixed(1)} MiB after coldplug, ${last.rssMiB.toFixed(1)} MiB after ${last.events} events`);
+  progress(`memory: ${(result.afterColdplug.idleRssBytes / MiB).toFixed(1)} MiB after coldplug, ${last.idleRssMiB.toFixed(1)} MiB after ${last.events} events (idle)`);
   return {
     devices: bench.devices.length,
     events: result.events,
     eventsAsked: events,
     afterColdplugMiB: result.afterColdplug.rssBytes / MiB,
+    afterColdplugIdleMiB: result.afterColdplug.idleRssBytes / MiB,
+    idleMs: IDLE_MS,
     checkpoints,
-    growthMiB: last.rssMiB - from.rssMiB,
+    growthMiB: last.idleRssMiB - from.idleRssMiB,
     daemonRssAtReadyMiB: atReady,
     wallMs: result.wallMs,
   };
@@ -261,12 +282,23 @@ export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
   const largest = results.coldplug.at(-1)!;
   const smallest = results.coldplug[0]!;
   const netRatio = largest.netRatio.median;
+  const netLimit = 1.0;
   goals.push({
     item: '1',
-    goal: `coldplug of ${largest.devices} devices ≤ 1.5× blkid (start→READY less Node's own start)`,
+    goal: `coldplug of ${largest.devices} devices ≤ ${netLimit.toFixed(1)}× blkid (start→READY less Node's own start)`,
     measured: `${x(netRatio)} (${largest.netMs.median.toFixed(0)} ms vs ${largest.blkidMs.median.toFixed(0)} ms)`,
-    met: netRatio <= 1.5,
-    miss: netRatio <= 1.5 ? null : `${(netRatio / 1.5).toFixed(1)}× over the goal`,
+    met: netRatio <= netLimit,
+    miss: netRatio <= netLimit ? null : `${(netRatio / netLimit).toFixed(2)}× the goal`,
+  });
+  // What a host with a handful of namespaces pays at every boot: the whole start, Node's included.
+  const startRatio = smallest.startRatio.median;
+  const startLimit = 2.5;
+  goals.push({
+    item: '1',
+    goal: `start→READY of xen-pmemd at N = ${smallest.devices} ≤ ${startLimit.toFixed(1)}× \`node -e 0\``,
+    measured: `${x(startRatio)} (${smallest.readyMs.median.toFixed(0)} ms vs ${smallest.nodeMs.median.toFixed(0)} ms)`,
+    met: startRatio <= startLimit,
+    miss: startRatio <= startLimit ? null : `${(startRatio / startLimit).toFixed(2)}× the goal`,
   });
   const flat = largest.perDeviceMs.median / smallest.perDeviceMs.median;
   goals.push({
@@ -279,12 +311,13 @@ export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
   const maxBytes = Math.max(...results.io.map((figure) => figure.bytesRead));
   const equal = ['prepared', 'blank'].every((content) => new Set(results.io.filter((figure) => figure.content === content).map((figure) => figure.bytesRead)).size === 1);
   const straceAgrees = results.io.every((figure) => figure.straceBytes === null || figure.straceBytes === figure.bytesRead);
+  const bytesLimit = 25_600;
   goals.push({
     item: '2',
-    goal: 'bytes read per device equal for 1 GiB and 1 TiB, ≤ 64 KiB',
+    goal: `bytes read per device equal for 1 GiB and 1 TiB, ≤ ${bytesLimit.toLocaleString('en')}`,
     measured: `${maxBytes} bytes at most; ${equal ? 'equal' : 'different'} across sizes; strace ${straceAgrees ? 'agrees' : 'disagrees'}`,
-    met: equal && maxBytes <= 64 * 1024 && straceAgrees,
-    miss: equal && maxBytes <= 64 * 1024 && straceAgrees ? null : 'see the table',
+    met: equal && maxBytes <= bytesLimit && straceAgrees,
+    miss: equal && maxBytes <= bytesLimit && straceAgrees ? null : 'see the table',
   });
   const p99 = results.latency.hypercallP99.median;
   goals.push({
@@ -295,18 +328,22 @@ export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
     miss: p99 <= 5 ? null : `${(p99 / 5).toFixed(1)}× over the goal`,
   });
   const memory = results.memory;
-  const worst = Math.max(memory.afterColdplugMiB, ...memory.checkpoints.map((point) => point.rssMiB));
+  // Judged on the figures after idleness: what the daemon keeps resident while it waits, which is
+  // most of its months; the figures read at the first quiet moment are beside them.
+  const worst = Math.max(memory.afterColdplugIdleMiB, ...memory.checkpoints.map((point) => point.idleRssMiB));
+  const busiest = Math.max(memory.afterColdplugMiB, ...memory.checkpoints.map((point) => point.rssMiB));
+  const rssLimit = 64;
   goals.push({
     item: '4',
-    goal: `RSS ≤ 80 MiB after coldplug of ${memory.devices} devices and after ${memory.events.toLocaleString('en')} events`,
-    measured: `${memory.afterColdplugMiB.toFixed(1)} MiB after coldplug, ${memory.checkpoints.at(-1)!.rssMiB.toFixed(1)} MiB after the events`,
-    met: worst <= 80,
-    miss: worst <= 80 ? null : `${(worst - 80).toFixed(1)} MiB over`,
+    goal: `RSS of the xen-pmemd process ≤ ${rssLimit} MiB after coldplug of ${memory.devices} devices and after ${memory.events.toLocaleString('en')} events (idle ${(memory.idleMs / 1000).toFixed(0)} s, no forced collection)`,
+    measured: `${memory.afterColdplugIdleMiB.toFixed(1)} MiB after coldplug, ${memory.checkpoints.at(-1)!.idleRssMiB.toFixed(1)} MiB after the events, ${worst.toFixed(1)} MiB at most (at the first quiet moment: ${busiest.toFixed(1)} MiB at most)`,
+    met: worst <= rssLimit,
+    miss: worst <= rssLimit ? null : `${(worst - rssLimit).toFixed(1)} MiB over`,
   });
   const growthLimit = 2;
   goals.push({
     item: '4',
-    goal: `no RSS growth from 10,000 to ${memory.events.toLocaleString('en')} events (≤ ${growthLimit} MiB)`,
+    goal: `no RSS growth from 10,000 to ${memory.events.toLocaleString('en')} events (≤ ${growthLimit} MiB, idle figures)`,
     measured: `${memory.growthMiB >= 0 ? '+' : ''}${memory.growthMiB.toFixed(1)} MiB`,
     met: memory.growthMiB <= growthLimit,
     miss: memory.growthMiB <= growthLimit ? null : `${(memory.growthMiB - growthLimit).toFixed(1)} MiB over`,
@@ -332,8 +369,23 @@ async function main(): Promise<void> {
       'skip-lab': { type: 'boolean' },
       render: { type: 'string' },
       'lab-only': { type: 'string' },
+      sections: { type: 'string' },
+      from: { type: 'string' },
     },
   });
+  const only = values.sections === undefined ? null : new Set(values.sections.split(','));
+  const unknown = [...(only ?? [])].filter((name) => !SECTIONS.includes(name));
+  if (unknown.length > 0) throw new Error(`--sections: no section ${unknown.join(', ')} (there are ${SECTIONS.join(', ')})`);
+  const earlier = values.from === undefined ? null : JSON.parse(await readFile(values.from, 'utf8')) as BenchResults;
+  const reused: string[] = [];
+  /** Measures a section, or takes its figures from --from when --sections leaves it out. */
+  const section = async <T>(name: string, measure: () => Promise<T>, kept: (results: BenchResults) => T): Promise<T> => {
+    if (only === null || only.has(name)) return measure();
+    if (earlier === null) throw new Error(`--sections leaves out ${name}: give --from FILE for its figures`);
+    progress(`${name}: figures from ${values.from}`);
+    reused.push(name);
+    return kept(earlier);
+  };
   if (values['lab-only'] !== undefined) {
     const path = values['lab-only'];
     const previous = JSON.parse(await readFile(path, 'utf8')) as BenchResults;
@@ -367,18 +419,21 @@ async function main(): Promise<void> {
   const bench = await makeBenchHost('coldplug', Math.max(...sizes));
   try {
     progress(`fixture ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-    const { figures: coldplug, modes } = await coldplugAtScale(bench, sizes, repeats);
-    const io = await ioPerDevice();
+    const { figures: coldplug, modes } = await section('coldplug', () => coldplugAtScale(bench, sizes, repeats),
+      (results) => ({ figures: results.coldplug, modes: results.blkidModes! }));
+    const io = await section('io', ioPerDevice, (results) => results.io);
     progress(`I/O per device: ${io.map((figure) => `${figure.image} ${figure.content} ${figure.bytesRead} B`).join(', ')}`);
-    const latency = await eventLatency(bench, latencyEvents, latencyRepeats);
-    const memory = await memoryUse(bench, memoryEvents, memoryEvery, coldplug.at(-1)?.rssMiB ?? null);
-    const lab = values['skip-lab'] ? { status: 'pending' as const, reason: 'skipped (--skip-lab)' } : await labHotplug(progress);
+    const latency = await section('latency', () => eventLatency(bench, latencyEvents, latencyRepeats), (results) => results.latency);
+    const memory = await section('memory', () => memoryUse(bench, memoryEvents, memoryEvery, coldplug.at(-1)?.rssMiB ?? null), (results) => results.memory);
+    const lab = values['skip-lab'] ? { status: 'pending' as const, reason: 'skipped (--skip-lab)' }
+      : await section('lab', () => labHotplug(progress), (results) => results.lab);
     machine.loadAtEnd = (await import('node:os')).loadavg();
     const partial: Omit<BenchResults, 'goals'> = {
       machine,
       settings: {
         quick, repeats, sizes, deviceBytes: Number(DEVICE_BYTES), latencyEvents, latencyRepeats,
         memoryEvents, memoryCheckpointEvery: memoryEvery, scratch, wallMs: performance.now() - started,
+        ...(earlier && reused.length > 0 ? { reused: { sections: reused, date: earlier.machine.date, commit: earlier.machine.commit } } : {}),
       },
       coldplug, blkidModes: modes, io, latency, memory, lab,
     };

@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { ConfigError, configRefusal, configSchema, loadConfig, parseConfig } from '../src/daemon/config.js';
+import { ConfigError, configRefusal, defaultConfig } from '../src/daemon/config.js';
+import { loadConfig } from '../src/daemon/config-file.js';
+import { configSchema, parseConfig } from '../src/daemon/config-schema.js';
 
 const UUID = '8e0c5b3a-1f7e-4c55-9d0e-2a6f3b1c4d5e';
 
@@ -92,6 +94,11 @@ describe('parseConfig', () => {
 describe('loadConfig', () => {
   test('a missing file is the default config', async () => {
     assert.deepEqual(await loadConfig(join(dir, 'does-not-exist.json')), configSchema.parse({}));
+  });
+
+  test('the defaults written out without zod are the schema\'s defaults', () => {
+    assert.deepEqual(defaultConfig(), configSchema.parse({}));
+    assert.notEqual(defaultConfig().allow.namespaces, defaultConfig().allow.namespaces, 'a fresh object each time');
   });
 
   test('a file is read and validated', async () => {

@@ -6,6 +6,8 @@ import { describe, test } from 'node:test';
 import { Lifecycle, type Component } from '../src/daemon/lifecycle.js';
 import type { DeviceEvent } from '../src/daemon/ports.js';
 import { routeEvent } from '../src/daemon/router.js';
+import type { Outcome } from '../src/daemon/decide.js';
+import { STATUS_SPACING_MS, StatusPublisher } from '../src/daemon/status-publisher.js';
 import { recordingLogger, recordingNotifier } from '../fixtures/daemon-host.js';
 
 function event(subsystem: string, sysname: string, action = 'change'): DeviceEvent {
@@ -70,5 +72,45 @@ describe('the lifecycle', () => {
       ['error', 'metrics', 'metrics did not start: metrics broke'],
       ['error', 'c', 'c did not stop cleanly: c broke'],
     ]);
+  });
+});
+
+describe('STATUS= from the status publisher', () => {
+  const absent: Outcome = { state: 'absent', reason: 'no-superblock', catalog: 'absent', severity: 'info', message: 'absent' };
+  const rejected: Outcome = { state: 'rejected', reason: 'bad-checksum', catalog: 'rejected-device', severity: 'error', message: 'rejected' };
+
+  function publisher(): { status: StatusPublisher; sent: string[] } {
+    const notifier = recordingNotifier();
+    const status = new StatusPublisher(
+      { saveState: async () => {}, log: recordingLogger(), notifier, now: () => new Date() },
+      { ledger: () => [], capability: () => null },
+      null,
+    );
+    return { status, sent: notifier.sent };
+  }
+
+  test('nothing during coldplug; after it, a burst of changes sends one line with the last summary', async () => {
+    const { status, sent } = publisher();
+    status.publish('pmem0', absent, null);
+    status.publish('pmem1', absent, null);
+    await status.markReady();
+    await new Promise((resolve) => setTimeout(resolve, STATUS_SPACING_MS + 50));
+    assert.deepEqual(sent, []);
+    status.publish('pmem0', rejected, null);
+    status.publish('pmem2', absent, null);
+    status.publish('pmem1', rejected, null);
+    assert.deepEqual(sent, [], 'not at once');
+    await new Promise((resolve) => setTimeout(resolve, STATUS_SPACING_MS + 50));
+    assert.deepEqual(sent, ['STATUS=pmem devices: 1 absent, 2 rejected']);
+    await status.stop();
+  });
+
+  test('a line still due when the daemon stops is dropped (STOPPING=1 follows)', async () => {
+    const { status, sent } = publisher();
+    await status.markReady();
+    status.publish('pmem0', absent, null);
+    await status.stop();
+    await new Promise((resolve) => setTimeout(resolve, STATUS_SPACING_MS + 50));
+    assert.deepEqual(sent, []);
   });
 });

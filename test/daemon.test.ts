@@ -9,12 +9,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterEach, describe, test } from 'node:test';
+import { afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { MiB } from '../src/core/units.js';
 import { messageIdOf } from '../src/daemon/catalog.js';
-import { parseState, type DaemonState } from '../src/daemon/state-store.js';
+import { loadStateSchemas, parseState, type DaemonState } from '../src/daemon/state-store.js';
 import { makeDaemonHost, show, waitFor, type DaemonHost, type XenEnvOptions } from '../fixtures/daemon-host.js';
 import { stackTraceLines } from '../fixtures/cli.js';
 
@@ -32,6 +32,9 @@ print(json.dumps("bound"), flush=True)
 while True:
     print(json.dumps(listener.recv(65536).decode("utf-8", "replace")), flush=True)
 `;
+
+// parseState reads with the schemas the daemon loads only when a state file exists.
+before(() => loadStateSchemas());
 
 const hasPython = spawnSync('python3', ['-c', 'import socket'], { stdio: 'ignore' }).status === 0;
 

@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { RULE_TEMPLATE, UNIT_TEMPLATE } from '../src/install/layout.js';
-import { parseConfig } from '../src/daemon/config.js';
+import { parseConfig } from '../src/daemon/config-schema.js';
 import { debianChangelog, maintainer, packagedLaunchers, packagedUnit, packageVersion, parseLintian, PackageError } from '../packaging/deb.js';
 import { configJson, defaultConfig } from '../packaging/man/config-doc.js';
 import { manPages } from '../packaging/man/pages.js';

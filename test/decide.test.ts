@@ -7,7 +7,8 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 
 import { MiB, PAGE_BYTES } from '../src/core/units.js';
 import { judge, type Verdict } from '../src/core/validate.js';
-import { configSchema, type Config } from '../src/daemon/config.js';
+import type { Config } from '../src/daemon/config.js';
+import { configSchema } from '../src/daemon/config-schema.js';
 import {
   admit, interpretAnswer, judgeForXen, mapToPhysical, removalOutcome,
   type Judgement, type LedgerEntry, type Outcome, type PhysicalLayout,

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { COMMANDS } from '../src/cli/xen-pmem.js';
-import { parseConfig } from '../src/daemon/config.js';
+import { parseConfig } from '../src/daemon/config-schema.js';
 import { DAEMON_HELP } from '../src/daemon/usage.js';
 import { configFields } from '../packaging/man/config-doc.js';
 import { optionNames, parseHelp } from '../packaging/man/help-text.js';

@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, afterEach, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { MiB } from '../src/core/units.js';
@@ -18,7 +18,7 @@ import type { Config } from '../src/daemon/config.js';
 import { Controller, type DaemonPorts } from '../src/daemon/controller.js';
 import type { DeviceEvent } from '../src/daemon/ports.js';
 import { LedgerJournal } from '../src/daemon/ledger.js';
-import { loadPreviousRun, loadState, parseState, type DaemonState, type DeviceRecord } from '../src/daemon/state-store.js';
+import { loadPreviousRun, loadState, loadStateSchemas, parseState, type DaemonState, type DeviceRecord } from '../src/daemon/state-store.js';
 import { openDevice } from '../src/io/device.js';
 import type { DeviceReader } from '../src/io/ports.js';
 import { scanDevice } from '../src/io/scan.js';
@@ -33,6 +33,9 @@ import {
   makeDaemonHost, recordingLogger, testConfig, waitFor, type DaemonHost, type RecordingLogger, type XenEnvOptions,
 } from '../fixtures/daemon-host.js';
 import { hasCommand } from '../fixtures/images.js';
+
+// parseState reads with the schemas the daemon loads only when a state file exists.
+before(() => loadStateSchemas());
 
 const DAEMON = fileURLToPath(new URL('../src/daemon/xen-pmemd.js', import.meta.url));
 const GiB4 = 0x1_0000_0000n;

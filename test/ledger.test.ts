@@ -3,9 +3,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import type { LedgerEntry } from '../src/daemon/decide.js';
-import { LEDGER_FILE, LedgerJournal, ledgerLine, loadLedger, replayLedger } from '../src/daemon/ledger.js';
+import { LEDGER_FILE, LedgerJournal, ledgerLine, loadLedger, loadRecordSchemas, replayLedger } from '../src/daemon/ledger.js';
+
+// replayLedger reads with the schemas the daemon loads only when a ledger exists.
+before(() => loadRecordSchemas());
 
 function entry(device: string, spfn: bigint, status: LedgerEntry['status'] = 'pending'): LedgerEntry {
   return {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import {
   createLogger,
   isJournalStream,
+  loadPino,
   JOURNAL_PRIORITY,
   journalFieldName,
   LOG_LEVELS,
@@ -141,6 +142,9 @@ describe('parseLogLevel', () => {
 });
 
 describe('createLogger', () => {
+  // The daemon loads pino before its first JSON line (xen-pmemd.ts); these tests do the same.
+  before(() => loadPino());
+
   it('refuses an unknown level with the reason code log-level-unknown', () => {
     assert.throws(
       () => createLogger({ level: 'verbose', env: {}, destination: lines() }),
@@ -208,6 +212,23 @@ describe('createLogger', () => {
     assert.equal(log.sink, 'json');
     assert.deepEqual(journal.entries, []);
     assert.equal(out.records.length, 1);
+  });
+});
+
+describe('createLogger before pino is loaded', () => {
+  it('under journald, an entry the journal refused waits for pino and keeps its order', async () => {
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      import { createLogger } from ${JSON.stringify(fileURLToPath(new URL('../src/daemon/log.js', import.meta.url)))};
+      const lines = [];
+      const log = createLogger({ level: 'info', env: { JOURNAL_STREAM: '1:2' }, outputs: [{ dev: 1n, ino: 2n }, null],
+        journal: { journalSend: () => -11 }, destination: { write: (line) => lines.push(JSON.parse(line).msg) } });
+      log.info({}, 'first');
+      log.warn({}, 'second');
+      const before = lines.length;
+      setTimeout(() => console.log(JSON.stringify({ before, lines })), 200);
+    `], { encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    assert.deepEqual(JSON.parse(child.stdout), { before: 0, lines: ['first', 'second'] });
   });
 });
 

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { COMMANDS } from '../src/cli/xen-pmem.js';
-import { parseConfig } from '../src/daemon/config.js';
+import { parseConfig } from '../src/daemon/config-schema.js';
 import { DAEMON_HELP } from '../src/daemon/usage.js';
 import { buildEpoch, changelogDate, isoDate } from '../packaging/build-date.js';
 import { configFields, configJson, defaultConfig, EXAMPLE_CONFIG, FIELD_TEXT } from '../packaging/man/config-doc.js';

@@ -2,8 +2,8 @@
 // bundles and which of their files are kept.
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join, posix } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
@@ -55,5 +55,25 @@ describe('the runtime directory', () => {
     assert.ok(existsSync(join(runtime, 'node_modules', 'udev', 'build', 'Release', 'udev.node')));
     assert.ok(!existsSync(join(runtime, 'node_modules', 'zod')), 'zod is bundled, not copied');
     assert.ok(!existsSync(join(runtime, 'node_modules', 'koffi', 'cnoke.cjs')), 'koffi\'s build script is for npm install only');
+  });
+
+  it('the daemon\'s bundle does not load zod, pino or the config schema at start: they are chunks it imports on demand', () => {
+    const runtime = join(PROJECT_DIR, 'dist', 'runtime');
+    // Every file the entry imports statically, however indirectly: what node loads before main runs.
+    const reached = new Set<string>();
+    const visit = (file: string): void => {
+      if (reached.has(file)) return;
+      reached.add(file);
+      const text = readFileSync(join(runtime, file), 'utf8');
+      for (const match of text.matchAll(/(?:^|[\n;}])\s*(?:import|export)\s*(?:[^'"()]*?\sfrom\s*)?["'](\.{1,2}\/[^"']+)["']/g)) {
+        visit(posix.normalize(posix.join(posix.dirname(file), match[1]!)));
+      }
+    };
+    visit('xen-pmemd.mjs');
+    const onDemand = readdirSync(join(runtime, 'chunks')).filter((name) => /^(zod|pino|config-schema)-/.test(name)).map((name) => `chunks/${name}`);
+    assert.deepEqual(onDemand.map((name) => name.replace(/-[A-Z0-9]+\.mjs$/, '')).sort(), ['chunks/config-schema', 'chunks/pino', 'chunks/zod']);
+    assert.ok(reached.size > 1, 'the entry imports its shared chunks');
+    assert.deepEqual(onDemand.filter((name) => reached.has(name)), []);
+    for (const file of reached) assert.doesNotMatch(readFileSync(join(runtime, file), 'utf8'), /class \$ZodError|ZodError = /, `${file} holds zod`);
   });
 });

@@ -8,7 +8,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { U64_MAX } from '../src/core/units.js';
-import { loadState, parseState, serializeState, STATE_FILE, StateStore, type DaemonState } from '../src/daemon/state-store.js';
+import { loadState, loadStateSchemas, parseState, serializeState, STATE_FILE, StateStore, type DaemonState } from '../src/daemon/state-store.js';
+
+// parseState reads with the schemas the daemon loads only when a state file exists.
+before(() => loadStateSchemas());
 
 let root: string;
 let counter = 0;

@@ -14,14 +14,14 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, watch } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { FLAG_BACKUP_COPY, FLAG_NAMESPACE_BOUND, SUPERBLOCK_BYTES } from '../src/core/superblock.js';
 import { MiB } from '../src/core/units.js';
 import { Controller } from '../src/daemon/controller.js';
 import type { DeviceEvent } from '../src/daemon/ports.js';
-import { parseState, StateStore, type DaemonState } from '../src/daemon/state-store.js';
+import { loadStateSchemas, parseState, StateStore, type DaemonState } from '../src/daemon/state-store.js';
 import { openDevice } from '../src/io/device.js';
 import type { DeviceReader } from '../src/io/ports.js';
 import { listPmemNamespaces } from '../src/sysfs/model.js';
@@ -34,6 +34,9 @@ import {
 } from '../fixtures/daemon-host.js';
 import { copyOffsets, flipByte, readBytes, rewriteSuperblocks, writeBytes } from './helpers/damage.js';
 import { hasCommand, resizeImage, sfdiskDump, writeTable } from '../fixtures/images.js';
+
+// parseState reads with the schemas the daemon loads only when a state file exists.
+before(() => loadStateSchemas());
 
 const skip = hasCommand('sfdisk') ? false : 'sfdisk is not installed (Debian package fdisk): devices are set up with the real setup path';
 const DAEMON = fileURLToPath(new URL('../src/daemon/xen-pmemd.js', import.meta.url));

@@ -5,7 +5,8 @@
 
 import { z } from 'zod';
 
-import { configSchema, DEFAULT_CONFIG_PATH, type Config } from '../../src/daemon/config.js';
+import { DEFAULT_CONFIG_PATH, type Config } from '../../src/daemon/config.js';
+import { configSchema } from '../../src/daemon/config-schema.js';
 
 export const CONFIG_PATH = DEFAULT_CONFIG_PATH;
 

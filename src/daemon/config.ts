@@ -1,73 +1,42 @@
-// /etc/xen-pmem/config.json, validated with zod. Every field is optional: a Dom0 without a config
-// file reports every valid pmem device. A bad file stops start-up with one line naming the field.
+// /etc/xen-pmem/config.json: what it may say, and what it means for a device. Every field is
+// optional: a Dom0 without a config file reports every valid pmem device.
+//
+// The types are written out here rather than inferred from the zod schema (config-schema.ts), so
+// that the daemon's path without a config file, which is every boot of most hosts, never loads
+// zod: config-file.ts loads the schema only when there is a file to check.
 
-import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+export interface Selector {
+  namespaces: string[];
+  regions: string[];
+  devices: string[];
+}
 
-import { errorCode } from '../core/errno.js';
-import { UUID_PATTERN } from '../core/uuid.js';
-
-const uuid = z.string().regex(UUID_PATTERN, 'expected a UUID such as 8e0c5b3a-1f7e-4c55-9d0e-2a6f3b1c4d5e')
-  .transform((value) => value.toLowerCase());
-const regionName = z.string().regex(/^region\d+$/, 'expected a region name such as region0');
-const deviceName = z.string().regex(/^pmem\d+(\.\d+)?$/, 'expected a pmem block device name such as pmem0 or pmem1.1');
-
-const selector = z.strictObject({
-  namespaces: z.array(uuid).default([]),
-  regions: z.array(regionName).default([]),
-  devices: z.array(deviceName).default([]),
-});
-
-export const configSchema = z.strictObject({
+export interface Config {
   /** When any list is non-empty, only devices matching one of its entries are reported. */
-  allow: selector.default({ namespaces: [], regions: [], devices: [] }),
+  allow: Selector;
   /** Devices matching an entry are never reported, even when allowed. */
-  deny: selector.default({ namespaces: [], regions: [], devices: [] }),
+  deny: Selector;
   /** Log the exact hypercall instead of making it. */
-  dryRun: z.boolean().default(false),
-  logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  dryRun: boolean;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** libxencall to load; the test hypervisor's path in tests and the lab. */
-  xencallLibrary: z.string().min(1).optional(),
-  retry: z.strictObject({
-    initialMs: z.number().int().min(10).max(600_000).default(1000),
-    maxMs: z.number().int().min(10).max(3_600_000).default(60_000),
-  }).default({ initialMs: 1000, maxMs: 60_000 }),
-});
-
-export type Config = z.infer<typeof configSchema>;
-export type Selector = z.infer<typeof selector>;
+  xencallLibrary?: string;
+  retry: { initialMs: number; maxMs: number };
+}
 
 export const DEFAULT_CONFIG_PATH = '/etc/xen-pmem/config.json';
 
 export class ConfigError extends Error {}
 
-export function parseConfig(text: string, source: string): Config {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigError(`${source}: not valid JSON (${(error as Error).message})`);
-  }
-  const result = configSchema.safeParse(raw);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const field = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-    throw new ConfigError(`${source}: ${field}: ${issue.message}`);
-  }
-  return result.data;
-}
-
-/** A missing file is the empty config; any other read failure is an error. */
-export async function loadConfig(path: string): Promise<Config> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    const code = errorCode(error);
-    if (code === 'ENOENT') return configSchema.parse({});
-    throw new ConfigError(`${path}: cannot be read (${code ?? String(error)})`);
-  }
-  return parseConfig(text, path);
+/** What an empty file (or none) means; config-schema.ts gives the same defaults, a test holds them equal. */
+export function defaultConfig(): Config {
+  return {
+    allow: { namespaces: [], regions: [], devices: [] },
+    deny: { namespaces: [], regions: [], devices: [] },
+    dryRun: false,
+    logLevel: 'info',
+    retry: { initialMs: 1000, maxMs: 60_000 },
+  };
 }
 
 export interface DeviceIdentity {

@@ -9,7 +9,7 @@
 import { closeSync, fdatasyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import type * as Zod from 'zod';
 
 import { errorCode } from '../core/errno.js';
 import type { LedgerEntry } from '../format/records.js';
@@ -23,6 +23,9 @@ export type LedgerOp = 'pending' | 'reported' | 'dropped';
 
 /** Lines written before reports named their interface were all made through pmem-add. */
 const FIRST_INTERFACE = 'pmem-add';
+
+/** zod, once a file is to be read: a daemon started at boot reads none, and loads no zod. */
+let z: typeof Zod.z;
 
 function buildSchemas() {
   /** On disk every 64-bit number is a hex string: JSON numbers lose precision past 2^53. */
@@ -48,11 +51,22 @@ function buildSchemas() {
 let schemas: ReturnType<typeof buildSchemas> | null = null;
 
 /**
- * The schemas of what the ledger and state.json hold, built the first time a file is read: a
- * daemon started at boot has nothing to read, and building them is a measurable part of start-up.
+ * Loads zod and builds the schemas of what the ledger and state.json hold; called before the
+ * first file is read. A daemon started at boot has nothing to read, and loading zod is a fifth of
+ * its start-up and several MiB resident.
  */
+export async function loadRecordSchemas(): Promise<ReturnType<typeof buildSchemas>> {
+  if (schemas === null) {
+    ({ z } = await import('zod'));
+    schemas = buildSchemas();
+  }
+  return schemas;
+}
+
+/** The schemas, once loadRecordSchemas has resolved. */
 export function recordSchemas(): ReturnType<typeof buildSchemas> {
-  return schemas ??= buildSchemas();
+  if (schemas === null) throw new Error('the record schemas are read before loadRecordSchemas() resolved');
+  return schemas;
 }
 
 export function ledgerLine(op: LedgerOp, entry: LedgerEntry): string {
@@ -104,7 +118,9 @@ export type LedgerLoad =
 
 export async function loadLedger(dir: string): Promise<LedgerLoad> {
   try {
-    return { kind: 'loaded', replayed: replayLedger(await readFile(join(dir, LEDGER_FILE), 'utf8')) };
+    const text = await readFile(join(dir, LEDGER_FILE), 'utf8');
+    await loadRecordSchemas();
+    return { kind: 'loaded', replayed: replayLedger(text) };
   } catch (error) {
     const code = errorCode(error);
     if (code === 'ENOENT') return { kind: 'missing' };

@@ -8,17 +8,20 @@
 
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import type * as Zod from 'zod';
 
 import { errorCode } from '../core/errno.js';
 import { STATE_VERSION, type DaemonState } from '../format/records.js';
 import { stateToText } from '../format/serializers.js';
-import { LEDGER_FILE, loadLedger, recordSchemas } from './ledger.js';
+import { LEDGER_FILE, loadLedger, loadRecordSchemas, recordSchemas } from './ledger.js';
 
 export const DEFAULT_STATE_DIR = '/run/xen-pmem';
 export const STATE_FILE = 'state.json';
 export { STATE_VERSION } from '../format/records.js';
 export type { DaemonState, DeviceRecord } from '../format/records.js';
+
+/** zod, loaded with the record schemas when a state file is to be read (see loadRecordSchemas). */
+let z: typeof Zod.z;
 
 function buildStateSchema() {
   const { hexBig, report, entry } = recordSchemas();
@@ -44,6 +47,12 @@ function buildStateSchema() {
 
 let stateSchema: ReturnType<typeof buildStateSchema> | null = null;
 
+/** Loads zod and the record schemas; parseState needs them. */
+export async function loadStateSchemas(): Promise<void> {
+  await loadRecordSchemas();
+  ({ z } = await import('zod'));
+}
+
 export function serializeState(state: DaemonState): string {
   return stateToText(state);
 }
@@ -53,6 +62,7 @@ export type LoadResult =
   | { kind: 'missing' }
   | { kind: 'unreadable'; message: string };
 
+/** Parses state.json's text; the record schemas must be loaded first (loadRecordSchemas, as loadState does). */
 export function parseState(text: string): LoadResult {
   let raw: unknown;
   try {
@@ -78,6 +88,7 @@ export async function loadState(dir: string): Promise<LoadResult> {
     if (code === 'ENOENT') return { kind: 'missing' };
     return { kind: 'unreadable', message: `cannot be read (${code ?? String(error)})` };
   }
+  await loadStateSchemas();
   return parseState(text);
 }
 

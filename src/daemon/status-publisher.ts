@@ -32,6 +32,12 @@ export interface PublishedViews {
 
 /** state.json is for people; one write per this interval is fresh enough for `xen-pmem status`. */
 const SAVE_SPACING_MS = 100;
+/**
+ * STATUS= is one line for `systemctl status`: a burst of decisions sends the last of them, this
+ * long after the first. Each send is a datagram to the service manager (a socket opened, sent and
+ * closed by sd_notify); one per decision made a fifth of a 1024-device coldplug.
+ */
+export const STATUS_SPACING_MS = 100;
 
 /**
  * pmem2 before pmem10. One collator for every snapshot: localeCompare with options builds a new
@@ -53,6 +59,7 @@ export class StatusPublisher implements Component {
   private wakeSave: (() => void) | null = null;
   private lastDecision: Date | null = null;
   private readonly listeners: (() => void)[] = [];
+  private statusDue: ReturnType<typeof setTimeout> | null = null;
 
   constructor(private readonly ports: PublisherPorts, private readonly views: PublishedViews, previous: DaemonState | null) {
     this.startedAt = ports.now().toISOString();
@@ -64,6 +71,7 @@ export class StatusPublisher implements Component {
 
   /** The last write, with everything known at the moment it starts. */
   async stop(): Promise<void> {
+    this.cancelStatus();
     await this.flush();
   }
 
@@ -79,6 +87,8 @@ export class StatusPublisher implements Component {
   /** Coldplug is done: READY=1 follows, and state.json says so at once. */
   markReady(): Promise<void> {
     this.ready = true;
+    // READY=1 carries the summary (src/daemon/lifecycle.ts): a STATUS= of its own would repeat it.
+    this.cancelStatus();
     this.changed();
     return this.flush();
   }
@@ -152,7 +162,7 @@ export class StatusPublisher implements Component {
       this.ports.log.debug(fields, outcome.message);
     }
     if (changed) {
-      this.ports.notifier.status(this.summary());
+      this.scheduleStatus();
       // Not awaited: the next decision must not wait for a file that only people read. The write
       // logs its own failures.
       void this.save(false);
@@ -172,6 +182,25 @@ export class StatusPublisher implements Component {
       devices: [...this.records.values()].sort((a, b) => DEVICE_ORDER.compare(a.device, b.device)),
       ledger: [...this.views.ledger()].sort((a, b) => DEVICE_ORDER.compare(a.device, b.device)),
     };
+  }
+
+  /**
+   * Sends STATUS= within STATUS_SPACING_MS, with the summary of that moment. During coldplug
+   * nothing is sent: READY=1 follows with the summary, and systemd shows "activating" until then.
+   */
+  private scheduleStatus(): void {
+    if (!this.ready || this.statusDue !== null) return;
+    this.statusDue = setTimeout(() => {
+      this.statusDue = null;
+      this.ports.notifier.status(this.summary());
+    }, STATUS_SPACING_MS);
+    // A pending status line must not keep a stopping process alive.
+    this.statusDue.unref();
+  }
+
+  private cancelStatus(): void {
+    if (this.statusDue !== null) clearTimeout(this.statusDue);
+    this.statusDue = null;
   }
 
   /** The STATUS= line: `pmem devices: 1 absent, 2 reported`. */

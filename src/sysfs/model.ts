@@ -11,7 +11,7 @@
 // its block device) vanished reads as unsupported with code `device-vanished`: it is being
 // reconfigured and a later event will bring its new shape.
 
-import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, sep } from 'node:path';
 import { errorCode } from '../core/errno.js';
 import { buildNamespaceModel, isIdleSeed } from './build-model.js';
@@ -59,9 +59,35 @@ function exists(path: string): boolean {
   }
 }
 
+/**
+ * One buffer for every attribute read. A sysfs attribute is at most a page and comes whole from
+ * the first read(2); readFileSync would fstat first and allocate a buffer per file, a dozen times
+ * per namespace on every event.
+ */
+const ATTRIBUTE_BUFFER = Buffer.allocUnsafe(4096);
+
+function readSmallFile(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    let length = 0;
+    for (;;) {
+      const room = ATTRIBUTE_BUFFER.length - length;
+      const got = readSync(fd, ATTRIBUTE_BUFFER, length, room, null);
+      length += got;
+      // A short read is the end: sysfs hands over the whole attribute at once, and a regular file
+      // reads short only at its end. That saves the read(2) that would return 0.
+      if (got < room) return ATTRIBUTE_BUFFER.toString('utf8', 0, length);
+      // Not a sysfs attribute after all (a test tree's file can be anything): read it whole.
+      if (length === ATTRIBUTE_BUFFER.length) return readFileSync(path, 'utf8');
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function readAttribute(deviceDir: string, attribute: string): AttributeRead {
   try {
-    const text = readFileSync(join(deviceDir, attribute), 'utf8');
+    const text = readSmallFile(join(deviceDir, attribute));
     return attributeText(text.endsWith('\n') ? text.slice(0, -1) : text);
   } catch (error) {
     const errno = errnoOf(error);
@@ -184,7 +210,8 @@ export function listPmemNamespaces(roots: SysfsRoots = DEFAULT_ROOTS): PmemNames
   const facts = namespaces.map((name) => {
     let namespaceDir: string;
     try {
-      namespaceDir = realpathSync(join(busDevices, name));
+      // realpath(3) in one call: the JavaScript realpathSync lstats each of the path's ~8 parts.
+      namespaceDir = realpathSync.native(join(busDevices, name));
     } catch {
       return null;
     }
@@ -202,7 +229,7 @@ export function readPmemByBlockName(roots: SysfsRoots, name: string): PmemNamesp
   if (!BLOCK_NAME.test(name)) return null;
   let syspath: string;
   try {
-    syspath = realpathSync(join(roots.sysRoot, 'class', 'block', name));
+    syspath = realpathSync.native(join(roots.sysRoot, 'class', 'block', name));
   } catch {
     return null;
   }
@@ -220,7 +247,7 @@ export function readPmemBySyspath(roots: SysfsRoots, syspath: string): PmemNames
   if (rooted === null) return null;
   let real: string;
   try {
-    real = realpathSync(rooted);
+    real = realpathSync.native(rooted);
   } catch {
     return null;
   }

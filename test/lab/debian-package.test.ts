@@ -17,7 +17,7 @@ import { test } from 'node:test';
 
 import { MiB } from '../../src/core/units.js';
 import { CATALOG, messageIdOf, renderCatalog, type CatalogName } from '../../src/daemon/catalog.js';
-import { parseConfig } from '../../src/daemon/config.js';
+import { parseConfig } from '../../src/daemon/config-schema.js';
 import { RULE_TEMPLATE } from '../../src/install/layout.js';
 import { buildPackage, packagedUnit, packageVersion, type BuiltPackage } from '../../packaging/deb.js';
 import { configJson, defaultConfig } from '../../packaging/man/config-doc.js';
