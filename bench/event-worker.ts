@@ -165,7 +165,7 @@ async function latency(spec: WorkerHost, total: number, seed: number): Promise<L
   const present = new Set<string>();
   for (const device of spec.devices) await setPresent(host, device, false);
   const controller = new Controller(testConfig(), timedPorts(host, tracker, deviceBySpfn), null);
-  controller.probeHypervisor();
+  await controller.probeHypervisor();
   const started = performance.now();
   try {
     const pluggedIn = new Set<string>();
@@ -190,7 +190,7 @@ async function memory(spec: WorkerHost, total: number, seed: number, every: numb
   const started = performance.now();
   const present = new Set(spec.devices);
   try {
-    controller.probeHypervisor();
+    await controller.probeHypervisor();
     await controller.coldplug();
     await settle(controller);
     const afterColdplug = measure(0);

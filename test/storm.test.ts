@@ -197,7 +197,7 @@ describe(`an event storm: ${STORM_EVENTS.toLocaleString('en')} random events ove
       },
     }), null);
     try {
-      controller.probeHypervisor();
+      await controller.probeHypervisor();
       const coldplugStarted = performance.now();
       await controller.coldplug();
       t.diagnostic(`coldplug of ${keys.length} devices in ${Math.round(performance.now() - coldplugStarted)} ms`);
