@@ -27,7 +27,7 @@ function coldplugRow(figure: ColdplugFigures): string {
 }
 
 export function renderMarkdown(results: BenchResults): string {
-  const { machine, settings, coldplug, blkidModes, io, latency, memory, lab } = results;
+  const { machine, settings, coldplug, blkidModes, io, latency, memory, lab, slow } = results;
   const load = (values: number[]): string => values.map((value) => value.toFixed(2)).join(' / ');
   const lines: string[] = [];
   const add = (...more: string[]): void => { lines.push(...more); };
@@ -154,8 +154,60 @@ export function renderMarkdown(results: BenchResults): string {
       `| udevd: kernel uevent → processed event | ${showSpread(lab.udevdMs!)} |`,
       `| xen-pmemd: processed event → decision | ${showSpread(lab.daemonMs!)} |`,
     );
+    if (lab.startup) {
+      add(
+        '',
+        'Start-up of the two units in the same Dom0, from systemd\'s own monotonic timestamps (`systemctl show`):',
+        'start→READY is InactiveExitTimestampMonotonic → ActiveEnterTimestampMonotonic (a Type=notify unit',
+        'becomes active at READY=1); exec→READY starts at ExecMainStartTimestampMonotonic. systemd-udevd is',
+        'started by the boot transaction; xen-pmemd by the scenario (`systemctl enable --now`, after',
+        '`xen-pmem install`, as the lab installs it at run time), with the boot NVDIMM to coldplug. One boot; ms.',
+        '',
+        '| unit | start→READY | exec→READY |',
+        '|---|---:|---:|',
+        `| xen-pmemd.service | ${lab.startup.daemonMs.toFixed(0)} | ${lab.startup.daemonExecToReadyMs.toFixed(0)} |`,
+        `| systemd-udevd.service | ${lab.startup.udevdMs.toFixed(0)} | ${lab.startup.udevdExecToReadyMs.toFixed(0)} |`,
+      );
+    }
   } else {
     add(`Pending: ${lab.reason}`, '', lab.harness ?? '');
+  }
+  if (slow) {
+    add(
+      '',
+      '## A slow hypervisor and the ledger\'s group commit',
+      '',
+      `The in-process controller of item 3 on the ${slow.devices}-device host (real sysfs reader, device reader, ledger,`,
+      'logger, HypercallBridge over koffi into the test hypervisor). Coldplug first, with a few prepared devices',
+      `left out; then per round one of them is plugged in with its add made slow (TEST_XEN_SLOW_SPFN, ${slow.delayMs} ms`,
+      'in the hypervisor, under its platform-op lock as in Xen), and while Xen works on it a change event for',
+      'a random other device arrives every 2–7 ms, and once the hotplug of another prepared device. Meanwhile a',
+      '5 ms timer measures the event loop\'s longest stall and a 100 ms timer (the watchdog keep-alive\'s kind)',
+      `its lateness. ${slow.runs} runs of ${slow.roundsPerRun} rounds; per-run percentiles, then their median (min–max); ms.`,
+      '',
+      '| figure | median (min–max) |',
+      '|---|---:|',
+      `| other devices' events during a slow add: decision p50 | ${showSpread(slow.otherP50)} |`,
+      `| other devices' events during a slow add: decision p99 (${slow.otherEvents} events) | ${showSpread(slow.otherP99)} |`,
+      `| longest event-loop stall during the rounds | ${showSpread(slow.worstLoopGapMs)} |`,
+      `| latest a 100 ms timer fired | ${showSpread(slow.worstTimerLateMs)} |`,
+      `| the slow device's block add → decision (its ${slow.delayMs} ms add included) | ${showSpread(slow.slowDecisionP50)} |`,
+      `| another device's hotplug during the slow add → decision, p50 (${slow.queuedAddEvents} events) | ${showSpread(slow.queuedAddP50)} |`,
+      '',
+      'Another device\'s add waits for the slow one: Xen takes platform ops one at a time (xenpf_lock, held for',
+      'the whole of an add, docs/hypervisor.md), so the daemon makes them one at a time too, and what that figure',
+      `shows is the hypervisor's queue, not the daemon's. ${slow.eventsDuringCalls} events were handed to the controller while an`,
+      `add was under way; ${slow.duplicateAdds === 0 ? 'no region was added twice' : `${slow.duplicateAdds} regions were added twice`}.`,
+      '',
+      `Group commit: the coldplug of ${slow.coldplugDevices} devices before the rounds reported ${slow.coldplugReported} and wrote the ledger`,
+      `${slow.ledgerWrites} times (${slow.ledgerLines} lines, one fdatasync per write): the pending lines of every device judged in`,
+      'that turn together, before the first of their hypercalls, then all the answers together. Before, each',
+      'line was its own write and fdatasync: two per reported device.',
+      '',
+      slow.crash
+        ? `Crash test (\`npm run crash-test\`, ${slow.crash.kills} kill -9s, test/storm.test.ts): ${slow.crash.passed ? 'passed' : '**failed**'} in ${(slow.crash.wallMs / 1000).toFixed(0)} s: ${slow.crash.summary}.`
+        : 'Crash test: not run in this run.',
+    );
   }
   add('', '## Why goals are missed, and what would close them', '', ...results.goals.filter((goal) => goal.met === false).map((goal) => `- Item ${goal.item}, ${goal.goal}: ${goal.miss}. See below.`), '', ANALYSIS);
   return lines.join('\n') + '\n';

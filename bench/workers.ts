@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
-import type { LatencyResult, MemoryResult, WorkerHost } from './event-worker.js';
+import type { LatencyResult, MemoryResult, SlowResult, WorkerHost } from './event-worker.js';
 import { showFirst, type BenchHost } from './hosts.js';
 
 const WORKER = fileURLToPath(new URL('./event-worker.js', import.meta.url));
@@ -59,4 +59,9 @@ export function latencyRun(bench: BenchHost, events: number, seed: number): Prom
 /** Stops at the first checkpoint past `budgetMs`, so a slow machine still finishes the bench. */
 export function memoryRun(bench: BenchHost, events: number, seed: number, every: number, budgetMs: number): Promise<MemoryResult> {
   return run(bench, ['memory', String(events), String(seed), String(every), String(budgetMs)]);
+}
+
+/** Rounds of one slow add (`delayMs`) with events for other devices arriving meanwhile. */
+export function slowRun(bench: BenchHost, rounds: number, seed: number, delayMs: number): Promise<SlowResult> {
+  return run(bench, ['slow', String(rounds), String(seed), String(delayMs)]);
 }

@@ -10,6 +10,10 @@ monitor=$!
 # Installed the way an operator installs it (docs/operations.md), then started.
 node "$LAB_REPO/dist/src/cli/xen-pmem.js" install >/run/bench-install.txt 2>&1 || lab_log "xen-pmem install failed"
 systemctl enable --now xen-pmemd.service || lab_log "xen-pmemd.service did not start"
+# The unit's start→READY from systemd's own stamps (ActiveEnter is READY=1 for Type=notify),
+# beside systemd-udevd's start at this boot.
+systemctl show -p InactiveExitTimestampMonotonic -p ExecMainStartTimestampMonotonic -p ActiveEnterTimestampMonotonic \
+	xen-pmemd.service systemd-udevd.service | lab_put unit-times.txt
 i=1
 while [ "$i" -le "$BENCH_HOTPLUGS" ]; do
 	lab_mark "bench-ready-$i"
