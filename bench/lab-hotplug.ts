@@ -22,6 +22,8 @@ export interface LabFigures {
   runs?: number;
   udevdMs?: Spread;
   daemonMs?: Spread;
+  /** The daemon's time over udevd's, hotplug by hotplug. */
+  ratio?: Spread;
   /** Start→READY of the two units, from systemd's own monotonic timestamps in the Dom0. */
   startup?: { daemonMs: number; udevdMs: number; daemonExecToReadyMs: number; udevdExecToReadyMs: number };
 }
@@ -102,7 +104,7 @@ export function hotplugTimings(devices: readonly string[], monitor: MonitorEvent
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const SCENARIO = join(REPO, 'bench', 'lab', 'hotplug-timing.sh');
-const HOTPLUGS = 3;
+const HOTPLUGS = 6;
 const NVDIMM_BYTES = 256n * MiB;
 const HARNESS = 'Ready on this side: bench/lab/hotplug-timing.sh (the guest scenario) and bench/lab-hotplug.ts ' +
   '(prepares each NVDIMM image with `xen-pmem setup`, plugs it in through the lab\'s QMP, and pairs the KERNEL and UDEV ' +
@@ -170,7 +172,10 @@ export async function labHotplug(progress: (line: string) => void): Promise<LabF
     } catch (error) {
       progress(`lab: no unit start-up times: ${(error as Error).message}`);
     }
-    return { status: 'measured', runs: timings.length, udevdMs: spread(timings.map((t) => t.udevdMs)), daemonMs: spread(timings.map((t) => t.daemonMs)), ...(startup ? { startup } : {}) };
+    return {
+      status: 'measured', runs: timings.length, udevdMs: spread(timings.map((t) => t.udevdMs)), daemonMs: spread(timings.map((t) => t.daemonMs)),
+      ratio: spread(timings.map((t) => t.daemonMs / t.udevdMs)), ...(startup ? { startup } : {}),
+    };
   } catch (error) {
     return { status: 'pending', reason: `the lab could not run here: ${error instanceof Error ? error.message : String(error)}`, harness: HARNESS };
   } finally {

@@ -411,11 +411,12 @@ export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
   });
   const lab = results.lab;
   const measured = lab.status === 'measured';
-  const share = measured ? lab.daemonMs!.median / lab.udevdMs!.median : NaN;
+  // Hotplug by hotplug when the results have it: the two times come from the same event.
+  const share = measured ? lab.ratio?.median ?? lab.daemonMs!.median / lab.udevdMs!.median : NaN;
   goals.push({
     item: '5',
     goal: 'hotplug in the lab: the daemon\'s decision comes less than half of udevd\'s own processing time after udevd is done with the event',
-    measured: measured ? `daemon ${lab.daemonMs!.median.toFixed(0)} ms after udevd, udevd ${lab.udevdMs!.median.toFixed(0)} ms (${x(share)})` : `pending: ${lab.reason}`,
+    measured: measured ? `daemon ${lab.daemonMs!.median.toFixed(0)} ms after udevd, udevd ${lab.udevdMs!.median.toFixed(0)} ms; ${x(share)} udevd's time${lab.ratio ? ', hotplug by hotplug' : ''}` : `pending: ${lab.reason}`,
     met: measured ? share < 0.5 : null,
     miss: measured && !(share < 0.5) ? `${x(share)} udevd's time where under 0.50× is the goal (${(share / 0.5).toFixed(1)}× over)` : null,
   });

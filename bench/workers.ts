@@ -29,7 +29,10 @@ async function run<T>(bench: BenchHost, args: string[]): Promise<T> {
   await showFirst(bench, bench.devices.length);
   await Promise.all([host.stateDir, host.xenStatePath, host.xenLogPath].map((path) => rm(path, { recursive: true, force: true })));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, '--expose-gc', WORKER, args[0]!, JSON.stringify(workerHost(bench)), ...args.slice(1)], {
+    // XEN_PMEM_BENCH_PROFILE=DIR: a CPU and a heap profile of each worker into DIR, to see where the time goes.
+    const profile = process.env.XEN_PMEM_BENCH_PROFILE;
+    const profiling = profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`, '--heap-prof', `--heap-prof-dir=${profile}`] : [];
+    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...profiling, '--expose-gc', WORKER, args[0]!, JSON.stringify(workerHost(bench)), ...args.slice(1)], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     });

@@ -15,12 +15,11 @@
 import { messageOf } from '../core/errno.js';
 import { rangesOverlap } from '../core/units.js';
 import type { Verdict } from '../core/validate.js';
-import type { LedgerEntry } from '../format/records.js';
+import type { LedgerEntry, PhysicalLayout } from '../format/records.js';
 import type { SupportedPmemNamespace } from '../sysfs/types.js';
 import type { BridgeAnswer, Capability, PfnRange, PmemReport } from '../xen/interface.js';
 import { interfaceFor } from '../xen/interfaces/index.js';
 import { interpretAnswer, judgeForXen, sameRequest, type Outcome } from './decide.js';
-import type { PhysicalLayout } from '../format/records.js';
 import { messageIdOf } from './catalog.js';
 import type { LedgerStep } from './ledger.js';
 import { MESSAGE_ID_FIELD, type DaemonLogger } from './log.js';
@@ -140,11 +139,6 @@ export class ExactlyOnceReporter {
       this.ports.log.notice({ device: job.key, reason: 'stopping-during-report' },
         `stopping while the report of ${job.key} to Xen is under way: waiting for the hypervisor's answer to record it; the ledger holds it as pending, so if the daemon is killed first, the next start confirms it`);
     }
-  }
-
-  /** Resolves when no report is queued or under way. */
-  async idle(): Promise<void> {
-    while (this.pumping) await this.pumping;
   }
 
   private unsettledOverlapping(request: PmemReport): Job | undefined {
