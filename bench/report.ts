@@ -53,6 +53,7 @@ export function renderMarkdown(results: BenchResults): string {
     `| load average (1/5/15 min) | ${load(machine.loadAtStart)} at the start, ${load(machine.loadAtEnd)} at the end |`,
     `| fixtures | sparse image files and a sysfs tree on tmpfs (${settings.scratch}) |`,
     `| whole run | ${(settings.wallMs / 1000).toFixed(0)} s${settings.quick ? ' (--quick: a smoke run, not the published figures)' : ''} |`,
+    ...(settings.sections ? [`| sections measured | ${settings.sections.join(', ')} in this run; the others are from the run of ${settings.keptFrom} |`] : []),
     '',
     '## Goals',
     '',
@@ -152,8 +153,12 @@ export function renderMarkdown(results: BenchResults): string {
       '| figure | median (min–max) |',
       '|---|---:|',
       `| udevd: kernel uevent → processed event | ${showSpread(lab.udevdMs!)} |`,
-      `| xen-pmemd: processed event → decision | ${showSpread(lab.daemonMs!)} |`,
+      `| xen-pmemd: processed event → decision (negative: before it) | ${showSpread(lab.daemonMs!)} |`,
       ...(lab.ratio ? [`| xen-pmemd's time ÷ udevd's, hotplug by hotplug | ${showSpread(lab.ratio, '×', 2)} |`] : []),
+   
+      '',
+      'A decision can come before udevd has finished the disk\'s event: the namespace\'s nd events (add, bind)',
+      'reach the daemon first, and by then sysfs already shows the disk, so the daemon decides from them.',
     );
     if (lab.startup) {
       add(
@@ -250,7 +255,15 @@ const ANALYSIS = `What was done, and what is left (CPU profiles of the daemon on
   overlaps one under way waits for that answer and is judged after it, so exactly-once is what it
   was. The profile of the slow section now shows the main thread idle during the adds, and the
   table above has the result. **Left:** another device's add waits for the slow one, because Xen
-  takes platform ops one at a time (xenpf_lock); nothing on the Dom0 side can shorten that.
+  takes platform ops one at a time (xenpf_lock); nothing on the Dom0 side can shorten that. And
+  the price of leaving the main thread shows in section 3 with a hypervisor that answers at once:
+  event → pmem_add went from 0.72 ms to about 1.3 ms at p50 and from 2.2 ms to about 12 ms at p99
+  (the old goal of 5 ms, kept there as a figure, would now be missed). The answer comes back
+  through the event loop, one thread-pool round trip and a turn for the batch later, and in a storm
+  the loop is busy with the storm's own passes (their decisions take about 7 ms at p50), so the
+  answer waits its turn behind them where the synchronous call took it at once. What would shorten
+  it: fewer thread-pool round trips per pass (the device is opened through the promise API:
+  \`openFileHandle\` in the profile), so that a storm's passes do not queue ahead of the answer.
 - **Goal 4, group commit.** Before, every ledger line was its own write and fdatasync, two per
   reported device, made one device at a time under a global lock. **Changed:** the devices judged
   in one turn of the event loop form a batch: one write and fdatasync for all their pending lines
