@@ -257,8 +257,8 @@ const ANALYSIS = `What was done, and what is left (CPU profiles of the daemon on
   table above has the result. **Left:** another device's add waits for the slow one, because Xen
   takes platform ops one at a time (xenpf_lock); nothing on the Dom0 side can shorten that. And
   the price of leaving the main thread shows in section 3 with a hypervisor that answers at once:
-  event → pmem_add went from 0.72 ms to about 1.3 ms at p50 and from 2.2 ms to about 12 ms at p99
-  (the old goal of 5 ms, kept there as a figure, would now be missed). The answer comes back
+  event → pmem_add went from 0.72 ms to 1.3–1.4 ms at p50 and from 2.2 ms to 12–15 ms at p99 in
+  this bench's last two runs (the old goal of 5 ms, kept there as a figure, would now be missed). The answer comes back
   through the event loop, one thread-pool round trip and a turn for the batch later, and in a storm
   the loop is busy with the storm's own passes (their decisions take about 7 ms at p50), so the
   answer waits its turn behind them where the synchronous call took it at once. What would shorten

@@ -497,7 +497,7 @@ async function main(): Promise<void> {
       settings: {
         quick, repeats, sizes, deviceBytes: Number(DEVICE_BYTES), latencyEvents, latencyRepeats,
         memoryEvents, memoryCheckpointEvery: memoryEvery, scratch, wallMs: performance.now() - started,
-        ...(kept ? { sections: [...wanted], keptFrom: kept.machine.date } : {}),
+        ...(kept ? { sections: [...wanted], keptFrom: kept.settings.keptFrom ?? kept.machine.date } : {}),
       },
       coldplug, blkidModes: modes, io, latency, memory, lab, ...(slow ? { slow } : {}),
     };
