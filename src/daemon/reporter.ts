@@ -105,6 +105,7 @@ export class ExactlyOnceReporter {
       // that the outcome carries the exact request instead of "not a Dom0".
       const capability: Capability = this.dryRun ? { kind: interfaceFor(null).name, xenVersion: 'unknown (dry run)' } : await this.hypervisorCapability();
       const judgement = judgeForXen(model, verdict, this.ledger, capability);
+      // Absent, invalid, not mappable: there is no region, so no add under way can change this.
       if (judgement.kind === 'outcome' && judgement.outcome.layout === undefined) return judgement.outcome;
       const layout = judgement.kind === 'report' ? judgement.layout : judgement.outcome.layout!;
       // An add under way for an overlapping region decides what this one is (overlapping,
