@@ -44,7 +44,7 @@ function idOf(device: string): number {
   return Number(/^pmem(\d+)$/.exec(device)?.[1] ?? NaN);
 }
 
-function blockEvent(action: string, name: string, device: string, devtype: 'disk' | 'partition'): PlannedEvent {
+export function blockEvent(action: string, name: string, device: string, devtype: 'disk' | 'partition'): PlannedEvent {
   const id = idOf(device);
   const disk = `${SYSFS_BUS}/region${id}/namespace${id}.0/block/${device}`;
   return {
@@ -54,7 +54,7 @@ function blockEvent(action: string, name: string, device: string, devtype: 'disk
   };
 }
 
-function namespaceEvent(action: string, device: string): PlannedEvent {
+export function namespaceEvent(action: string, device: string): PlannedEvent {
   const id = idOf(device);
   const name = `namespace${id}.0`;
   return {
@@ -123,6 +123,8 @@ export function* eventMix(options: MixOptions): Generator<Burst> {
 
 export interface EventTiming {
   kind: BurstKind;
+  /** The pmem disk the event was about. */
+  device: string;
   /** The controller had nothing to do when the event's burst arrived. */
   arrivedIdle: boolean;
   /** Milliseconds from the event to the end of the pass that decided it. */
@@ -132,6 +134,7 @@ export interface EventTiming {
 }
 
 interface Waiting {
+  device: string;
   at: number;
   kind: BurstKind;
   arrivedIdle: boolean;
@@ -161,7 +164,7 @@ export class LatencyTracker {
       this.ignored++;
       return;
     }
-    const waiting = { at, kind, arrivedIdle };
+    const waiting = { device: planned.device, at, kind, arrivedIdle };
     const queue = this.pending.get(planned.device);
     if (queue) queue.push(waiting);
     else this.pending.set(planned.device, [waiting]);
@@ -190,6 +193,7 @@ export class LatencyTracker {
       this.decided++;
       this.onDecided({
         kind: event.kind,
+        device: event.device,
         arrivedIdle: event.arrivedIdle,
         decisionMs: at - event.at,
         hypercallMs: pass.hypercallAt === null ? null : pass.hypercallAt - event.at,

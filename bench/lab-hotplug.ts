@@ -22,6 +22,36 @@ export interface LabFigures {
   runs?: number;
   udevdMs?: Spread;
   daemonMs?: Spread;
+  /** The daemon's time over udevd's, hotplug by hotplug. */
+  ratio?: Spread;
+  /** Start→READY of the two units, from systemd's own monotonic timestamps in the Dom0. */
+  startup?: { daemonMs: number; udevdMs: number; daemonExecToReadyMs: number; udevdExecToReadyMs: number };
+}
+
+export interface UnitTimes {
+  /** When the start job began (ExecStartPre and all): InactiveExitTimestampMonotonic, µs. */
+  inactiveExit: number;
+  /** When the main process was started: ExecMainStartTimestampMonotonic, µs. */
+  execMainStart: number;
+  /** When it became active: READY=1 for a Type=notify unit. ActiveEnterTimestampMonotonic, µs. */
+  activeEnter: number;
+}
+
+/**
+ * `systemctl show -p InactiveExitTimestampMonotonic -p ExecMainStartTimestampMonotonic
+ * -p ActiveEnterTimestampMonotonic UNIT...`: one block of NAME=value lines per unit, in the order
+ * asked, separated by empty lines.
+ */
+export function parseUnitTimes(text: string): UnitTimes[] {
+  return text.trim().split(/\n\s*\n/).map((block) => {
+    const values = new Map(block.split('\n').map((line) => line.trim().split('=', 2) as [string, string]));
+    const number = (name: string): number => {
+      const value = Number(values.get(name));
+      if (!Number.isFinite(value) || value <= 0) throw new Error(`systemctl show gave no ${name}`);
+      return value;
+    };
+    return { inactiveExit: number('InactiveExitTimestampMonotonic'), execMainStart: number('ExecMainStartTimestampMonotonic'), activeEnter: number('ActiveEnterTimestampMonotonic') };
+  });
 }
 
 export interface MonitorEvent {
@@ -74,7 +104,7 @@ export function hotplugTimings(devices: readonly string[], monitor: MonitorEvent
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const SCENARIO = join(REPO, 'bench', 'lab', 'hotplug-timing.sh');
-const HOTPLUGS = 3;
+const HOTPLUGS = 6;
 const NVDIMM_BYTES = 256n * MiB;
 const HARNESS = 'Ready on this side: bench/lab/hotplug-timing.sh (the guest scenario) and bench/lab-hotplug.ts ' +
   '(prepares each NVDIMM image with `xen-pmem setup`, plugs it in through the lab\'s QMP, and pairs the KERNEL and UDEV ' +
@@ -106,7 +136,7 @@ export async function labHotplug(progress: (line: string) => void): Promise<LabF
     const boot = makeSparseImage(join(scratch.dir, 'boot.img'), NVDIMM_BYTES);
     const devices = Array.from({ length: HOTPLUGS }, (_, index) => `pmem${index + 1}`);
     progress(`lab: booting the Xen Dom0 for ${HOTPLUGS} hotplugs`);
-    const [monitorText, journal] = await lab.withLab({
+    const [monitorText, journal, unitText] = await lab.withLab({
       nvdimms: [{ id: 'nv0', imagePath: boot, sizeBytes: NVDIMM_BYTES }],
       scenario: SCENARIO,
       timeoutMs: 8 * 60_000,
@@ -124,11 +154,28 @@ export async function labHotplug(progress: (line: string) => void): Promise<LabF
         progress(`lab: hotplug ${index}/${HOTPLUGS} done`);
       }
       await vm.waitForFile('xen-pmemd-journal.json', 180_000);
-      return [await vm.readResult('udev-monitor.txt'), await vm.readResult('xen-pmemd-journal.json')];
+      return [await vm.readResult('udev-monitor.txt'), await vm.readResult('xen-pmemd-journal.json'), await vm.readResult('unit-times.txt').catch(() => '')];
     });
     const timings = hotplugTimings(devices, parseMonitor(monitorText), journal);
     if (typeof timings === 'string') return { status: 'pending', reason: `the lab ran, but ${timings}`, harness: HARNESS };
-    return { status: 'measured', runs: timings.length, udevdMs: spread(timings.map((t) => t.udevdMs)), daemonMs: spread(timings.map((t) => t.daemonMs)) };
+    let startup: LabFigures['startup'];
+    try {
+      const [daemon, udevd] = parseUnitTimes(unitText);
+      if (daemon && udevd) {
+        startup = {
+          daemonMs: (daemon.activeEnter - daemon.inactiveExit) / 1000,
+          udevdMs: (udevd.activeEnter - udevd.inactiveExit) / 1000,
+          daemonExecToReadyMs: (daemon.activeEnter - daemon.execMainStart) / 1000,
+          udevdExecToReadyMs: (udevd.activeEnter - udevd.execMainStart) / 1000,
+        };
+      }
+    } catch (error) {
+      progress(`lab: no unit start-up times: ${(error as Error).message}`);
+    }
+    return {
+      status: 'measured', runs: timings.length, udevdMs: spread(timings.map((t) => t.udevdMs)), daemonMs: spread(timings.map((t) => t.daemonMs)),
+      ratio: spread(timings.map((t) => t.daemonMs / t.udevdMs)), ...(startup ? { startup } : {}),
+    };
   } catch (error) {
     return { status: 'pending', reason: `the lab could not run here: ${error instanceof Error ? error.message : String(error)}`, harness: HARNESS };
   } finally {

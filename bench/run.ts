@@ -5,10 +5,12 @@
 //
 //   node dist/bench/run.js [--quick] [--repeats N] [--out-dir DIR] [--scratch DIR] [--skip-lab]
 //   node dist/bench/run.js --render docs/benchmarks.json   (rewrites benchmarks.md beside it, measures nothing)
-//   node dist/bench/run.js --lab-only docs/benchmarks.json (measures item 5 again and rewrites both files)
-//   node dist/bench/run.js --sections coldplug,memory --from docs/benchmarks.json
-//       (measures only the sections named, of coldplug, io, latency, memory, lab; the others' figures
-//       come from the file given)
+//   node dist/bench/run.js --lab-only docs/benchmarks.json (measures the lab section again and rewrites both files)
+//   node dist/bench/run.js --sections slow,latency,lab --from docs/benchmarks.json
+//       (measures only the sections named; the others' figures come from the file given)
+//
+// Sections: coldplug (with blkid), io, latency, memory, slow (the slow hypervisor and the ledger's
+// group commit, with the crash test), lab.
 //
 // --quick is a smoke run (small hosts, few events) that writes under the system temp directory
 // unless --out-dir is given, so it never overwrites the published figures.
@@ -26,8 +28,10 @@ import { labHotplug, type LabFigures } from './lab-hotplug.js';
 import { describeMachine, type Machine } from './machine.js';
 import { renderMarkdown } from './report.js';
 import { pairedRatios, quantile, spread, type Spread } from './stats.js';
+import { crashTest, type CrashTestFigure } from './crash-test.js';
+import type { SlowResult } from './event-worker.js';
 import { daemonMemoryRun, IDLE_MS } from './memory.js';
-import { latencyRun } from './workers.js';
+import { latencyRun, slowRun } from './workers.js';
 
 export interface ColdplugRun {
   repeat: number;
@@ -114,6 +118,33 @@ export interface MemoryFigures {
   wallMs: number;
 }
 
+/** Goals 3 and 4: one add made slow in the test hypervisor while other devices' events arrive; the ledger's writes. */
+export interface SlowFigures {
+  devices: number;
+  delayMs: number;
+  runs: number;
+  roundsPerRun: number;
+  /** Event → decision of other devices' events that arrived during a slow add; per-run p50 and p99. */
+  otherP50: Spread;
+  otherP99: Spread;
+  otherEvents: number;
+  /** Event → decision of another prepared device's hotplug during the slow add: its add waits for Xen. */
+  queuedAddP50: Spread;
+  queuedAddEvents: number;
+  /** The slow device's own block add → decision (its add included). */
+  slowDecisionP50: Spread;
+  worstLoopGapMs: Spread;
+  worstTimerLateMs: Spread;
+  eventsDuringCalls: number;
+  duplicateAdds: number;
+  /** Coldplug of the rest of the host before the rounds: reports and ledger writes (one fdatasync each). */
+  coldplugDevices: number;
+  coldplugReported: number;
+  ledgerWrites: number;
+  ledgerLines: number;
+  crash: CrashTestFigure | null;
+}
+
 export interface Goal {
   item: string;
   goal: string;
@@ -145,12 +176,14 @@ export interface BenchResults {
   latency: LatencyFigures;
   memory: MemoryFigures;
   lab: LabFigures;
+  /** Absent from results written before the section existed. */
+  slow?: SlowFigures;
   goals: Goal[];
 }
 
 const MiB = 1024 * 1024;
 /** What --sections can name. */
-const SECTIONS = ['coldplug', 'io', 'latency', 'memory', 'lab'];
+const SECTIONS = ['coldplug', 'io', 'latency', 'memory', 'slow', 'lab'];
 /** The memory run stops at the first checkpoint after this, and the report says how far it got. */
 const MEMORY_BUDGET_MS = 240_000;
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -273,6 +306,45 @@ async function memoryUse(bench: BenchHost, events: number, every: number, atRead
   };
 }
 
+const SLOW_DELAY_MS = 250;
+
+async function slowHypervisor(bench: BenchHost, runs: number, rounds: number, crashKills: number): Promise<SlowFigures> {
+  const results: SlowResult[] = [];
+  for (let run = 0; run < runs; run++) {
+    const result = await slowRun(bench, rounds, 2000 + run, SLOW_DELAY_MS);
+    results.push(result);
+    const other = result.timings.filter(([group]) => group === 'other').map(([, ms]) => ms);
+    progress(`slow hypervisor run ${run + 1}/${runs}: ${other.length} other events during ${rounds} adds of ${SLOW_DELAY_MS} ms, p99 ${quantile(other, 0.99).toFixed(1)} ms; longest loop stall ${result.worstLoopGapMs.toFixed(1)} ms`);
+  }
+  const of = (group: string, q: number): Spread => spread(results.map((result) => quantile(result.timings.filter(([name]) => name === group).map(([, ms]) => ms), q)));
+  const count = (group: string): number => results.reduce((sum, result) => sum + result.timings.filter(([name]) => name === group).length, 0);
+  const first = results[0]!;
+  progress(`crash test: ${crashKills} kills`);
+  const crash = crashKills > 0 ? await crashTest(crashKills) : null;
+  if (crash) progress(`crash test: ${crash.passed ? 'passed' : 'FAILED'}: ${crash.summary}`);
+  return {
+    devices: bench.devices.length,
+    delayMs: SLOW_DELAY_MS,
+    runs,
+    roundsPerRun: rounds,
+    otherP50: of('other', 0.5),
+    otherP99: of('other', 0.99),
+    otherEvents: count('other'),
+    queuedAddP50: of('queued-add', 0.5),
+    queuedAddEvents: count('queued-add'),
+    slowDecisionP50: of('slow', 0.5),
+    worstLoopGapMs: spread(results.map((result) => result.worstLoopGapMs)),
+    worstTimerLateMs: spread(results.map((result) => result.worstTimerLateMs)),
+    eventsDuringCalls: results.reduce((sum, result) => sum + result.eventsDuringCalls, 0),
+    duplicateAdds: results.reduce((sum, result) => sum + result.duplicateAdds, 0),
+    coldplugDevices: first.coldplug.devices,
+    coldplugReported: first.coldplug.reported,
+    ledgerWrites: first.coldplug.ledgerWrites,
+    ledgerLines: first.coldplug.ledgerLines,
+    crash,
+  };
+}
+
 function x(value: number): string {
   return `${value.toFixed(2)}×`;
 }
@@ -313,20 +385,35 @@ export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
   const straceAgrees = results.io.every((figure) => figure.straceBytes === null || figure.straceBytes === figure.bytesRead);
   const bytesLimit = 25_600;
   goals.push({
-    item: '2',
+    item: '6',
     goal: `bytes read per device equal for 1 GiB and 1 TiB, ≤ ${bytesLimit.toLocaleString('en')}`,
     measured: `${maxBytes} bytes at most; ${equal ? 'equal' : 'different'} across sizes; strace ${straceAgrees ? 'agrees' : 'disagrees'}`,
     met: equal && maxBytes <= bytesLimit && straceAgrees,
     miss: equal && maxBytes <= bytesLimit && straceAgrees ? null : 'see the table',
   });
-  const p99 = results.latency.hypercallP99.median;
-  goals.push({
-    item: '3',
-    goal: 'event → pmem_add p99 ≤ 5 ms',
-    measured: `${p99.toFixed(1)} ms (event → decision p99 ${results.latency.decisionP99.median.toFixed(1)} ms)`,
-    met: p99 <= 5,
-    miss: p99 <= 5 ? null : `${(p99 / 5).toFixed(1)}× over the goal`,
-  });
+  const slow = results.slow;
+  if (slow) {
+    const p99 = slow.otherP99.median;
+    const free = slow.worstLoopGapMs.max <= 50 && slow.worstTimerLateMs.max <= 50;
+    goals.push({
+      item: '3',
+      goal: `a slow hypervisor stalls nothing: with one add taking ${slow.delayMs} ms, events for other devices decided with p99 ≤ 5 ms; the event loop (watchdog, SIGTERM, udev intake) never waits for the call`,
+      measured: `p99 ${p99.toFixed(2)} ms over ${slow.otherEvents} events; longest loop stall ${slow.worstLoopGapMs.max.toFixed(1)} ms, keep-alive timer at most ${slow.worstTimerLateMs.max.toFixed(1)} ms late (figure, a hypervisor that answers at once: event → pmem_add p99 ${results.latency.hypercallP99.median.toFixed(1)} ms, section 3)`,
+      met: p99 <= 5 && free,
+      miss: p99 <= 5 && free ? null : p99 > 5 ? `${(p99 / 5).toFixed(1)}× over the goal` : 'the loop stalled',
+    });
+  }
+  if (slow) {
+    const grouped = slow.ledgerWrites <= 2;
+    const crashOk = slow.crash?.passed ?? null;
+    goals.push({
+      item: '4',
+      goal: 'exactly-once at coldplug speed: one fdatasync for a batch of pending lines, one for their answers; the crash test (100 kills) finds every valid device reported exactly once',
+      measured: `coldplug of ${slow.coldplugDevices} devices: ${slow.coldplugReported} reports in ${slow.ledgerWrites} ledger writes (${slow.ledgerLines} lines; one line and one fdatasync each before); crash test: ${slow.crash ? `${slow.crash.passed ? 'passed' : 'failed'}, ${slow.crash.summary}` : 'not run'}`,
+      met: crashOk === null ? null : grouped && crashOk,
+      miss: grouped && crashOk !== false ? null : !grouped ? `${slow.ledgerWrites} writes where 2 are the goal` : 'the crash test failed',
+    });
+  }
   const memory = results.memory;
   // Judged on the figures after idleness: what the daemon keeps resident while it waits, which is
   // most of its months; the figures read at the first quiet moment are beside them.
@@ -334,7 +421,7 @@ export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
   const busiest = Math.max(memory.afterColdplugMiB, ...memory.checkpoints.map((point) => point.rssMiB));
   const rssLimit = 64;
   goals.push({
-    item: '4',
+    item: '2',
     goal: `RSS of the xen-pmemd process ≤ ${rssLimit} MiB after coldplug of ${memory.devices} devices and after ${memory.events.toLocaleString('en')} events (idle ${(memory.idleMs / 1000).toFixed(0)} s, no forced collection)`,
     measured: `${memory.afterColdplugIdleMiB.toFixed(1)} MiB after coldplug, ${memory.checkpoints.at(-1)!.idleRssMiB.toFixed(1)} MiB after the events, ${worst.toFixed(1)} MiB at most (at the first quiet moment: ${busiest.toFixed(1)} MiB at most)`,
     met: worst <= rssLimit,
@@ -342,21 +429,34 @@ export function judgeGoals(results: Omit<BenchResults, 'goals'>): Goal[] {
   });
   const growthLimit = 2;
   goals.push({
-    item: '4',
+    item: '2',
     goal: `no RSS growth from 10,000 to ${memory.events.toLocaleString('en')} events (≤ ${growthLimit} MiB, idle figures)`,
     measured: `${memory.growthMiB >= 0 ? '+' : ''}${memory.growthMiB.toFixed(1)} MiB`,
     met: memory.growthMiB <= growthLimit,
     miss: memory.growthMiB <= growthLimit ? null : `${(memory.growthMiB - growthLimit).toFixed(1)} MiB over`,
   });
   const lab = results.lab;
+  const measured = lab.status === 'measured';
+  // Hotplug by hotplug when the results have it: the two times come from the same event.
+  const share = measured ? lab.ratio?.median ?? lab.daemonMs!.median / lab.udevdMs!.median : NaN;
   goals.push({
     item: '5',
-    goal: 'hotplug in the lab: the daemon adds less than udevd took',
-    measured: lab.status === 'measured' ? `daemon ${lab.daemonMs!.median.toFixed(0)} ms after udevd, udevd ${lab.udevdMs!.median.toFixed(0)} ms` : `pending: ${lab.reason}`,
-    met: lab.status === 'measured' ? lab.daemonMs!.median < lab.udevdMs!.median : null,
-    miss: lab.status === 'measured' && !(lab.daemonMs!.median < lab.udevdMs!.median) ? `${x(lab.daemonMs!.median / lab.udevdMs!.median)} udevd's time` : null,
+    goal: 'hotplug in the lab: the daemon\'s decision comes less than half of udevd\'s own processing time after udevd is done with the event',
+    measured: measured ? `daemon ${lab.daemonMs!.median.toFixed(0)} ms after udevd, udevd ${lab.udevdMs!.median.toFixed(0)} ms; ${x(share)} udevd's time${lab.ratio ? ', hotplug by hotplug' : ''}` : `pending: ${lab.reason}`,
+    met: measured ? share < 0.5 : null,
+    miss: measured && !(share < 0.5) ? `${x(share)} udevd's time where under 0.50× is the goal (${(share / 0.5).toFixed(1)}× over)` : null,
   });
-  return goals;
+  if (measured && lab.startup) {
+    goals.push({
+      item: '5',
+      goal: 'the unit\'s start→READY measured, beside systemd-udevd\'s own start-up',
+      measured: `xen-pmemd.service ${lab.startup.daemonMs.toFixed(0)} ms, systemd-udevd.service ${lab.startup.udevdMs.toFixed(0)} ms (systemd's timestamps in the Dom0)`,
+      met: true,
+      miss: null,
+    });
+  }
+  // In the order of the goals' numbers (a stable sort keeps each goal's rows as pushed).
+  return goals.sort((a, b) => Number(a.item) - Number(b.item));
 }
 
 async function main(): Promise<void> {
@@ -371,6 +471,7 @@ async function main(): Promise<void> {
       'lab-only': { type: 'string' },
       sections: { type: 'string' },
       from: { type: 'string' },
+      'crash-kills': { type: 'string' },
     },
   });
   const only = values.sections === undefined ? null : new Set(values.sections.split(','));
@@ -397,7 +498,11 @@ async function main(): Promise<void> {
     return;
   }
   if (values.render !== undefined) {
-    const results = JSON.parse(await readFile(values.render, 'utf8')) as BenchResults;
+    // The verdicts are judged again from the stored figures, so a change of a goal's wording or
+    // threshold needs no new measurement.
+    const { goals: _judged, ...figures } = JSON.parse(await readFile(values.render, 'utf8')) as BenchResults;
+    const results: BenchResults = { ...figures, goals: judgeGoals(figures) };
+    await writeFile(values.render, JSON.stringify(results, null, 2) + '\n');
     await writeFile(join(dirname(values.render), 'benchmarks.md'), renderMarkdown(results));
     return;
   }
@@ -409,6 +514,7 @@ async function main(): Promise<void> {
   const memoryEvents = quick ? 4000 : 100_000;
   const memoryEvery = quick ? 2000 : 10_000;
   const outDir = values['out-dir'] ?? (quick ? join(tmpdir(), 'xen-pmem-bench-quick') : join(REPO, 'docs'));
+  const crashKills = Number(values['crash-kills'] ?? (quick ? 10 : 100));
   // A tmpfs, as /run is on a Dom0 and as pmem itself behaves: see hosts.ts.
   const scratch = values.scratch ?? '/dev/shm/xen-pmem-bench';
 
@@ -425,6 +531,7 @@ async function main(): Promise<void> {
     progress(`I/O per device: ${io.map((figure) => `${figure.image} ${figure.content} ${figure.bytesRead} B`).join(', ')}`);
     const latency = await section('latency', () => eventLatency(bench, latencyEvents, latencyRepeats), (results) => results.latency);
     const memory = await section('memory', () => memoryUse(bench, memoryEvents, memoryEvery, coldplug.at(-1)?.rssMiB ?? null), (results) => results.memory);
+    const slow = await section('slow', () => slowHypervisor(bench, quick ? 1 : 3, quick ? 3 : 8, crashKills), (results) => results.slow);
     const lab = values['skip-lab'] ? { status: 'pending' as const, reason: 'skipped (--skip-lab)' }
       : await section('lab', () => labHotplug(progress), (results) => results.lab);
     machine.loadAtEnd = (await import('node:os')).loadavg();
@@ -435,7 +542,7 @@ async function main(): Promise<void> {
         memoryEvents, memoryCheckpointEvery: memoryEvery, scratch, wallMs: performance.now() - started,
         ...(earlier && reused.length > 0 ? { reused: { sections: reused, date: earlier.machine.date, commit: earlier.machine.commit } } : {}),
       },
-      coldplug, blkidModes: modes, io, latency, memory, lab,
+      coldplug, blkidModes: modes, io, latency, memory, lab, ...(slow ? { slow } : {}),
     };
     const results: BenchResults = { ...partial, goals: judgeGoals(partial) };
     await mkdir(outDir, { recursive: true });

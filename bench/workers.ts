@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
-import type { LatencyResult, MemoryResult, WorkerHost } from './event-worker.js';
+import type { LatencyResult, MemoryResult, SlowResult, WorkerHost } from './event-worker.js';
 import { showFirst, type BenchHost } from './hosts.js';
 
 const WORKER = fileURLToPath(new URL('./event-worker.js', import.meta.url));
@@ -29,7 +29,10 @@ async function run<T>(bench: BenchHost, args: string[]): Promise<T> {
   await showFirst(bench, bench.devices.length);
   await Promise.all([host.stateDir, host.xenStatePath, host.xenLogPath].map((path) => rm(path, { recursive: true, force: true })));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, '--expose-gc', WORKER, args[0]!, JSON.stringify(workerHost(bench)), ...args.slice(1)], {
+    // XEN_PMEM_BENCH_PROFILE=DIR: a CPU and a heap profile of each worker into DIR, to see where the time goes.
+    const profile = process.env.XEN_PMEM_BENCH_PROFILE;
+    const profiling = profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`, '--heap-prof', `--heap-prof-dir=${profile}`] : [];
+    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...profiling, '--expose-gc', WORKER, args[0]!, JSON.stringify(workerHost(bench)), ...args.slice(1)], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     });
@@ -59,4 +62,9 @@ export function latencyRun(bench: BenchHost, events: number, seed: number): Prom
 /** Stops at the first checkpoint past `budgetMs`, so a slow machine still finishes the bench. */
 export function memoryRun(bench: BenchHost, events: number, seed: number, every: number, budgetMs: number): Promise<MemoryResult> {
   return run(bench, ['memory', String(events), String(seed), String(every), String(budgetMs)]);
+}
+
+/** Rounds of one slow add (`delayMs`) with events for other devices arriving meanwhile. */
+export function slowRun(bench: BenchHost, rounds: number, seed: number, delayMs: number): Promise<SlowResult> {
+  return run(bench, ['slow', String(rounds), String(seed), String(delayMs)]);
 }

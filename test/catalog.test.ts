@@ -247,22 +247,22 @@ describe('MESSAGE_ID on the journal lines', () => {
     ]);
   });
 
-  test('the hypervisor\'s lines: supported, unsupported, and not asked in a dry run', () => {
-    const lines = (capability: ReturnType<ExactlyOnceReporter['capability']> & object | null, dryRun: boolean): LogEntry[] => {
+  test('the hypervisor\'s lines: supported, unsupported, and not asked in a dry run', async () => {
+    const lines = async (capability: ReturnType<ExactlyOnceReporter['capability']> & object | null, dryRun: boolean): Promise<LogEntry[]> => {
       const log = recordingLogger();
       const reporter = new ExactlyOnceReporter({
-        bridge: { capability: () => capability!, report: () => ({ kind: 'reported' }) },
+        bridge: { capability: async () => capability!, report: async () => ({ kind: 'reported' }) },
         recordLedger: async () => {},
         log,
         now: () => new Date(),
       }, dryRun, []);
-      reporter.probe();
+      await reporter.probe();
       return log.entries;
     };
     const idOf = (entries: LogEntry[]): unknown[] => entries.map((entry) => entry.fields[MESSAGE_ID_FIELD]);
-    assert.deepEqual(idOf(lines({ kind: 'pmem-add', xenVersion: '4.17.7' }, false)), [messageIdOf('hypervisor-supported')]);
-    assert.deepEqual(idOf(lines({ kind: 'unsupported', reason: 'enosys', message: 'no' }, false)), [messageIdOf('hypervisor-unsupported')]);
-    assert.deepEqual(idOf(lines(null, true)), [messageIdOf('hypervisor-not-asked')]);
+    assert.deepEqual(idOf(await lines({ kind: 'pmem-add', xenVersion: '4.17.7' }, false)), [messageIdOf('hypervisor-supported')]);
+    assert.deepEqual(idOf(await lines({ kind: 'unsupported', reason: 'enosys', message: 'no' }, false)), [messageIdOf('hypervisor-unsupported')]);
+    assert.deepEqual(idOf(await lines(null, true)), [messageIdOf('hypervisor-not-asked')]);
   });
 
   describe('a controller deciding real devices', () => {

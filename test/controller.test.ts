@@ -143,7 +143,7 @@ describe('coldplug', () => {
     await host.prepare('pmem1');
     await host.blank('pmem2');
     const { controller, log } = rig(host);
-    controller.probeHypervisor();
+    await controller.probeHypervisor();
     await controller.coldplug();
 
     const warnings = log.entries.filter((entry) => entry.level === 'warn' || entry.level === 'error');
@@ -161,7 +161,7 @@ describe('coldplug', () => {
     await host.prepare('pmem0');
     flipByte(join(host.roots.devRoot, 'pmem0'), 0x100000n + 100n);
     const { controller, log } = rig(host);
-    controller.probeHypervisor();
+    await controller.probeHypervisor();
     await controller.coldplug();
 
     assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
@@ -185,7 +185,7 @@ describe('coldplug', () => {
     // Slow reads, so that a coldplug that did not wait would resolve with devices undecided.
     const readers = countingReaders({ readDelayMs: 15 });
     const { controller, ports } = rig(host, { ports: { openReader: readers.openReader } });
-    controller.probeHypervisor();
+    await controller.probeHypervisor();
 
     const decidedAtResolve = await controller.coldplug().then(() => controller.snapshot());
 
@@ -380,7 +380,7 @@ describe('answers from the hypervisor', () => {
     await host.prepare('pmem0');
     // A retry slower than coldplug's last state write, so the retrying state can be seen first.
     const { controller, log } = rig(host, { config: testConfig({ retry: { initialMs: 300, maxMs: 300 } }) });
-    controller.probeHypervisor();
+    await controller.probeHypervisor();
     await controller.coldplug();
 
     const retrying = recordOf(controller, 'pmem0');
@@ -434,7 +434,7 @@ describe('answers from the hypervisor', () => {
     const host = await makeHost('denial-lifted', [rawRegion(0)], { mode: 'eperm' });
     await host.prepare('pmem0');
     const { controller, log } = rig(host);
-    controller.probeHypervisor();
+    await controller.probeHypervisor();
     await controller.coldplug();
     assert.deepEqual(stateOf(controller, 'pmem0'), ['unsupported', 'probe-failed']);
     assert.equal(host.regionAdds().length, 0);
@@ -462,7 +462,7 @@ describe('answers from the hypervisor', () => {
     const host = await makeHost('dom0-console', [rawRegion(0)], { mode: 'dom0-console' });
     await host.prepare('pmem0');
     const { controller } = rig(host);
-    controller.probeHypervisor();
+    await controller.probeHypervisor();
     await controller.coldplug();
     assert.deepEqual(stateOf(controller, 'pmem0'), ['unsupported', 'cmd-64-is-another-operation']);
     assert.equal(host.regionAdds().length, 0);
@@ -476,7 +476,7 @@ describe('answers from the hypervisor', () => {
       config: testConfig({ dryRun: true }),
       ports: { bridge: new HypercallBridge(null, { dryRun: true }) },
     });
-    controller.probeHypervisor();
+    await controller.probeHypervisor();
     await controller.coldplug();
     const record = recordOf(controller, 'pmem0');
     assert.deepEqual([record.state, record.reason], ['unsupported', 'dry-run']);
@@ -492,13 +492,13 @@ describe('exactly once across restarts', () => {
     const host = await makeHost('restart', [rawRegion(0)]);
     await host.prepare('pmem0');
     const first = rig(host);
-    first.controller.probeHypervisor();
+    await first.controller.probeHypervisor();
     await first.controller.coldplug();
     await first.controller.stop();
     assert.equal(host.regionAdds().length, 1);
 
     const second = rig(host, { previous: await loadedState(host), ports: { bridge: host.openBridge() } });
-    second.controller.probeHypervisor();
+    await second.controller.probeHypervisor();
     await second.controller.coldplug();
 
     assert.deepEqual(stateOf(second.controller, 'pmem0'), ['reported', 'reported-earlier']);
@@ -554,9 +554,9 @@ describe('exactly once across restarts', () => {
     const store = new StateStore(join(blocker, 'xen-pmem'));
     const journal = new LedgerJournal(join(blocker, 'xen-pmem'));
     const { controller, log } = rig(host, {
-      ports: { saveState: (state) => store.save(state), recordLedger: (op, entry) => journal.append(op, entry) },
+      ports: { saveState: (state) => store.save(state), recordLedger: (steps) => journal.append(steps) },
     });
-    controller.probeHypervisor();
+    await controller.probeHypervisor();
     await controller.coldplug();
 
     const record = recordOf(controller, 'pmem0');

@@ -107,7 +107,7 @@ before(async () => {
 });
 
 describe('admit: before any I/O', () => {
-  test('a supported device with the default config is admitted', () => {
+  test('a supported device with the default config is admitted', async () => {
     assert.equal(admit(model, config()), null);
   });
 
@@ -121,7 +121,7 @@ describe('admit: before any I/O', () => {
     ['deny wins over allow', { allow: { devices: ['pmem0'] }, deny: { regions: ['region0'] } }, /denied by config \(deny\.regions: region0\)/],
   ];
   for (const [name, raw, message] of refusals) {
-    test(`rejected, not-allowed: ${name}`, () => {
+    test(`rejected, not-allowed: ${name}`, async () => {
       const outcome = catalogued(admit(model, config(raw)));
       assert.ok(outcome, 'refused');
       assert.equal(outcome.catalog, 'rejected-config');
@@ -140,7 +140,7 @@ describe('admit: before any I/O', () => {
     ['a deny entry for another device', { deny: { devices: ['pmem1'], namespaces: [OTHER_UUID] } }],
   ];
   for (const [name, raw] of admissions) {
-    test(`admitted: ${name}`, () => {
+    test(`admitted: ${name}`, async () => {
       assert.equal(admit(model, config(raw)), null);
     });
   }
@@ -165,7 +165,7 @@ describe('admit: before any I/O', () => {
 });
 
 describe('judgeForXen: from a scan verdict to what to do', () => {
-  test('absent: no super block', () => {
+  test('absent: no super block', async () => {
     const blank: Verdict = { status: 'absent', message: 'no xen-pmem super block at 0x100000 or 0xff00000', partitions: [] };
     const outcome = outcomeOf(judgeForXen(model, blank, [], PMEM_ADD));
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['absent', 'no-superblock', 'info']);
@@ -185,20 +185,20 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     assert.match(outcome.message, new RegExp(`^pmem0: super block rejected \\[${outcome.reason}\\]: `));
   });
 
-  test('rejected: a super block bound to another namespace', () => {
+  test('rejected: a super block bound to another namespace', async () => {
     const verdict = judge({ ...freshDevice(REGION_SIZE, { namespaceUuid: OTHER_UUID }).input, namespaceUuid: NAMESPACE_UUID });
     const outcome = outcomeOf(judgeForXen(model, verdict, [], PMEM_ADD));
     assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'namespace-mismatch']);
   });
 
-  test('rejected: a region whose start is not 2 MiB aligned', () => {
+  test('rejected: a region whose start is not 2 MiB aligned', async () => {
     const shifted: SupportedPmemNamespace = { ...model, block: { ...model.block, physStart: REGION_START + PAGE_BYTES } };
     const outcome = outcomeOf(judgeForXen(shifted, validVerdict(REGION_SIZE), [], PMEM_ADD));
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['rejected', 'region-misaligned', 'error']);
     assert.match(outcome.message, /region 0x100001000-0x110000fff \(start 0x100001000, size 0x10000000\) is not in whole 2 MiB superpages/);
   });
 
-  test('rejected: a region whose size is not 2 MiB aligned', () => {
+  test('rejected: a region whose size is not 2 MiB aligned', async () => {
     const size = REGION_SIZE - 4n * PAGE_BYTES;
     const short: SupportedPmemNamespace = { ...model, block: { ...model.block, size } };
     const outcome = outcomeOf(judgeForXen(short, validVerdict(size), [], PMEM_ADD));
@@ -206,7 +206,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     assert.match(outcome.message, /size 0xfffc000\)/);
   });
 
-  test('rejected: overlap with a range this daemon already reported for another device', () => {
+  test('rejected: overlap with a range this daemon already reported for another device', async () => {
     const layout = layoutOf(model, validVerdict(REGION_SIZE));
     // Another reservation whose region ends 2 MiB into ours.
     const other: LedgerEntry = {
@@ -219,7 +219,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     assert.deepEqual(outcome.layout?.request, layout.request);
   });
 
-  test('rejected: a pending entry of another device counts as reported too', () => {
+  test('rejected: a pending entry of another device counts as reported too', async () => {
     const layout = layoutOf(model, validVerdict(REGION_SIZE));
     const other: LedgerEntry = { ...ledgerEntry(layout, 'pending', 'pmem3'), uuid: OTHER_UUID };
     const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [other], PMEM_ADD));
@@ -235,7 +235,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     [4, 'the reserved area is below the rule-4 floor', () => ({ reservedSize: PAGE_BYTES })],
   ];
   for (const [rule, what, change] of broken) {
-    test(`rejected before any hypercall: Xen rule ${rule} (${what})`, () => {
+    test(`rejected before any hypercall: Xen rule ${rule} (${what})`, async () => {
       const verdict = validVerdict(REGION_SIZE);
       const bent = { ...verdict, superblock: { ...verdict.superblock, ...change(REGION_SIZE) } };
       const outcome = outcomeOf(judgeForXen(model, bent, [], PMEM_ADD));
@@ -245,14 +245,14 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     });
   }
 
-  test('report: a valid layout with Xen proven to implement pmem_add', () => {
+  test('report: a valid layout with Xen proven to implement pmem_add', async () => {
     const verdict = validVerdict(REGION_SIZE);
     const report = reportOf(judgeForXen(model, verdict, [], PMEM_ADD));
     assert.equal(report.confirming, false);
     assert.equal(report.layout.uuid, verdict.superblock.uuid);
   });
 
-  test('reported, reported-earlier: the ledger says this very layout was reported', () => {
+  test('reported, reported-earlier: the ledger says this very layout was reported', async () => {
     const verdict = validVerdict(REGION_SIZE);
     const layout = layoutOf(model, verdict);
     const outcome = outcomeOf(judgeForXen(model, verdict, [ledgerEntry(layout, 'reported')], PMEM_ADD));
@@ -261,7 +261,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     assert.deepEqual(outcome.layout, layout);
   });
 
-  test('reported-earlier needs the same reservation: a re-setup at the same place overlaps instead', () => {
+  test('reported-earlier needs the same reservation: a re-setup at the same place overlaps instead', async () => {
     const verdict = validVerdict(REGION_SIZE);
     const layout = layoutOf(model, verdict);
     const stale = { ...ledgerEntry(layout, 'reported'), uuid: OTHER_UUID };
@@ -269,7 +269,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'overlaps-reported']);
   });
 
-  test('a pending ledger entry for this layout is confirmed by a new add', () => {
+  test('a pending ledger entry for this layout is confirmed by a new add', async () => {
     const verdict = validVerdict(REGION_SIZE);
     const layout = layoutOf(model, verdict);
     const report = reportOf(judgeForXen(model, verdict, [ledgerEntry(layout, 'pending')], PMEM_ADD));
@@ -291,9 +291,9 @@ describe('unsupported: what the hypervisor probe says, through the real bridge',
     ['dom0-console-headless', 'cmd-64-is-another-operation', /with ENODEV/],
   ];
   for (const [mode, reason, message] of modes) {
-    test(`unsupported, ${reason}: test hypervisor in mode ${mode}`, () => {
+    test(`unsupported, ${reason}: test hypervisor in mode ${mode}`, async () => {
       fixture.useXenInProcess({ mode });
-      const capability = fixture.openBridge().capability();
+      const capability = await fixture.openBridge().capability();
       const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [], capability));
       assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['unsupported', reason, 'warn']);
       assert.match(outcome.message, /^pmem0: valid layout, region 0x100000000-0x10fffffff, not reported: /);
@@ -303,11 +303,11 @@ describe('unsupported: what the hypervisor probe says, through the real bridge',
     });
   }
 
-  test('unsupported, not-dom0: libxencall cannot open', () => {
+  test('unsupported, not-dom0: libxencall cannot open', async () => {
     fixture.useXenInProcess({ mode: 'not-dom0' });
     const opened = openXencall(fixture.library);
     assert.ok('error' in opened && opened.error === 'not-dom0', 'xencall_open fails');
-    const capability = new HypercallBridge(null, { dryRun: false, unavailable: opened.message }).capability();
+    const capability = await new HypercallBridge(null, { dryRun: false, unavailable: opened.message }).capability();
     const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [], capability));
     assert.deepEqual([outcome.state, outcome.reason], ['unsupported', 'not-dom0']);
     assert.match(outcome.message, /xencall_open failed with ENOENT: this is not a Xen Dom0/);
@@ -331,34 +331,34 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
     return outcome;
   }
 
-  test('reported: Xen took the region', () => {
-    const answer = fixture.openBridge().report(layout.request, []);
+  test('reported: Xen took the region', async () => {
+    const answer = await fixture.openBridge().report(layout.request, []);
     const outcome = expectOutcome(answer, false, ['reported', 'reported', 'notice']);
     assert.match(outcome.message, /^pmem0: reported region /);
     assert.equal(fixture.xenRegions().length, 1);
   });
 
-  test('rejected: Xen refused the region (EINVAL) on a first attempt', () => {
-    fixture.openBridge().report(layout.request, []);
-    const answer = fixture.openBridge().report(layout.request, []);
+  test('rejected: Xen refused the region (EINVAL) on a first attempt', async () => {
+    await fixture.openBridge().report(layout.request, []);
+    const answer = await fixture.openBridge().report(layout.request, []);
     const outcome = expectOutcome(answer, false, ['rejected', 'overlaps-earlier-add', 'error']);
     assert.match(outcome.message, /Xen refused region .* with EINVAL/);
   });
 
-  test('reported, reported-before-restart: EINVAL while confirming a pending entry is the proof', () => {
-    fixture.openBridge().report(layout.request, []);
-    const answer = fixture.openBridge().report(layout.request, []);
+  test('reported, reported-before-restart: EINVAL while confirming a pending entry is the proof', async () => {
+    await fixture.openBridge().report(layout.request, []);
+    const answer = await fixture.openBridge().report(layout.request, []);
     assert.equal(answer.kind, 'rejected');
     const outcome = expectOutcome(answer, true, ['reported', 'reported-before-restart', 'notice']);
     assert.match(outcome.message, /already added to Xen by a run that stopped before recording it/);
     assert.equal(fixture.xenRegions().length, 1, 'Xen still holds exactly one region');
   });
 
-  test('rejected while confirming when the EINVAL is explained by another rule, not by the overlap', () => {
+  test('rejected while confirming when the EINVAL is explained by another rule, not by the overlap', async () => {
     // The request breaks rule 4 (reserved area one page): Xen's EINVAL says nothing about an
     // earlier add, so it must not be taken as proof of one.
     const starved = { ...layout.request, rsvEpfn: layout.request.rsvSpfn + 1n };
-    const answer = fixture.openBridge().report(starved, []);
+    const answer = await fixture.openBridge().report(starved, []);
     assert.equal(answer.kind, 'rejected');
     const outcome = interpretAnswer('pmem0', { ...layout, request: starved }, answer, true);
     assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'reserved-too-small'], outcome.message);
@@ -367,9 +367,9 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
 
   const retries: [string, string][] = [['enomem-once', 'enomem'], ['eagain', 'eagain']];
   for (const [mode, reason] of retries) {
-    test(`retrying, ${reason}: test hypervisor in mode ${mode}`, () => {
+    test(`retrying, ${reason}: test hypervisor in mode ${mode}`, async () => {
       fixture.useXenInProcess({ mode });
-      const answer = fixture.openBridge().report(layout.request, []);
+      const answer = await fixture.openBridge().report(layout.request, []);
       const outcome = expectOutcome(answer, false, ['retrying', reason, 'warn']);
       assert.match(outcome.message, /^pmem0: Xen is busy with region /);
       assert.equal(fixture.xenRegions().length, 0, 'nothing was added');
@@ -381,32 +381,32 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
     expectOutcome(answer, false, ['retrying', 'ebusy', 'warn']);
   });
 
-  test('failed: any other errno (EPERM after the probe proved pmem_add)', () => {
+  test('failed: any other errno (EPERM after the probe proved pmem_add)', async () => {
     const bridge = fixture.openBridge();
-    assert.equal(bridge.capability().kind, 'pmem-add');
+    assert.equal((await bridge.capability()).kind, 'pmem-add');
     fixture.useXenInProcess({ mode: 'eperm' });
-    const answer = bridge.report(layout.request, []);
+    const answer = await bridge.report(layout.request, []);
     const outcome = expectOutcome(answer, false, ['failed', 'eperm', 'error']);
     assert.match(outcome.message, /^pmem0: reporting region .* failed: Xen answered XENPF_pmem_add .* with EPERM$/);
   });
 
-  test('failed is not softened while confirming: only EINVAL proves an earlier add', () => {
+  test('failed is not softened while confirming: only EINVAL proves an earlier add', async () => {
     const bridge = fixture.openBridge();
-    bridge.capability();
+    await bridge.capability();
     fixture.useXenInProcess({ mode: 'eperm' });
-    expectOutcome(bridge.report(layout.request, []), true, ['failed', 'eperm', 'error']);
+    expectOutcome(await bridge.report(layout.request, []), true, ['failed', 'eperm', 'error']);
   });
 
-  test('unsupported answers from the bridge stay unsupported (op 64 is another operation)', () => {
+  test('unsupported answers from the bridge stay unsupported (op 64 is another operation)', async () => {
     fixture.useXenInProcess({ mode: 'dom0-console' });
-    const answer = fixture.openBridge().report(layout.request, []);
+    const answer = await fixture.openBridge().report(layout.request, []);
     expectOutcome(answer, false, ['unsupported', 'cmd-64-is-another-operation', 'warn']);
     expectOutcome(answer, true, ['unsupported', 'cmd-64-is-another-operation', 'warn']);
     assert.equal(fixture.regionAdds().length, 0);
   });
 
-  test('dry-run: nothing reached Xen, so the state is not reported', () => {
-    const answer = fixture.openBridge(true).report(layout.request, []);
+  test('dry-run: nothing reached Xen, so the state is not reported', async () => {
+    const answer = await fixture.openBridge(true).report(layout.request, []);
     const outcome = interpretAnswer('pmem0', layout, answer, false);
     assert.notEqual(outcome.state, 'reported');
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['unsupported', 'dry-run', 'notice']);
@@ -416,7 +416,7 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
 });
 
 describe('removalOutcome', () => {
-  test('removed: a device that was never reported', () => {
+  test('removed: a device that was never reported', async () => {
     for (const previous of [undefined, { state: 'absent' as const }, { state: 'rejected' as const, layout: undefined }]) {
       const outcome = catalogued(removalOutcome('pmem0', previous));
       assert.deepEqual([outcome.state, outcome.reason, outcome.severity, outcome.message], ['removed', 'removed', 'info', 'pmem0: removed']);
@@ -424,7 +424,7 @@ describe('removalOutcome', () => {
     }
   });
 
-  test('removed, removed-while-reported: an error, because Xen still manages that memory', () => {
+  test('removed, removed-while-reported: an error, because Xen still manages that memory', async () => {
     const layout = layoutOf(model, validVerdict(REGION_SIZE));
     const outcome = catalogued(removalOutcome('pmem0', { state: 'reported', layout }));
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['removed', 'removed-while-reported', 'error']);
@@ -433,7 +433,7 @@ describe('removalOutcome', () => {
     assert.match(outcome.message, /^pmem0: removed after its region 0x100000000-0x10fffffff was reported to Xen; .*reboot the host/);
   });
 
-  test('a device that was unsupported when removed is only removed', () => {
+  test('a device that was unsupported when removed is only removed', async () => {
     const layout = layoutOf(model, validVerdict(REGION_SIZE));
     assert.equal(removalOutcome('pmem0', { state: 'unsupported', layout }).reason, 'removed');
   });
@@ -492,7 +492,7 @@ describe('mapToPhysical: six PFNs from fixture trees, computed by hand', () => {
     });
   });
 
-  test('a block range outside its nd region is refused', () => {
+  test('a block range outside its nd region is refused', async () => {
     const outside: SupportedPmemNamespace = { ...model, region: { ...model.region, size: REGION_SIZE - 2n * MiB } };
     const mapped = mapToPhysical(outside, validVerdict(REGION_SIZE));
     assert.ok('reason' in mapped);

@@ -702,7 +702,7 @@ describe('hostile corpus: every case refused, with its own reason, and never rep
 
     log = recordingLogger();
     controller = new Controller(testConfig(), host.ports({ log }), null);
-    const capability = controller.probeHypervisor();
+    const capability = await controller.probeHypervisor();
     // Nothing below is "not reported" merely because Xen could not take it.
     assert.equal(capability?.kind, 'pmem-add', show(capability));
   });
@@ -814,7 +814,7 @@ describe('trust: the allow list by namespace UUID', { skip }, () => {
     const log = recordingLogger();
     const controller = new Controller(testConfig({ allow: { namespaces: [NS_A.toUpperCase()] } }), host.ports({ log, openReader: countingOpen }), null);
     try {
-      controller.probeHypervisor();
+      await controller.probeHypervisor();
       await controller.coldplug();
       const states = Object.fromEntries(controller.snapshot().devices.map((each) => [each.device, [each.state, each.reason]]));
       assert.deepEqual(states, {

@@ -58,7 +58,7 @@ test('journal: concurrent appends are whole lines; compaction rewrites just the 
   try {
     const journal = new LedgerJournal(dir);
     const entries = Array.from({ length: 20 }, (_, i) => entry(`pmem${i}`, 0x100000n + BigInt(i) * 0x10000n));
-    await Promise.all(entries.flatMap((e) => [journal.append('pending', e), journal.append('reported', e)]));
+    await Promise.all(entries.flatMap((e) => [journal.append([{ op: 'pending', entry: e }]), journal.append([{ op: 'reported', entry: e }])]));
     const loaded = await loadLedger(dir);
     assert.equal(loaded.kind, 'loaded');
     const replayed = (loaded as Extract<typeof loaded, { kind: 'loaded' }>).replayed;

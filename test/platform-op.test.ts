@@ -35,7 +35,7 @@ const VALID: PmemAddRequest = {
 };
 
 describe('struct xen_platform_op for XENPF_pmem_add', () => {
-  it('is 136 bytes with cmd, interface_version and six u64 at the offsets of the RFC', () => {
+  it('is 136 bytes with cmd, interface_version and six u64 at the offsets of the RFC', async () => {
     assert.equal(PLATFORM_OP_BYTES, 136);
     assert.deepEqual(PLATFORM_OP_OFFSETS, {
       cmd: 0,
@@ -52,7 +52,7 @@ describe('struct xen_platform_op for XENPF_pmem_add', () => {
     assert.equal(XENPF_INTERFACE_VERSION, 0x03000001);
   });
 
-  it('encodes every field little-endian at its offset and leaves the rest of the union zero', () => {
+  it('encodes every field little-endian at its offset and leaves the rest of the union zero', async () => {
     const request: PmemAddRequest = {
       spfn: 0x0102030405060708n,
       epfn: 0x1112131415161718n,
@@ -71,7 +71,7 @@ describe('struct xen_platform_op for XENPF_pmem_add', () => {
     assert.ok(bytes.subarray(56).every((byte) => byte === 0));
   });
 
-  it('decodes what it encodes, for any six u64', () => {
+  it('decodes what it encodes, for any six u64', async () => {
     const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
     fc.assert(
       fc.property(u64, u64, u64, u64, u64, u64, (spfn, epfn, rsvSpfn, rsvEpfn, dataSpfn, dataEpfn) => {
@@ -85,19 +85,19 @@ describe('struct xen_platform_op for XENPF_pmem_add', () => {
     );
   });
 
-  it('refuses to decode a buffer of the wrong size with a sentence naming both sizes', () => {
+  it('refuses to decode a buffer of the wrong size with a sentence naming both sizes', async () => {
     const decoded = decodePmemAdd(Buffer.alloc(128));
     assert.equal(decoded.ok, false);
     assert.ok(!decoded.ok && decoded.reason === 'wrong-size');
     assert.match(!decoded.ok ? decoded.message : '', /136 bytes.*128/);
   });
 
-  it('refuses to encode a PFN that does not fit u64', () => {
+  it('refuses to encode a PFN that does not fit u64', async () => {
     assert.throws(() => encodePmemAdd({ ...VALID, dataEpfn: 1n << 64n }), /data_epfn 18446744073709551616/);
     assert.throws(() => encodePmemAdd({ ...VALID, spfn: -1n }), RangeError);
   });
 
-  it('describes all six PFNs in hex', () => {
+  it('describes all six PFNs in hex', async () => {
     assert.equal(
       describePmemAdd(VALID),
       'spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100600 data_spfn=0x100600 data_epfn=0x110000',
@@ -106,11 +106,11 @@ describe('struct xen_platform_op for XENPF_pmem_add', () => {
 });
 
 describe('checkPmemAddLikeXen', () => {
-  it('accepts a valid layout', () => {
+  it('accepts a valid layout', async () => {
     assert.deepEqual(checkPmemAddLikeXen(VALID, []), { ok: true });
   });
 
-  it('computes the rule 4 minimum from 32 + 8 bytes per page', () => {
+  it('computes the rule 4 minimum from 32 + 8 bytes per page', async () => {
     assert.equal(xenMinimumReservedPages(65536n), 640n); // 256 MiB
     assert.equal(xenMinimumReservedPages(1n << 28n), 2621440n); // 1 TiB
     assert.equal(xenMinimumReservedPages(127n), 0n);
@@ -127,7 +127,7 @@ describe('checkPmemAddLikeXen', () => {
     [6, 'region-not-2mib-aligned', { ...VALID, spfn: 0x100100n }, [], /region \[0x100100, 0x110000\) must start and end on a 2 MiB boundary/],
   ];
   for (const [rule, reason, request, added, message] of cases) {
-    it(`reports rule ${rule} (${reason}) with the numbers in hex, e.g. /${message.source.split(' ')[0]}.../`, () => {
+    it(`reports rule ${rule} (${reason}) with the numbers in hex, e.g. /${message.source.split(' ')[0]}.../`, async () => {
       const verdict = checkPmemAddLikeXen(request, added);
       assert.equal(verdict.ok, false);
       assert.ok(!verdict.ok);
@@ -137,7 +137,7 @@ describe('checkPmemAddLikeXen', () => {
     });
   }
 
-  it('reports the first broken rule when several are broken', () => {
+  it('reports the first broken rule when several are broken', async () => {
     const verdict = checkPmemAddLikeXen({ ...VALID, spfn: 0x100100n, rsvEpfn: 0x100201n }, [VALID]);
     assert.ok(!verdict.ok);
     assert.equal(verdict.rule, 4);
@@ -163,7 +163,7 @@ describe('the test hypervisor applies the same rules in C', () => {
     rmSync(workdir, { recursive: true, force: true });
   });
 
-  it('agrees with checkPmemAddLikeXen on the first broken rule of random requests', () => {
+  it('agrees with checkPmemAddLikeXen on the first broken rule of random requests', async () => {
     // PFNs near 2 MiB boundaries and small sizes, so that every rule, and the overlap with
     // earlier adds, is hit often; the C side keeps its added regions in the state file.
     const base = fc.integer({ min: 0, max: 7 }).map((n) => BigInt(n) * 512n);
@@ -182,10 +182,10 @@ describe('the test hypervisor applies the same rules in C', () => {
 
     const added: PfnRange[] = [];
     const seenRules = new Set<number>();
-    fc.assert(
-      fc.property(request, (req) => {
+    await fc.assert(
+      fc.asyncProperty(request, async (req) => {
         const verdict = checkPmemAddLikeXen(req, added);
-        const result = port.platformOp(encodePmemAdd(req));
+        const result = await port.platformOp(encodePmemAdd(req));
         const lastLine = readFileSync(process.env.TEST_XEN_LOG!, 'utf8').trimEnd().split('\n').at(-1) ?? '';
         const cRule = Number(/rule=(\d+)/.exec(lastLine)?.[1]);
         const tsRule = verdict.ok ? 0 : verdict.rule;

@@ -19,9 +19,9 @@ function option(name: string, fallback: string): string {
   return index >= 0 ? process.argv[index + 1] ?? fallback : fallback;
 }
 
-function attempt(run: () => string): CheckResult {
+async function attempt(run: () => string | Promise<string>): Promise<CheckResult> {
   try {
-    return { ok: true, detail: run() };
+    return { ok: true, detail: await run() };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     return { ok: false, detail: `${code ? `${code}: ` : ''}${(error as Error).message}` };
@@ -45,14 +45,14 @@ function koffiCall(): string {
   return `getpid() = ${pid}`;
 }
 
-function hypercalls(): string {
+async function hypercalls(): Promise<string> {
   const xencall = openXencall();
   if ('error' in xencall) throw new Error(`${xencall.error}: ${xencall.message}`);
   try {
-    const version = xencall.xenVersion(XENVER_VERSION, 0);
+    const version = await xencall.xenVersion(XENVER_VERSION, 0);
     if (version.rc < 0) throw new Error(`xen_version failed, errno ${version.errno}`);
     const probe = pmemAddProbe();
-    const answer = xencall.platformOp(probe);
+    const answer = await xencall.platformOp(probe);
     // Upstream Xen has no pmem_add: -1/ENOSYS is the honest answer; EPERM/EACCES would mean the
     // sandbox got in the way of the ioctl.
     if (answer.rc !== -1 || answer.errno !== 38) {
@@ -109,12 +109,12 @@ function report(name: string, result: CheckResult): void {
 async function main(): Promise<void> {
   const pmem = option('--pmem', '/dev/pmem0');
   const udevWaitMs = Number(option('--udev-wait-ms', '4000'));
-  report('jit', attempt(jit));
-  report('koffi', attempt(koffiCall));
-  report('hypercall', attempt(hypercalls));
-  report('pmemRead', attempt(() => readPmem(pmem)));
-  report('sysfs', attempt(() => `region0 resource ${readFileSync('/sys/bus/nd/devices/region0/resource', 'utf8').trim()}`));
-  report('procXen', attempt(() => `capabilities ${readFileSync('/proc/xen/capabilities', 'utf8').trim()}`));
+  report('jit', await attempt(jit));
+  report('koffi', await attempt(koffiCall));
+  report('hypercall', await attempt(hypercalls));
+  report('pmemRead', await attempt(() => readPmem(pmem)));
+  report('sysfs', await attempt(() => `region0 resource ${readFileSync('/sys/bus/nd/devices/region0/resource', 'utf8').trim()}`));
+  report('procXen', await attempt(() => `capabilities ${readFileSync('/proc/xen/capabilities', 'utf8').trim()}`));
   report('udev', await firstUdevEvent(udevWaitMs));
   process.stdout.write(JSON.stringify({ done: true }) + '\n');
   // node-udev's closed monitor can keep the event loop alive; the verdict is out, so leave.

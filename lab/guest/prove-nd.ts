@@ -140,17 +140,17 @@ async function main(): Promise<void> {
   putResult('ndctl-list.json', parseJson(listed.stdout) ?? { status: listed.status, stderr: listed.stderr });
   log(`fsdax namespace on ${region}: ${hex(size)} bytes requested`);
 
-  putResult('hypercall.json', hypercallProof());
+  putResult('hypercall.json', await hypercallProof());
 }
 
 /** Two real hypercalls through libxencall: xen_version, and platform_op 64 with the bridge's probe. */
-function hypercallProof(): Record<string, unknown> {
+async function hypercallProof(): Promise<Record<string, unknown>> {
   const xencall = openXencall();
   if ('error' in xencall) return { opened: false, error: xencall.error, message: xencall.message };
   try {
-    const version = xencall.xenVersion(XENVER_VERSION, 0);
+    const version = await xencall.xenVersion(XENVER_VERSION, 0);
     const probe = pmemAddProbe();
-    const answer = xencall.platformOp(probe);
+    const answer = await xencall.platformOp(probe);
     return {
       opened: true,
       xenVersion: { rc: version.rc, major: version.rc >> 16, minor: version.rc & 0xffff },

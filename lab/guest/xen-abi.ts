@@ -128,9 +128,9 @@ function answer(sent: Buffer, result: HypercallResult): Answer {
   return { rc: result.rc, errno: result.rc < 0 ? result.errno : 0, unchanged: result.after.equals(sent) };
 }
 
-function version(port: XencallPort): VersionAnswer {
-  const number = port.xenVersion(XENVER_VERSION, 0);
-  const extra = port.xenVersion(XENVER_EXTRAVERSION, XENVER_EXTRAVERSION_BYTES);
+async function version(port: XencallPort): Promise<VersionAnswer> {
+  const number = await port.xenVersion(XENVER_VERSION, 0);
+  const extra = await port.xenVersion(XENVER_EXTRAVERSION, XENVER_EXTRAVERSION_BYTES);
   const end = extra.after.indexOf(0);
   return {
     major: number.rc >>> 16,
@@ -298,14 +298,14 @@ async function main(started: XenAbiResult[]): Promise<void> {
   });
 
   const accepted: PfnRange[] = [];
-  await phase('rows', () => {
+  await phase('rows', async () => {
     for (const row of rows) {
       const bytes = row.request === null ? pmemAddProbe() : encodePmemAdd(row.request);
       log(`row ${row.name}: ${row.what}`);
-      const realAnswer = answer(bytes, realPort.platformOp(bytes));
+      const realAnswer = answer(bytes, await realPort.platformOp(bytes));
       const told = [...accepted];
       writeStandInState(statePath, told);
-      const standInAnswer = answer(bytes, standInPort.platformOp(bytes));
+      const standInAnswer = answer(bytes, await standInPort.platformOp(bytes));
       if (realAnswer.rc === 0 && row.request !== null) accepted.push({ spfn: row.request.spfn, epfn: row.request.epfn });
       result.rows.push({
         name: row.name,
@@ -325,17 +325,17 @@ async function main(started: XenAbiResult[]): Promise<void> {
     }
   });
 
-  await phase('version', () => {
-    result.version = { real: version(realPort), standIn: version(standInPort) };
+  await phase('version', async () => {
+    result.version = { real: await version(realPort), standIn: await version(standInPort) };
   });
 
-  await phase('disable', () => {
+  await phase('disable', async () => {
     result.disable = {
       namespace: command(['ndctl', 'disable-namespace', facts.nv0.namespace]),
       region: command(['ndctl', 'disable-region', facts.nv0.region]),
     };
     const probe = pmemAddProbe();
-    result.afterDisable = { version: version(realPort), probe: answer(probe, realPort.platformOp(probe)) };
+    result.afterDisable = { version: await version(realPort), probe: answer(probe, await realPort.platformOp(probe)) };
     result.acpi.afterDisable = readAcpiTables();
   });
 

@@ -3,7 +3,7 @@
 //
 //   router.ts            which device an event is about (pure)
 //   scheduler.ts         one worker per device, dirty marks, retries with backoff
-//   reporter.ts          the exactly-once step: ledger → hypercall → ledger, under one lock
+//   reporter.ts          the exactly-once step: ledger → hypercall → ledger, in batches (group commit)
 //   status-publisher.ts  records, the journal line of each outcome, STATUS=, state.json
 //
 // As a component of the daemon's lifecycle, its start is coldplug and its stop waits for the
@@ -11,7 +11,7 @@
 
 import { messageOf } from '../core/errno.js';
 import type { Verdict } from '../core/validate.js';
-import type { DaemonState, LedgerEntry } from '../format/records.js';
+import type { DaemonState } from '../format/records.js';
 import type { DeviceReader } from '../io/ports.js';
 import { DeviceLockedError } from '../io/lock.js';
 import { scanDevice } from '../io/scan.js';
@@ -19,7 +19,7 @@ import { deviceKey, isSupportedPmem, type PmemNamespaceModel } from '../sysfs/ty
 import type { Capability } from '../xen/interface.js';
 import type { Config } from './config.js';
 import { admit, removalOutcome, type Outcome } from './decide.js';
-import type { LedgerOp } from './ledger.js';
+import type { LedgerStep } from './ledger.js';
 import type { Component } from './lifecycle.js';
 import type { DaemonLogger } from './log.js';
 import type { Notifier } from './notify.js';
@@ -41,8 +41,8 @@ export interface DaemonPorts {
   bridge: HypervisorPort;
   /** state.json: what `xen-pmem status` reads. */
   saveState(state: DaemonState): Promise<void>;
-  /** The exactly-once journal: must be on disk when it resolves. */
-  recordLedger(op: LedgerOp, entry: LedgerEntry): Promise<void>;
+  /** The exactly-once journal: every line of the group on disk (one sync) when it resolves. */
+  recordLedger(steps: readonly LedgerStep[]): Promise<void>;
   log: DaemonLogger;
   notifier: Notifier;
   now(): Date;
@@ -64,12 +64,16 @@ export class Controller implements Component {
 
   /** Asks the hypervisor what it implements, then decides every device present. */
   async start(): Promise<void> {
-    this.probeHypervisor();
+    await this.probeHypervisor();
     await this.coldplug();
   }
 
-  /** No new pass starts; the ones under way finish; state.json is written at once. */
+  /**
+   * No new pass starts and no new hypercall; the passes under way finish (a report Xen is working
+   * on is answered and recorded first); state.json is written at once.
+   */
   async stop(): Promise<void> {
+    this.reporter.stop();
     await this.scheduler.stop();
     await this.status.stop();
   }
@@ -78,7 +82,7 @@ export class Controller implements Component {
    * Asks the hypervisor once and says in plain words what that means for every device. A dry run
    * makes no hypercall, the probe included, so it learns nothing and returns null.
    */
-  probeHypervisor(): Capability | null {
+  probeHypervisor(): Promise<Capability | null> {
     return this.reporter.probe();
   }
 

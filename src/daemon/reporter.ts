@@ -1,37 +1,71 @@
 // The exactly-once reporter: judges a valid layout against the ledger and the hypervisor's rules
 // and, when it is to be reported, writes the ledger entry (pending), makes the report through the
-// bridge, and writes the answer (reported, or dropped). The step from judging to recording the
-// answer runs under one lock, so two devices are never judged against the same ledger and both
-// reported; and the pending entry is on disk before the hypercall is made (docs/daemon.md).
+// bridge, and writes the answer (reported, or dropped). The pending entry is on disk before the
+// hypercall is made (docs/daemon.md).
+//
+// Reports go in batches (group commit): the devices judged in one turn of the event loop have
+// their pending lines written with one fdatasync, their hypercalls made one at a time (Xen takes
+// platform ops one at a time anyway, under its xenpf_lock), and their answers written with one
+// fdatasync. A hypercall leaves the event loop free, so a device whose decision needs none
+// (absent, invalid, already reported, unsupported) is decided at once, even while Xen is slow with
+// another device's add. Only a device whose region overlaps one in a batch waits, for that answer
+// decides its own judgement: a region can never be judged against an add still under way, so
+// nothing can be reported twice.
 
 import { messageOf } from '../core/errno.js';
+import { rangesOverlap } from '../core/units.js';
 import type { Verdict } from '../core/validate.js';
-import type { LedgerEntry } from '../format/records.js';
+import type { LedgerEntry, PhysicalLayout } from '../format/records.js';
 import type { SupportedPmemNamespace } from '../sysfs/types.js';
 import type { BridgeAnswer, Capability, PfnRange, PmemReport } from '../xen/interface.js';
 import { interfaceFor } from '../xen/interfaces/index.js';
 import { interpretAnswer, judgeForXen, sameRequest, type Outcome } from './decide.js';
 import { messageIdOf } from './catalog.js';
-import type { LedgerOp } from './ledger.js';
+import type { LedgerStep } from './ledger.js';
 import { MESSAGE_ID_FIELD, type DaemonLogger } from './log.js';
 
-/** The bridge as the reporter uses it: the one owner of what the hypervisor implements, and the report. */
+/**
+ * The bridge as the reporter uses it: the one owner of what the hypervisor implements, and the
+ * report. Both answer when the hypervisor has; the event loop runs meanwhile.
+ */
 export interface HypervisorPort {
-  capability(): Capability;
-  report(request: PmemReport, alreadyReported: PfnRange[]): BridgeAnswer;
+  capability(): Promise<Capability>;
+  report(request: PmemReport, alreadyReported: PfnRange[]): Promise<BridgeAnswer>;
 }
 
 export interface ReporterPorts {
   bridge: HypervisorPort;
-  /** The exactly-once journal: must be on disk when it resolves. */
-  recordLedger(op: LedgerOp, entry: LedgerEntry): Promise<void>;
+  /** The exactly-once journal: every line of the group on disk (one sync) when it resolves. */
+  recordLedger(steps: readonly LedgerStep[]): Promise<void>;
   log: DaemonLogger;
   now(): Date;
 }
 
+/** A device judged to be reported, waiting in a batch for its hypercall. */
+interface Job {
+  key: string;
+  layout: PhysicalLayout;
+  confirming: boolean;
+  /** The ledger entry: a new one whose pending line the batch writes, or the one a crash left pending. */
+  entry: LedgerEntry;
+  fresh: boolean;
+  resolve(outcome: Outcome): void;
+  /** Resolves when the job is answered (and its answer recorded): what overlapping judgements wait for. */
+  settled: Promise<void>;
+  markSettled(): void;
+}
+
 export class ExactlyOnceReporter {
   private ledger: LedgerEntry[];
-  private lock: Promise<void> = Promise.resolve();
+  /** Judged, not yet in a batch. */
+  private queued: Job[] = [];
+  /** Queued or in the batch under way: their regions are not to be judged against yet. */
+  private readonly unsettled = new Set<Job>();
+  /** The batch loop, while it runs. */
+  private pumping: Promise<void> | null = null;
+  /** The job whose hypercall is under way. */
+  private sending: Job | null = null;
+  private stopping = false;
   /** The capability the journal was last told of; the bridge owns the answer itself. */
   private told: Capability | null = null;
 
@@ -53,7 +87,7 @@ export class ExactlyOnceReporter {
    * Asks the hypervisor once at start and says in plain words what that means for every device. A
    * dry run makes no hypercall, the probe included, so it learns nothing and returns null.
    */
-  probe(): Capability | null {
+  async probe(): Promise<Capability | null> {
     if (this.dryRun) {
       this.ports.log.notice({ capability: 'dry-run', [MESSAGE_ID_FIELD]: messageIdOf('hypervisor-not-asked') }, `dry run: no hypercall is made, not even the probe of the hypervisor; each valid pmem device is logged with the ${interfaceFor(null).title} it would get`);
       return null;
@@ -61,11 +95,165 @@ export class ExactlyOnceReporter {
     return this.hypervisorCapability();
   }
 
-  /** Judges a scanned device and reports it when it is to be reported, under the lock. */
-  decide(key: string, model: SupportedPmemNamespace, verdict: Verdict): Promise<Outcome> {
-    const run = this.lock.then(() => this.judgeAndReport(key, model, verdict));
-    this.lock = run.then(() => undefined, () => undefined);
-    return run;
+  /**
+   * Judges a scanned device and, when it is to be reported, puts it in the next batch. Resolves
+   * with its outcome: at once when no hypercall is needed, else once Xen's answer is recorded.
+   */
+  async decide(key: string, model: SupportedPmemNamespace, verdict: Verdict): Promise<Outcome> {
+    for (;;) {
+      // In a dry run nothing is asked of Xen: judge as if it implemented the first interface, so
+      // that the outcome carries the exact request instead of "not a Dom0".
+      const capability: Capability = this.dryRun ? { kind: interfaceFor(null).name, xenVersion: 'unknown (dry run)' } : await this.hypervisorCapability();
+      const judgement = judgeForXen(model, verdict, this.ledger, capability);
+      // Absent, invalid, not mappable: there is no region, so no add under way can change this.
+      if (judgement.kind === 'outcome' && judgement.outcome.layout === undefined) return judgement.outcome;
+      const layout = judgement.kind === 'report' ? judgement.layout : judgement.outcome.layout!;
+      // An add under way for an overlapping region decides what this one is (overlapping,
+      // already reported, or free again once Xen refused it): wait for its answer, then judge.
+      const blocker = this.unsettledOverlapping(layout.request);
+      if (blocker) {
+        await blocker.settled;
+        continue;
+      }
+      if (judgement.kind === 'outcome') return judgement.outcome;
+      const via = interfaceFor(capability).name;
+      if (this.dryRun) {
+        return { ...interpretAnswer(key, layout, await this.ports.bridge.report(layout.request, []), false), interface: via };
+      }
+      if (this.stopping) return notSentOutcome(key, layout);
+      const known = this.ledger.find((e) => e.uuid === layout.uuid && sameRequest(e.request, layout.request));
+      const entry: LedgerEntry = known ?? { interface: via, device: key, uuid: layout.uuid, request: layout.request, status: 'pending', at: this.ports.now().toISOString() };
+      return this.enqueue(key, layout, judgement.confirming, entry, known === undefined);
+    }
+  }
+
+  /**
+   * No new hypercall is started: the one under way is answered and recorded, the devices still
+   * waiting in a batch are not sent (their pending lines are dropped) and decided again at the
+   * next start. Says what is in flight, for the journal.
+   */
+  stop(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    const job = this.sending;
+    if (job) {
+      this.ports.log.notice({ device: job.key, reason: 'stopping-during-report' },
+        `stopping while the report of ${job.key} to Xen is under way: waiting for the hypervisor's answer to record it; the ledger holds it as pending, so if the daemon is killed first, the next start confirms it`);
+    }
+  }
+
+  private unsettledOverlapping(request: PmemReport): Job | undefined {
+    for (const job of this.unsettled) {
+      if (rangesOverlap(job.layout.request.spfn, job.layout.request.epfn, request.spfn, request.epfn)) return job;
+    }
+    return undefined;
+  }
+
+  private enqueue(key: string, layout: PhysicalLayout, confirming: boolean, entry: LedgerEntry, fresh: boolean): Promise<Outcome> {
+    return new Promise<Outcome>((resolve) => {
+      let markSettled!: () => void;
+      const settled = new Promise<void>((done) => { markSettled = done; });
+      const job: Job = { key, layout, confirming, entry, fresh, resolve, settled, markSettled };
+      this.queued.push(job);
+      this.unsettled.add(job);
+      this.pumping ??= this.pump();
+    });
+  }
+
+  /** Batch after batch while devices are queued. Never throws: every job gets its outcome. */
+  private async pump(): Promise<void> {
+    try {
+      // Let every device judged in this turn join the batch: coldplug judges them all in one.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      while (this.queued.length > 0) {
+        const batch = this.queued;
+        this.queued = [];
+        await this.runBatch(batch);
+      }
+    } finally {
+      this.pumping = null;
+    }
+  }
+
+  private async runBatch(batch: Job[]): Promise<void> {
+    const outcomes = new Map<Job, Outcome>();
+    const settle = (job: Job, outcome: Outcome): void => {
+      this.unsettled.delete(job);
+      job.markSettled();
+      job.resolve(outcome);
+    };
+    try {
+      // 1. One sync for the pending lines of the whole batch, before any of its hypercalls.
+      const fresh = batch.filter((job) => job.fresh);
+      let toSend = batch;
+      if (this.stopping) {
+        toSend = [];
+      } else if (fresh.length > 0) {
+        try {
+          await this.ports.recordLedger(fresh.map((job) => ({ op: 'pending', entry: job.entry })));
+          for (const job of fresh) this.ledger.push(job.entry);
+        } catch (error) {
+          for (const job of fresh) {
+            outcomes.set(job, { state: 'retrying', reason: 'state-unwritable', catalog: 'retrying', severity: 'error', layout: job.layout, message: `${job.key}: not reported, because the exactly-once record could not be written: ${messageOf(error)}` });
+          }
+          toSend = batch.filter((job) => !job.fresh);
+        }
+      }
+
+      // 2. The hypercalls, one at a time; a stop lets the one under way finish and sends no more.
+      const steps: LedgerStep[] = [];
+      for (const job of toSend) {
+        if (this.stopping) break;
+        const { entry } = job;
+        const already = this.ledger.filter((e) => e !== entry).map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn }));
+        this.sending = job;
+        let answer: BridgeAnswer;
+        try {
+          answer = await this.ports.bridge.report(job.layout.request, already);
+        } finally {
+          this.sending = null;
+        }
+        const outcome: Outcome = { ...interpretAnswer(job.key, job.layout, answer, job.confirming), interface: entry.interface };
+        outcomes.set(job, outcome);
+        if (outcome.state === 'reported') {
+          entry.status = 'reported';
+          entry.at = this.ports.now().toISOString();
+          steps.push({ op: 'reported', entry });
+        } else if (!job.confirming) {
+          // Xen did not take it: forget the intent so a later attempt is a first attempt.
+          this.ledger = this.ledger.filter((e) => e !== entry);
+          steps.push({ op: 'dropped', entry });
+        }
+      }
+      // Stopped before their turn: no hypercall was made, so their pending lines are withdrawn.
+      for (const job of toSend) {
+        if (outcomes.has(job)) continue;
+        outcomes.set(job, notSentOutcome(job.key, job.layout));
+        if (job.fresh && !job.confirming) {
+          this.ledger = this.ledger.filter((e) => e !== job.entry);
+          steps.push({ op: 'dropped', entry: job.entry });
+        }
+      }
+
+      // 3. One sync for the answers of the whole batch.
+      if (steps.length > 0) {
+        try {
+          await this.ports.recordLedger(steps);
+        } catch (error) {
+          for (const { op, entry } of steps) {
+            this.ports.log.error({ device: entry.device, reason: 'state-unwritable' }, op === 'reported'
+              ? `${entry.device}: the answer from Xen could not be recorded: ${messageOf(error)}; it will be confirmed after a restart`
+              : `${entry.device}: withdrawing the exactly-once record failed: ${messageOf(error)}; a restart will send the add once, as a confirmation`);
+          }
+        }
+      }
+    } catch (error) {
+      // Not expected (the bridge never throws): whatever is unanswered is failed, never lost.
+      for (const job of batch) {
+        if (!outcomes.has(job)) outcomes.set(job, { state: 'failed', reason: 'internal-error', catalog: 'failed', severity: 'error', layout: job.layout, message: `${job.key}: unexpected error while reporting: ${messageOf(error)}` });
+      }
+    }
+    for (const job of batch) settle(job, outcomes.get(job) ?? notSentOutcome(job.key, job.layout));
   }
 
   /**
@@ -73,8 +261,8 @@ export class ExactlyOnceReporter {
    * definite answer and asks Xen again only after a failed or denied probe, so a denial that is
    * lifted is seen at the next event or retry. The journal hears of each new answer once.
    */
-  private hypervisorCapability(): Capability {
-    const capability = this.ports.bridge.capability();
+  private async hypervisorCapability(): Promise<Capability> {
+    const capability = await this.ports.bridge.capability();
     if (this.told && sameCapability(this.told, capability)) return capability;
     this.told = capability;
     if (capability.kind !== 'unsupported') {
@@ -86,51 +274,11 @@ export class ExactlyOnceReporter {
     }
     return capability;
   }
+}
 
-  private async judgeAndReport(key: string, model: SupportedPmemNamespace, verdict: Verdict): Promise<Outcome> {
-    // In a dry run nothing is asked of Xen: judge as if it implemented the first interface, so
-    // that the outcome carries the exact request instead of "not a Dom0".
-    const capability: Capability = this.dryRun ? { kind: interfaceFor(null).name, xenVersion: 'unknown (dry run)' } : this.hypervisorCapability();
-    const judgement = judgeForXen(model, verdict, this.ledger, capability);
-    if (judgement.kind === 'outcome') return judgement.outcome;
-    const { layout, confirming } = judgement;
-    const via = interfaceFor(capability).name;
-    if (this.dryRun) {
-      return { ...interpretAnswer(key, layout, this.ports.bridge.report(layout.request, []), false), interface: via };
-    }
-    let entry = this.ledger.find((e) => e.uuid === layout.uuid && sameRequest(e.request, layout.request));
-    if (!entry) {
-      const pending: LedgerEntry = { interface: via, device: key, uuid: layout.uuid, request: layout.request, status: 'pending', at: this.ports.now().toISOString() };
-      try {
-        await this.ports.recordLedger('pending', pending);
-      } catch (error) {
-        return { state: 'retrying', reason: 'state-unwritable', catalog: 'retrying', severity: 'error', layout, message: `${key}: not reported, because the exactly-once record could not be written: ${messageOf(error)}` };
-      }
-      this.ledger.push(pending);
-      entry = pending;
-    }
-    const already = this.ledger.filter((e) => e !== entry).map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn }));
-    const answer = this.ports.bridge.report(layout.request, already);
-    const outcome: Outcome = { ...interpretAnswer(key, layout, answer, confirming), interface: entry.interface };
-    let step: LedgerOp | null = null;
-    if (outcome.state === 'reported') {
-      entry.status = 'reported';
-      entry.at = this.ports.now().toISOString();
-      step = 'reported';
-    } else if (!confirming) {
-      // Xen did not take it: forget the intent so a later attempt is a first attempt.
-      this.ledger = this.ledger.filter((e) => e !== entry);
-      step = 'dropped';
-    }
-    if (step) {
-      try {
-        await this.ports.recordLedger(step, entry);
-      } catch (error) {
-        this.ports.log.error({ device: key, reason: 'state-unwritable' }, `${key}: the answer from Xen could not be recorded: ${messageOf(error)}; it will be confirmed after a restart`);
-      }
-    }
-    return outcome;
-  }
+/** A device the daemon stopped before reporting: nothing reached Xen; the next start decides it. */
+function notSentOutcome(key: string, layout: PhysicalLayout): Outcome {
+  return { state: 'retrying', reason: 'stopping', catalog: 'retrying', severity: 'warn', layout, message: `${key}: not reported: the daemon stopped before sending it to Xen; the next start reports it` };
 }
 
 function sameCapability(a: Capability, b: Capability): boolean {

@@ -24,7 +24,7 @@ import type { EventSource } from './ports.js';
 import { createLogger, loadPino, type DaemonLogger } from './log.js';
 import { METRICS_DIR, MetricsWriter, textfileWriter, unreachableBecause } from './metrics.js';
 import { createNotifier } from './notify.js';
-import { LEDGER_FILE, LedgerJournal } from './ledger.js';
+import { LEDGER_FILE, LedgerJournal, type LedgerStep } from './ledger.js';
 import { DEFAULT_STATE_DIR, loadPreviousRun, StateStore } from './state-store.js';
 import { DAEMON_HELP, EXIT_CONFIG } from './usage.js';
 
@@ -115,7 +115,7 @@ export async function runDaemon(launch: DaemonLaunch): Promise<number> {
     openReader: (devPath) => (flock ? openLockedReader(devPath, flock) : openDevice(devPath, 'read')),
     bridge,
     saveState: (state) => store.save(state),
-    recordLedger: (op, entry) => (op === 'reported' ? holdAfterReport(env, entry) : null) ?? journal.append(op, entry),
+    recordLedger: (steps) => holdAfterReport(env, steps) ?? journal.append(steps),
     log,
     notifier,
     now: () => new Date(),
@@ -135,8 +135,11 @@ export async function runDaemon(launch: DaemonLaunch): Promise<number> {
   if (unreachable) log.notice({ reason: 'metrics-unreachable' }, `node_exporter cannot read the metrics file: ${unreachable} (the unit sets RuntimeDirectoryMode=0711; restart xen-pmemd)`);
   const listener = new UdevListener(launch.events(), (event) => controller.handleEvent(event), log);
   const daemon = new Lifecycle([metrics, listener, controller], log, notifier, () => controller.summary());
-  await daemon.start();
-  log.info({ ready: true }, `coldplug done: ${controller.summary()}`);
+  // A SIGTERM during coldplug (a slow hypervisor can make it long) stops it there.
+  const stopEarly = stopRequested.then(() => 'stop' as const);
+  if ((await Promise.race([daemon.start().then(() => 'started' as const), stopEarly])) === 'started') {
+    log.info({ ready: true }, `coldplug done: ${controller.summary()}`);
+  }
 
   await stopRequested;
   await daemon.stop();
@@ -164,15 +167,17 @@ function loadDeviceLocks(log: DaemonLogger): FlockPort | null {
 
 /**
  * A fault hook for the lab's crash test (docs/daemon.md): with XEN_PMEM_TEST_HOLD_AFTER_REPORT set
- * to a file path, and `<path>.armed` present while the path itself is not, the next report Xen
- * takes is not recorded; the daemon writes the path and waits there forever, so that a test can
+ * to a file path, and `<path>.armed` present while the path itself is not, the next group of
+ * answers that holds a report Xen took is not recorded (the file names its first device); the
+ * daemon writes the path and waits there forever, so that a test can
  * kill -9 it between the hypervisor's answer and the ledger. The file makes the hold happen once:
  * the restarted daemon records freely. Arming by a file lets a test choose the report without
  * restarting the daemon.
  */
-function holdAfterReport(env: NodeJS.ProcessEnv, entry: { device: string }): Promise<void> | null {
+function holdAfterReport(env: NodeJS.ProcessEnv, steps: readonly LedgerStep[]): Promise<void> | null {
   const marker = env.XEN_PMEM_TEST_HOLD_AFTER_REPORT;
-  if (!marker || existsSync(marker) || !existsSync(`${marker}.armed`)) return null;
-  writeFileSync(marker, `${process.pid} ${entry.device}\n`);
+  const taken = steps.find((step) => step.op === 'reported');
+  if (!marker || !taken || existsSync(marker) || !existsSync(`${marker}.armed`)) return null;
+  writeFileSync(marker, `${process.pid} ${taken.entry.device}\n`);
   return new Promise<void>(() => undefined);
 }

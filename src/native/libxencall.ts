@@ -21,13 +21,18 @@ export const LIBXENCALL_ENV = 'XEN_PMEM_LIBXENCALL';
 const EBADF = 9;
 const ENOMEM = 12;
 
+/** A koffi function with its asynchronous form: the call runs on a libuv thread, the callback on the loop. */
+type AsyncCall<A extends unknown[]> = ((...args: A) => number) & {
+  async: (...args: [...A, (error: unknown, rc: number) => void]) => void;
+};
+
 interface XencallFunctions {
   open: (logger: null, flags: number) => unknown;
   close: (handle: unknown) => number;
   allocBuffer: (handle: unknown, size: number) => unknown;
   freeBuffer: (handle: unknown, buffer: unknown) => void;
-  call1: (handle: unknown, op: number, arg1: bigint) => number;
-  call2: (handle: unknown, op: number, arg1: bigint, arg2: bigint) => number;
+  call1: AsyncCall<[handle: unknown, op: number, arg1: bigint]>;
+  call2: AsyncCall<[handle: unknown, op: number, arg1: bigint, arg2: bigint]>;
 }
 
 // koffi keeps a library loaded for the life of the process; declaring its functions once per
@@ -43,8 +48,8 @@ function load(libraryPath: string): XencallFunctions {
     close: lib.func('int xencall_close(void *xcall)'),
     allocBuffer: lib.func('void *xencall_alloc_buffer(void *xcall, size_t size)'),
     freeBuffer: lib.func('void xencall_free_buffer(void *xcall, void *p)'),
-    call1: lib.func('int xencall1(void *xcall, unsigned int op, uint64_t arg1)'),
-    call2: lib.func('int xencall2(void *xcall, unsigned int op, uint64_t arg1, uint64_t arg2)'),
+    call1: lib.func('int xencall1(void *xcall, unsigned int op, uint64_t arg1)') as XencallFunctions['call1'],
+    call2: lib.func('int xencall2(void *xcall, unsigned int op, uint64_t arg1, uint64_t arg2)') as XencallFunctions['call2'],
   };
   loaded.set(libraryPath, functions);
   return functions;
@@ -78,19 +83,46 @@ export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): Hypercall
   }
 
   let open = true;
-  const closed = (): HypercallResult => ({ rc: -1, errno: EBADF, after: Buffer.alloc(0) });
+  /** Calls whose answer has not come back: the handle outlives them (close() waits for them). */
+  let inFlight = 0;
+  let closeWhenIdle = false;
+  const closed = (): Promise<HypercallResult> => Promise.resolve({ rc: -1, errno: EBADF, after: Buffer.alloc(0) });
+  const release = (): void => {
+    if (closeWhenIdle && inFlight === 0) {
+      closeWhenIdle = false;
+      fns.close(handle);
+    }
+  };
+
+  // The hypercall itself runs on a libuv thread (koffi's async call): Xen may take a long time
+  // over an add, and the daemon's loop must keep deciding other devices, pinging the watchdog and
+  // hearing SIGTERM meanwhile. koffi keeps the thread's errno for the callback, so errno is read
+  // there, before freeing the buffer can change it.
+  const call = (start: (done: (error: unknown, rc: number) => void) => void): Promise<{ rc: number; errno: number }> =>
+    new Promise((resolve, reject) => {
+      inFlight++;
+      try {
+        start((error, rc) => {
+          if (error) reject(error);
+          else resolve({ rc, errno: koffi.errno() });
+        });
+      } catch (error) {
+        reject(error);
+      }
+    }).finally(() => {
+      inFlight--;
+      release();
+    }) as Promise<{ rc: number; errno: number }>;
 
   // Hypercall arguments must live in buffers from xencall_alloc_buffer (Xen may not fault on
   // ordinary user memory), so every call copies in, calls, and copies out before freeing.
-  const withBuffer = (bytes: Buffer, call: (address: bigint) => number): HypercallResult => {
+  const withBuffer = async (bytes: Buffer, start: (address: bigint, done: (error: unknown, rc: number) => void) => void): Promise<HypercallResult> => {
     const buffer = fns.allocBuffer(handle, Math.max(bytes.length, 1));
     if (buffer === null) return { rc: -1, errno: koffi.errno() || ENOMEM, after: Buffer.alloc(0) };
     try {
       new Uint8Array(koffi.view(buffer, bytes.length)).set(bytes);
-      koffi.errno(0);
-      const rc = call(koffi.address(buffer));
-      // Read before anything else runs in this thread: freeing the buffer may change errno.
-      const errno = koffi.errno();
+      const address = koffi.address(buffer);
+      const { rc, errno } = await call((done) => start(address, done));
       const after = Buffer.from(new Uint8Array(koffi.view(buffer, bytes.length)));
       return { rc, errno, after };
     } finally {
@@ -101,23 +133,23 @@ export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): Hypercall
   return {
     platformOp(op) {
       if (!open) return closed();
-      return withBuffer(op, (address) => fns.call1(handle, HYPERVISOR_PLATFORM_OP, address));
+      return withBuffer(op, (address, done) => fns.call1.async(handle, HYPERVISOR_PLATFORM_OP, address, done));
     },
-    xenVersion(cmd, argBytes) {
+    async xenVersion(cmd, argBytes) {
       if (!open) return closed();
       if (argBytes === 0) {
-        koffi.errno(0);
-        const rc = fns.call2(handle, HYPERVISOR_XEN_VERSION, BigInt(cmd), 0n);
-        return { rc, errno: koffi.errno(), after: Buffer.alloc(0) };
+        const { rc, errno } = await call((done) => fns.call2.async(handle, HYPERVISOR_XEN_VERSION, BigInt(cmd), 0n, done));
+        return { rc, errno, after: Buffer.alloc(0) };
       }
-      return withBuffer(Buffer.alloc(argBytes), (address) =>
-        fns.call2(handle, HYPERVISOR_XEN_VERSION, BigInt(cmd), address),
+      return withBuffer(Buffer.alloc(argBytes), (address, done) =>
+        fns.call2.async(handle, HYPERVISOR_XEN_VERSION, BigInt(cmd), address, done),
       );
     },
     close() {
       if (!open) return;
       open = false;
-      fns.close(handle);
+      closeWhenIdle = true;
+      release();
     },
   };
 }

@@ -1,7 +1,8 @@
 // Policy over the hypercall port: prove which hypervisor interface Xen implements before trusting
 // any answer (walking the table in src/xen/interfaces/), then turn one report's outcome into an
 // answer the daemon can act on. It never throws: whatever goes wrong becomes a tagged answer with
-// a sentence. The bridge is the one owner of what the hypervisor implements.
+// a sentence. The bridge is the one owner of what the hypervisor implements. Its answers come as
+// promises, because the hypercalls under them leave the event loop free while Xen works.
 
 import { HYPERVISOR_INTERFACES } from './interfaces/index.js';
 import type { BridgeAnswer, Capability, HypervisorInterface, PfnRange, PmemReport } from './interface.js';
@@ -31,6 +32,8 @@ function probeFailed(message: string): Capability {
 
 export class HypercallBridge {
   private proven: Capability | null = null;
+  /** The probe under way: decisions that ask meanwhile share it rather than probing again. */
+  private probing: Promise<Capability> | null = null;
 
   constructor(
     private readonly port: HypercallPort | null,
@@ -42,14 +45,17 @@ export class HypercallBridge {
    * What the hypervisor implements. A definite answer is kept for the bridge's life and asked
    * for no more; `probe-failed` (a denial or an odd errno) is not, so the next call asks again.
    */
-  capability(): Capability {
-    if (this.proven) return this.proven;
-    const answer = this.probe();
-    if (answer.kind !== 'unsupported' || answer.reason !== 'probe-failed') this.proven = answer;
-    return answer;
+  capability(): Promise<Capability> {
+    if (this.proven) return Promise.resolve(this.proven);
+    this.probing ??= this.probe().then((answer) => {
+      if (answer.kind !== 'unsupported' || answer.reason !== 'probe-failed') this.proven = answer;
+      this.probing = null;
+      return answer;
+    });
+    return this.probing;
   }
 
-  private probe(): Capability {
+  private async probe(): Promise<Capability> {
     if (!this.port) {
       return {
         kind: 'unsupported',
@@ -58,7 +64,7 @@ export class HypercallBridge {
       };
     }
     try {
-      return this.probeWith(this.port);
+      return await this.probeWith(this.port);
     } catch (error) {
       return probeFailed(`probing the hypervisor failed inside libxencall: ${(error as Error).message}`);
     }
@@ -69,18 +75,18 @@ export class HypercallBridge {
    * table's order. The first one proven wins; with none, an unproven answer is the answer (so it
    * is asked again), and otherwise the first interface's reason.
    */
-  private probeWith(port: HypercallPort): Capability {
-    const version = port.xenVersion(XENVER_VERSION, 0);
+  private async probeWith(port: HypercallPort): Promise<Capability> {
+    const version = await port.xenVersion(XENVER_VERSION, 0);
     if (version.rc < 0) {
       return probeFailed(`xen_version failed with ${errnoName(version.errno)}, so the hypervisor cannot be identified`);
     }
-    const extra = port.xenVersion(XENVER_EXTRAVERSION, XENVER_EXTRAVERSION_BYTES);
+    const extra = await port.xenVersion(XENVER_EXTRAVERSION, XENVER_EXTRAVERSION_BYTES);
     const xenVersion = `${version.rc >>> 16}.${version.rc & 0xffff}${extra.rc >= 0 ? readExtraversion(extra.after) : ''}`;
 
     let first: Capability | null = null;
     let unproven: Capability | null = null;
     for (const iface of this.interfaces) {
-      const presence = iface.probe(port, xenVersion);
+      const presence = await iface.probe(port, xenVersion);
       if (presence.present) return { kind: iface.name, xenVersion };
       const answer: Capability = { kind: 'unsupported', reason: presence.reason, message: presence.message };
       first ??= answer;
@@ -100,15 +106,15 @@ export class HypercallBridge {
    * it only shapes the explanation of a refusal. Refusing a request that breaks the rules before
    * calling is the caller's choice (the interface's `check`); this sends what it is given.
    */
-  report(req: PmemReport, alreadyReported: PfnRange[]): BridgeAnswer {
+  async report(req: PmemReport, alreadyReported: PfnRange[]): Promise<BridgeAnswer> {
     try {
-      return this.reportUnguarded(req, alreadyReported);
+      return await this.reportUnguarded(req, alreadyReported);
     } catch (error) {
       return { kind: 'error', errno: 0, reason: 'exception', message: `${this.current().title} failed: ${(error as Error).message}` };
     }
   }
 
-  private reportUnguarded(req: PmemReport, alreadyReported: PfnRange[]): BridgeAnswer {
+  private async reportUnguarded(req: PmemReport, alreadyReported: PfnRange[]): Promise<BridgeAnswer> {
     if (this.options.dryRun) {
       const iface = this.current();
       const verdict = iface.check(req, alreadyReported);
@@ -120,13 +126,13 @@ export class HypercallBridge {
       };
     }
 
-    const capability = this.capability();
+    const capability = await this.capability();
     if (capability.kind === 'unsupported') {
       return { kind: 'unsupported', reason: capability.reason, message: capability.message };
     }
     const iface = this.current();
     // capability() proved an interface, so a port exists.
-    const result = iface.send(this.port!, iface.encode(req));
+    const result = await iface.send(this.port!, iface.encode(req));
     return iface.readAnswer(req, result, alreadyReported);
   }
 }

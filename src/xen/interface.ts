@@ -62,11 +62,11 @@ export interface HypervisorInterface {
    * Proves the operation is there, or says why it is not; must never register anything. The
    * bridge has already named the hypervisor (`Xen 4.17.7`: `xenVersion` is `4.17.7`).
    */
-  probe(port: HypercallPort, xenVersion: string): Presence;
+  probe(port: HypercallPort, xenVersion: string): Promise<Presence>;
   /** The bytes of one report. Throws RangeError for a value the encoding cannot hold (a caller's bug). */
   encode(report: PmemReport): Buffer;
-  /** Makes the call with those bytes. */
-  send(port: HypercallPort, bytes: Buffer): HypercallResult;
+  /** Makes the call with those bytes; resolves with the hypervisor's answer. */
+  send(port: HypercallPort, bytes: Buffer): Promise<HypercallResult>;
   /** The hypervisor's rules, in its order. `alreadyAdded` is what this side knows it holds. */
   check(report: PmemReport, alreadyAdded: readonly PfnRange[]): RuleCheck;
   /** What the hypervisor's answer to one report means. */

@@ -11,13 +11,20 @@
  *   TEST_XEN_STATE     file keeping the regions added (and whether ENOMEM was given), so that
  *                      a second process sees what an earlier one added, as Xen would
  *   TEST_XEN_LOG       file that gets one line per hypercall
- *   TEST_XEN_DELAY_MS  per-call delay in mode slow
+ *   TEST_XEN_DELAY_MS  per-call delay in mode slow, and of the add TEST_XEN_SLOW_SPFN names
+ *   TEST_XEN_SLOW_SPFN start PFN (hex) of the one region whose add takes TEST_XEN_DELAY_MS, in
+ *                      any mode: one slow device among fast ones
+ *
+ * Platform ops run one at a time, as under Xen's xenpf_lock, and the time an add takes is spent
+ * holding that lock, as Xen builds its tables under it. Calls can come from several threads at
+ * once (the daemon makes them from libuv's thread pool); xen_version takes no lock, as in Xen.
  *
  * Rules 1-6 below must stay identical to checkPmemAddLikeXen in src/xen/platform-op.ts.
  */
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -252,10 +259,8 @@ static void version_of_mode(int *major, int *minor, const char **extra)
     }
 }
 
-static void delay_if_slow(void)
+static void pause_ms(void)
 {
-    if (!mode_is("slow"))
-        return;
     long ms = strtol(env_or("TEST_XEN_DELAY_MS", "100"), NULL, 10);
     if (ms <= 0)
         return;
@@ -263,6 +268,24 @@ static void delay_if_slow(void)
     while (nanosleep(&pause, &pause) == -1 && errno == EINTR)
         ;
 }
+
+static void delay_if_slow(void)
+{
+    if (mode_is("slow"))
+        pause_ms();
+}
+
+/* The one region whose add is slow, when TEST_XEN_SLOW_SPFN names it. */
+static int slow_region(uint64_t spfn)
+{
+    const char *text = getenv("TEST_XEN_SLOW_SPFN");
+    if (!text || !*text)
+        return 0;
+    return strtoull(text, NULL, 16) == spfn;
+}
+
+/* Xen's xenpf_lock: one platform op at a time, for the whole of its work. */
+static pthread_mutex_t xenpf_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Later Xen's XENPF_get_dom0_console: fills a VESA framebuffer description into the union. */
 static long dom0_console(unsigned char *op)
@@ -297,6 +320,9 @@ static long platform_op(unsigned char *op)
     add.rsv_epfn = read_u64_le(u + 24);
     add.data_spfn = read_u64_le(u + 32);
     add.data_epfn = read_u64_le(u + 40);
+
+    if (cmd == XENPF_PMEM_ADD && slow_region(add.spfn))
+        pause_ms();
 
     /* Same order as Xen: privilege, interface version, then the operation itself. */
     if (mode_is("eperm"))
@@ -374,15 +400,19 @@ static int hypercall(unsigned op, uint64_t arg1, uint64_t arg2)
         errno = ENOTSUP;
         return -1;
     }
-    delay_if_slow();
     if (op == HYPERVISOR_PLATFORM_OP) {
+        pthread_mutex_lock(&xenpf_lock);
+        delay_if_slow();
         if (!arg1)
             ret = -EFAULT;
         else
             ret = platform_op((unsigned char *)(uintptr_t)arg1);
+        pthread_mutex_unlock(&xenpf_lock);
     } else if (op == HYPERVISOR_XEN_VERSION) {
+        delay_if_slow();
         ret = xen_version(arg1, arg2);
     } else {
+        delay_if_slow();
         log_line("hypercall op=%u ret=%d ENOSYS", op, -ENOSYS);
         ret = -ENOSYS;
     }

@@ -98,9 +98,9 @@ function firstChangedByte(before: Buffer, after: Buffer): number | null {
  * -1/EINVAL proves pmem_add; ENOSYS is a hypervisor without it; a write, a success or ENODEV is
  * platform op 64 being another operation; a denial or any other errno leaves it unproven.
  */
-function probe(port: HypercallPort, xenVersion: string): Presence {
+async function probe(port: HypercallPort, xenVersion: string): Promise<Presence> {
   const bytes = pmemAddProbe();
-  const answer = port.platformOp(bytes);
+  const answer = await port.platformOp(bytes);
   const changedAt = firstChangedByte(bytes, answer.after);
   const other = (what: string): Presence => ({
     present: false,
