@@ -232,7 +232,7 @@ const ANALYSIS = `What was done, and what is left (CPU profiles of the daemon on
 
 - **Done.** The first run of this bench found coldplug quadratic (11.8× blkid) because the whole
   state file was rewritten twice per pmem_add. The exactly-once ledger is now an append-only
-  journal (one synced line per step of an add, docs/daemon.md) and state.json is written at most
+  journal (at first one synced line per step of an add; now written in groups, goal 4 below) and state.json is written at most
   every 100 ms; sysfs and the pmem device are read with synchronous system calls (memory-speed,
   no thread-pool round trips); the MBR, GPT header and entries come in one read; coldplug reuses
   its listing instead of reading every namespace twice; a device's next decision no longer waits
