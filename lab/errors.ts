@@ -1,6 +1,9 @@
 // Errors the lab raises. Every one carries a stable reason code, and, once a VM has started, the
 // tail of its serial log: most lab failures are only explained by what the guest printed last.
 
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
 export type LabReason =
   /** The lab needs root: apt-get, the host root shared over 9p, device images owned by root. */
   | 'not-root'
@@ -38,5 +41,20 @@ export class LabUnavailableError extends LabError {
   constructor(reason: 'not-root' | 'prepare-failed', message: string) {
     super(reason, message);
     this.name = 'LabUnavailableError';
+  }
+}
+
+/**
+ * Runs a lab command's body when its module is the program node was started with (not when it is
+ * imported), and turns a failure into one line with the reason code and exit status 1.
+ */
+export async function runAsProgram(moduleUrl: string, tool: string, body: () => Promise<void>): Promise<void> {
+  if (!process.argv[1] || moduleUrl !== pathToFileURL(resolve(process.argv[1])).href) return;
+  try {
+    await body();
+  } catch (error) {
+    const reason = error instanceof LabError ? error.reason : 'prepare-failed';
+    process.stderr.write(`${tool}: ${reason}: ${(error as Error).message}\n`);
+    process.exitCode = 1;
   }
 }

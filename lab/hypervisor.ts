@@ -15,9 +15,8 @@ import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:f
 import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 
-import { LabError } from './errors.js';
+import { LabError, runAsProgram } from './errors.js';
 import { aptInstall, labCacheDir, prepareLab, repositoryDir } from './prepare.js';
 import { stderrProgress, type ProgressLog } from './progress.js';
 import { lastLines, runChecked, runCommand } from './run-command.js';
@@ -429,18 +428,7 @@ function runLogged(command: string, args: string[], cwd: string, logPath: string
   });
 }
 
-async function main(): Promise<void> {
-  const pathOnly = process.argv.includes('--path');
-  try {
-    const xen = await preparePatchedXen();
-    process.stdout.write(pathOnly ? `${xen.xenImage}\n` : JSON.stringify(xen, null, 2) + '\n');
-  } catch (error) {
-    const reason = error instanceof LabError ? error.reason : 'prepare-failed';
-    process.stderr.write(`xen-pmem hypervisor: ${reason}: ${(error as Error).message}\n`);
-    process.exitCode = 1;
-  }
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  await main();
-}
+await runAsProgram(import.meta.url, 'xen-pmem hypervisor', async () => {
+  const xen = await preparePatchedXen();
+  process.stdout.write(process.argv.includes('--path') ? `${xen.xenImage}\n` : JSON.stringify(xen, null, 2) + '\n');
+});

@@ -10,10 +10,10 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 
-import { LabError, LabUnavailableError } from './errors.js';
+import { LabError, LabUnavailableError, runAsProgram } from './errors.js';
 import { findBzImagePayload, isElf } from './kernel-image.js';
 import { moduleLoadOrder } from './kernel-modules.js';
 import { stderrProgress, type ProgressLog } from './progress.js';
@@ -358,19 +358,9 @@ async function buildInitramfs(output: string, initScript: string, modulesDir: st
   await rm(staging, { recursive: true, force: true });
 }
 
-async function main(): Promise<void> {
+await runAsProgram(import.meta.url, 'xen-pmem lab', async () => {
   const startedAt = Date.now();
-  try {
-    const artifacts = await prepareLab();
-    process.stdout.write(JSON.stringify(artifacts, null, 2) + '\n');
-    process.stderr.write(`[lab prepare] done in ${Date.now() - startedAt} ms\n`);
-  } catch (error) {
-    const reason = error instanceof LabError ? error.reason : 'prepare-failed';
-    process.stderr.write(`xen-pmem lab: ${reason}: ${(error as Error).message}\n`);
-    process.exitCode = 1;
-  }
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  await main();
-}
+  const artifacts = await prepareLab();
+  process.stdout.write(JSON.stringify(artifacts, null, 2) + '\n');
+  process.stderr.write(`[lab prepare] done in ${Date.now() - startedAt} ms\n`);
+});
