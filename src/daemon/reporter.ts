@@ -50,9 +50,8 @@ interface Job {
   entry: LedgerEntry;
   fresh: boolean;
   resolve(outcome: Outcome): void;
-  /** Resolves when the job is answered (and its answer recorded): what overlapping judgements wait for. */
-  settled: Promise<void>;
-  markSettled(): void;
+  /** The outcome, once the answer is recorded: what overlapping judgements wait for. */
+  done: Promise<Outcome>;
 }
 
 export class ExactlyOnceReporter {
@@ -112,7 +111,7 @@ export class ExactlyOnceReporter {
       // already reported, or free again once Xen refused it): wait for its answer, then judge.
       const blocker = this.unsettledOverlapping(layout.request);
       if (blocker) {
-        await blocker.settled;
+        await blocker.done;
         continue;
       }
       if (judgement.kind === 'outcome') return judgement.outcome;
@@ -150,14 +149,13 @@ export class ExactlyOnceReporter {
   }
 
   private enqueue(key: string, layout: PhysicalLayout, confirming: boolean, entry: LedgerEntry, fresh: boolean): Promise<Outcome> {
-    return new Promise<Outcome>((resolve) => {
-      let markSettled!: () => void;
-      const settled = new Promise<void>((done) => { markSettled = done; });
-      const job: Job = { key, layout, confirming, entry, fresh, resolve, settled, markSettled };
-      this.queued.push(job);
-      this.unsettled.add(job);
-      this.pumping ??= this.pump();
-    });
+    let resolve!: (outcome: Outcome) => void;
+    const done = new Promise<Outcome>((settle) => { resolve = settle; });
+    const job: Job = { key, layout, confirming, entry, fresh, resolve, done };
+    this.queued.push(job);
+    this.unsettled.add(job);
+    this.pumping ??= this.pump();
+    return done;
   }
 
   /** Batch after batch while devices are queued. Never throws: every job gets its outcome. */
@@ -179,7 +177,6 @@ export class ExactlyOnceReporter {
     const outcomes = new Map<Job, Outcome>();
     const settle = (job: Job, outcome: Outcome): void => {
       this.unsettled.delete(job);
-      job.markSettled();
       job.resolve(outcome);
     };
     try {

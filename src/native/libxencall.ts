@@ -99,7 +99,7 @@ export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): Hypercall
   // hearing SIGTERM meanwhile. koffi keeps the thread's errno for the callback, so errno is read
   // there, before freeing the buffer can change it.
   const call = (start: (done: (error: unknown, rc: number) => void) => void): Promise<{ rc: number; errno: number }> =>
-    new Promise((resolve, reject) => {
+    new Promise<{ rc: number; errno: number }>((resolve, reject) => {
       inFlight++;
       try {
         start((error, rc) => {
@@ -112,7 +112,7 @@ export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): Hypercall
     }).finally(() => {
       inFlight--;
       release();
-    }) as Promise<{ rc: number; errno: number }>;
+    });
 
   // Hypercall arguments must live in buffers from xencall_alloc_buffer (Xen may not fault on
   // ordinary user memory), so every call copies in, calls, and copies out before freeing.

@@ -69,17 +69,12 @@ const ATTRIBUTE_BUFFER = Buffer.allocUnsafe(4096);
 function readSmallFile(path: string): string {
   const fd = openSync(path, 'r');
   try {
-    let length = 0;
-    for (;;) {
-      const room = ATTRIBUTE_BUFFER.length - length;
-      const got = readSync(fd, ATTRIBUTE_BUFFER, length, room, null);
-      length += got;
-      // A short read is the end: sysfs hands over the whole attribute at once, and a regular file
-      // reads short only at its end. That saves the read(2) that would return 0.
-      if (got < room) return ATTRIBUTE_BUFFER.toString('utf8', 0, length);
-      // Not a sysfs attribute after all (a test tree's file can be anything): read it whole.
-      if (length === ATTRIBUTE_BUFFER.length) return readFileSync(path, 'utf8');
-    }
+    const got = readSync(fd, ATTRIBUTE_BUFFER, 0, ATTRIBUTE_BUFFER.length, null);
+    // A short read is the end: sysfs hands over the whole attribute at once, and a regular file
+    // reads short only at its end. That saves the read(2) that would return 0.
+    if (got < ATTRIBUTE_BUFFER.length) return ATTRIBUTE_BUFFER.toString('utf8', 0, got);
+    // Not a sysfs attribute after all (a test tree's file can be anything): read it whole.
+    return readFileSync(path, 'utf8');
   } finally {
     closeSync(fd);
   }
