@@ -251,25 +251,26 @@ describe('xen-pmemd as a child process', { skip: hasPython ? false : 'python3 is
     assert.equal((await terminate(restarted)).code, 0);
   });
 
-  test('a slow add at coldplug: WATCHDOG=1 keeps coming during the call; SIGTERM brings STOPPING=1 at once, the answer is recorded, exit 0', async () => {
+  test('a slow add at coldplug: WATCHDOG=1 keeps coming during the call; SIGTERM brings STOPPING=1 before the answer, the answer is recorded, exit 0', async (t) => {
     const host = await fixtureHost('sigterm-during-add');
     await host.prepare('pmem0');
-    // A keep-alive every 100 ms, and an add that takes 2 s.
-    const daemon = await startDaemon(host, { xen: { delayMs: 2000, slowSpfn: 0x100000n }, env: { WATCHDOG_USEC: '200000' } });
+    // A keep-alive every 100 ms, and an add that Xen holds until the test releases it: what
+    // happens "during the call" is then an order, whatever the machine's speed.
+    const release = join(host.dir, 'release-the-add');
+    const daemon = await startDaemon(host, { xen: { slowSpfn: 0x100000n, holdFile: release }, env: { WATCHDOG_USEC: '200000' } });
     const pings = (): number => daemon.notify.messages.filter((message) => message === 'WATCHDOG=1').length;
     const ledgerOps = async (): Promise<string[]> => (await readFile(join(host.stateDir, 'ledger.jsonl'), 'utf8').catch(() => '')).trim().split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { op: string }).op);
     await waitFor('the pending line of the slow add', async () => (await ledgerOps()).includes('pending'), START_TIMEOUT_MS);
     const before = pings();
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    assert.ok(pings() - before >= 3, `WATCHDOG=1 during the call (${pings() - before} in 500 ms)`);
+    await waitFor('three WATCHDOG=1 during the call', () => pings() - before >= 3);
     assert.equal(host.regionAdds().length, 0, 'the add is still under way');
 
     const asked = performance.now();
     daemon.child.kill('SIGTERM');
-    await waitFor('STOPPING=1', () => daemon.notify.messages.includes('STOPPING=1'), 5000);
-    const stoppingMs = performance.now() - asked;
-    assert.ok(stoppingMs < 500, `STOPPING=1 ${stoppingMs.toFixed(0)} ms after SIGTERM, while Xen still works on the add`);
+    await waitFor('STOPPING=1', () => daemon.notify.messages.includes('STOPPING=1'));
+    t.diagnostic(`STOPPING=1 ${(performance.now() - asked).toFixed(0)} ms after SIGTERM`);
     assert.equal(host.regionAdds().length, 0, 'STOPPING=1 came before the answer');
+    await writeFile(release, '');
     // Not terminate(): a second SIGTERM is the operator's way to end it at once.
     const exit = await Promise.race([daemon.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no exit within 10 s of SIGTERM')), 10_000).unref())]);
     assert.deepEqual(exit, { code: 0, signal: null });

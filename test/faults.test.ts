@@ -53,7 +53,7 @@ const spfnOf = (id: number): bigint => (GiB4 + BigInt(id) * SIZE) >> 12n;
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS', 'XEN_PMEM_LIBXENCALL']) delete process.env[name];
+  for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS', 'TEST_XEN_SLOW_SPFN', 'TEST_XEN_HOLD_FILE', 'XEN_PMEM_LIBXENCALL']) delete process.env[name];
 });
 
 async function makeHost(label: string, devices: number, xen: XenEnvOptions = {}): Promise<DaemonHost> {
@@ -138,10 +138,11 @@ describe('I/O errors on the device', { skip }, () => {
     assert.ok(failing.nextAttempt, 'the next attempt is on record');
     assert.deepEqual(stateOf(controller, 'pmem1'), ['reported', 'reported'], 'the other device is not held up');
 
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    const tries = opens.length;
-    // 20, 40, 80, 80, ... ms: several retries (fewer on a loaded machine), never a busy loop.
-    assert.ok(tries >= 3 && tries <= 12, `${tries} attempts in 400 ms: ${opens.join(', ')}`);
+    // 20, 40, 80, 80, ... ms: each retry comes no sooner than its delay (a timer never fires
+    // early; a busy machine only makes the gaps longer), so there is no busy loop.
+    await waitFor('five attempts to open pmem0', () => opens.length >= 5);
+    const gaps = opens.slice(1).map((at, index) => at - opens[index]!);
+    [20, 40, 80, 80].forEach((delay, index) => assert.ok(gaps[index]! >= delay - 1, `attempt ${index + 2} came ${gaps[index]} ms after the one before, sooner than its ${delay} ms delay: ${opens.join(', ')}`));
     assert.deepEqual(addsFor(host, spfnOf(0)), [], 'nothing is reported from a device that cannot be read');
     const warnings = log.entries.filter((entry) => entry.fields.device === 'pmem0' && entry.fields.reason === 'io-error');
     assert.equal(warnings.filter((entry) => entry.level === 'warn').length, 1, 'one warning, repeats are debug');
@@ -493,8 +494,9 @@ describe('a slow hypervisor', { skip }, () => {
       assert.deepEqual(addsFor(host, spfnOf(id)), ['OK']);
     }
     // Before the calls left the main thread this was about 250 ms per call (750 ms for the probe).
+    // That the loop is free during a call is proven by order in the next test; the stall is a
+    // figure (npm run bench measures it), not a bound a busy machine could break.
     t.diagnostic(`longest event-loop stall during coldplug: ${Math.round(watch.worstGapMs())} ms with 250 ms per hypercall`);
-    assert.ok(watch.worstGapMs() < 100, `the hypercalls leave the loop free (longest stall ${Math.round(watch.worstGapMs())} ms)`);
   });
 
   test('group commit: coldplug of six devices writes the ledger twice, all pending lines, then all answers', async () => {
@@ -520,11 +522,13 @@ describe('a slow hypervisor', { skip }, () => {
     journal.close();
   });
 
-  test('one slow add (600 ms): other devices are decided meanwhile, in milliseconds; the slow one is reported once', async (t) => {
-    // pmem0 is the slow one; pmem1 is reported at coldplug; pmem2 stays blank.
+  test('one add held in Xen: other devices are decided meanwhile; the slow one is reported once when Xen answers', async (t) => {
+    // pmem0 is the slow one: its add waits until the test releases it, so "meanwhile" is an
+    // order, not a time. pmem1 is reported at coldplug; pmem2 stays blank.
     const host = await makeDaemonHost('faults-one-slow', { regions: [0, 1, 2].map(rawRegion) });
     cleanups.push(() => host.cleanup());
-    host.useXenInProcess({ delayMs: 600, slowSpfn: spfnOf(0) });
+    const release = join(host.dir, 'release-the-add');
+    host.useXenInProcess({ slowSpfn: spfnOf(0), holdFile: release });
     await host.blank('pmem0');
     await host.prepare('pmem1');
     await host.blank('pmem2');
@@ -558,14 +562,15 @@ describe('a slow hypervisor', { skip }, () => {
       await waitFor('pmem1 and pmem2 decided again', () => (decidedAt.get('pmem1') ?? []).some((at) => at > sent) && (decidedAt.get('pmem2') ?? []).some((at) => at > sent));
       const took = ['pmem1', 'pmem2'].map((device) => decidedAt.get(device)!.find((at) => at > sent)! - sent);
       const pmem0Decided = (decidedAt.get('pmem0') ?? []).some((at) => at > addStarted);
-      t.diagnostic(`decided during the slow add: pmem1 (already reported) in ${took[0]!.toFixed(1)} ms, pmem2 (absent) in ${took[1]!.toFixed(1)} ms`);
-      assert.equal(pmem0Decided, false, 'the slow add was still under way');
-      for (const ms of took) assert.ok(ms < 100, `decided in ${ms.toFixed(1)} ms while Xen worked on another add`);
+      t.diagnostic(`decided during the held add: pmem1 (already reported) in ${took[0]!.toFixed(1)} ms, pmem2 (absent) in ${took[1]!.toFixed(1)} ms`);
+      assert.equal(pmem0Decided, false, 'the held add was still under way');
+      assert.equal(host.regionAdds().filter((call) => call.spfn === spfnOf(0)).length, 0, 'Xen has not answered pmem0 yet');
+      await writeFile(release, '');
       await controller.idle();
     } finally {
       watch.stop();
     }
-    assert.ok(watch.worstGapMs() < 100, `longest stall ${Math.round(watch.worstGapMs())} ms during a 600 ms add`);
+    t.diagnostic(`longest event-loop stall during the held add: ${Math.round(watch.worstGapMs())} ms`);
     assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
     // pmem1's record keeps the report it got at coldplug; its new pass changed nothing.
     assert.deepEqual(stateOf(controller, 'pmem1'), ['reported', 'reported']);
@@ -613,7 +618,9 @@ describe('a slow hypervisor', { skip }, () => {
   });
 
   test('stopped during a slow add: the add under way is answered and recorded, the rest of its batch is not sent; the next start reports them once', async () => {
-    const host = await makeHost('stop-during-add', 3, { delayMs: 600, slowSpfn: spfnOf(0) });
+    const host = await makeHost('stop-during-add', 3);
+    const hold = join(host.dir, 'release-the-add');
+    host.useXenInProcess({ slowSpfn: spfnOf(0), holdFile: hold });
     const real = host.openBridge();
     let addStarted = false;
     const first = rig(host, {
@@ -630,10 +637,13 @@ describe('a slow hypervisor', { skip }, () => {
     await first.controller.probeHypervisor();
     const coldplug = first.controller.coldplug();
     await waitFor('the slow add to begin', () => addStarted);
-    const asked = performance.now();
-    await first.controller.stop();
+    let stopped = false;
+    const stopping = first.controller.stop().then(() => { stopped = true; });
+    await waitFor('the notice of the add under way', () => first.log.entries.some((entry) => entry.fields.reason === 'stopping-during-report'));
+    assert.equal(stopped, false, 'stop waits for the answer of the add under way');
+    await writeFile(hold, '');
+    await stopping;
     await coldplug;
-    assert.ok(performance.now() - asked > 300, 'stop waited for the answer');
     const notice = first.log.entries.find((entry) => entry.fields.reason === 'stopping-during-report');
     assert.equal(notice?.fields.device, 'pmem0');
     assert.match(notice!.message, /under way: waiting for the hypervisor's answer .* the next start confirms it/);

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 
 import fc from 'fast-check';
 
+import { seeded } from './helpers/seed.js';
+
 import {
   LINUX_DATA_TYPE_GUID, planLayout, RESERVED_OFFSET_BYTES, sfdiskScript, type LayoutPlan, type PartitionRequest, type PlanResult,
 } from '../src/core/planner.js';
@@ -201,7 +203,7 @@ describe('plans agree with the rules they exist for', () => {
       assert.ok(plan.dataSize > 0n);
       assert.ok(plan.dataOffset + plan.dataSize <= plan.backupOffset);
       assert.ok(plan.backupOffset - (plan.dataOffset + plan.dataSize) < HUGE_PAGE_BYTES, 'data ends at most 2 MiB short of the backup');
-    }), { numRuns: 300 });
+    }), seeded(300));
   });
 
   it('every plan, written as setup writes it, is judged valid', () => {
@@ -210,7 +212,7 @@ describe('plans agree with the rules they exist for', () => {
     fc.assert(fc.property(fc.bigInt({ min: 64n * MiB / PAGE_BYTES, max: 4n * TiB / PAGE_BYTES }), requests, (pages, asked) => {
       const verdict = judge(freshDevice(pages * PAGE_BYTES, { requests: asked }).input);
       assert.equal(verdict.status, 'valid', show(verdict));
-    }), { numRuns: 200 });
+    }), seeded(200));
   });
 });
 

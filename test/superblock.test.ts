@@ -4,6 +4,8 @@ import { describe, it } from 'node:test';
 
 import fc from 'fast-check';
 
+import { seeded } from './helpers/seed.js';
+
 import {
   backupOffsetFor, BACKUP_DISTANCE_FROM_END, decodeSuperblock, differingFields, encodeSuperblock, FIELDS,
   FLAG_BACKUP_COPY, FLAG_NAMESPACE_BOUND, HEADER_BYTES_V1_0, MAJOR_VERSION, MINOR_VERSION, PRIMARY_OFFSET,
@@ -372,7 +374,7 @@ describe('properties', () => {
       }
       const signatureHit = !mutated.subarray(0, 16).equals(original.subarray(0, 16));
       assert.equal(verdict.kind, signatureHit ? 'absent' : 'damaged');
-    }), { numRuns: PROPERTY_RUNS });
+    }), seeded(PROPERTY_RUNS));
   });
 
   it('(b) never throws on arbitrary bytes of any length', () => {
@@ -394,7 +396,7 @@ describe('properties', () => {
       const verdict = decodeSuperblock(bytes);
       assert.ok(['ok', 'absent', 'damaged'].includes(verdict.kind));
       if (verdict.kind === 'damaged') assert.ok(verdict.message.length > 0);
-    }), { numRuns: PROPERTY_RUNS });
+    }), seeded(PROPERTY_RUNS));
   });
 
   it('(c) random valid field values round-trip', () => {
@@ -402,6 +404,6 @@ describe('properties', () => {
       const block = encodeSuperblock(sb);
       assert.equal(block.length, SUPERBLOCK_BYTES);
       assert.deepEqual(decodeOk(block), sb);
-    }), { numRuns: PROPERTY_RUNS });
+    }), seeded(PROPERTY_RUNS));
   });
 });

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
+
+import { seeded } from './helpers/seed.js';
 import { hex, MiB, GiB } from '../src/core/units.js';
 import { attributeProblem, attributeText, type AttributeRead, type NamespaceFacts } from '../src/sysfs/facts.js';
 import {
@@ -610,7 +612,7 @@ describe('the pure model builder', () => {
         assert.ok(model.block.physStart >= start);
         assert.ok(model.block.physStart + model.block.size <= start + regionSize);
       }),
-      { numRuns: 2000 },
+      seeded(2000),
     );
   });
 
@@ -649,7 +651,7 @@ describe('the pure model builder', () => {
         assert.equal(model.block.physStart, nsStart);
         assert.equal(model.block.size, nsSize);
       }),
-      { numRuns: 500 },
+      seeded(500),
     );
   });
 
@@ -679,7 +681,7 @@ describe('the pure model builder', () => {
           assert.equal(model.block.size, (nsSize / 512n) * 512n, 'block covers the namespace in whole sectors');
         },
       ),
-      { numRuns: 2000 },
+      seeded(2000),
     );
   });
 });

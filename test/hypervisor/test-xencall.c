@@ -14,6 +14,9 @@
  *   TEST_XEN_DELAY_MS  per-call delay in mode slow, and of the add TEST_XEN_SLOW_SPFN names
  *   TEST_XEN_SLOW_SPFN start PFN (hex) of the one region whose add takes TEST_XEN_DELAY_MS, in
  *                      any mode: one slow device among fast ones
+ *   TEST_XEN_HOLD_FILE with TEST_XEN_SLOW_SPFN: that add, holding the lock, waits until this
+ *                      file exists instead of for a time, so a test can say what happens during
+ *                      it by order, not by the clock
  *
  * Platform ops run one at a time, as under Xen's xenpf_lock, and the time an add takes is spent
  * holding that lock, as Xen builds its tables under it. Calls can come from several threads at
@@ -269,6 +272,19 @@ static void pause_ms(void)
         ;
 }
 
+/* The slow add: until the test releases it (TEST_XEN_HOLD_FILE appears), or for the delay. */
+static void hold_or_pause(void)
+{
+    const char *release = getenv("TEST_XEN_HOLD_FILE");
+    if (!release || !*release) {
+        pause_ms();
+        return;
+    }
+    struct timespec tick = { 0, 2000000L };
+    while (access(release, F_OK) != 0)
+        nanosleep(&tick, NULL);
+}
+
 static void delay_if_slow(void)
 {
     if (mode_is("slow"))
@@ -322,7 +338,7 @@ static long platform_op(unsigned char *op)
     add.data_epfn = read_u64_le(u + 40);
 
     if (cmd == XENPF_PMEM_ADD && slow_region(add.spfn))
-        pause_ms();
+        hold_or_pause();
 
     /* Same order as Xen: privilege, interface version, then the operation itself. */
     if (mode_is("eperm"))
