@@ -82,7 +82,8 @@ async function main(): Promise<number> {
     blankImage(nvdimms[1]!.image, SIZE);
     preparedImage(nvdimms[2]!.image, SIZE);
     run = await withLab({
-      artifacts: { ...artifacts, xenImage: xen.xenImage },
+      artifacts,
+      xenImage: xen.xenImage,
       nvdimms: nvdimms.slice(0, 2).map((nvdimm) => ({ id: nvdimm.id, imagePath: nvdimm.image, sizeBytes: SIZE })),
       scenario: 'demo',
       // Xen prints its pmem lines at info level, which a release build shows only when asked.

@@ -81,7 +81,8 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     superblocks.set('nv3', preparedImage(image('nv3'), SIZE));
 
     collected = await withLab({
-      artifacts: { ...availability.artifacts, xenImage: xen.xenImage },
+      artifacts: availability.artifacts,
+      xenImage: xen.xenImage,
       nvdimms: [
         { id: 'nv0', imagePath: image('nv0'), sizeBytes: SIZE },
         { id: 'nv1', imagePath: image('nv1'), sizeBytes: SIZE },

@@ -1,0 +1,191 @@
+// The Debian 13 (trixie) Dom0's root file system: a directory in the lab cache made by
+// mmdebstrap (bookworm's own package) from Debian 13's packages alone, through mmdebstrap's own
+// apt configuration (the source line below), never from the host's sources and never into the
+// host's root. The guest mounts it read-only over 9p under a tmpfs overlay, as it does the host
+// root for the Debian 12 Dom0 (lab/guest/initramfs-init).
+//
+// The tree is cached under a key made of everything that decides its content (the suite, the
+// package list, the hooks, a recipe number): a second run finds it and costs a stat. The packages
+// mmdebstrap downloaded are kept beside it, so that a new key (a package added) downloads only
+// what is new.
+
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { ProgressLog } from './progress.js';
+import { debianSourceLine } from './private-apt.js';
+import { runChecked } from './run-command.js';
+
+/** Bump when the way the tree is made changes in a way the key below does not see. */
+const ROOT_RECIPE = 1;
+
+export const DEBIAN13_SUITE = 'trixie';
+
+/**
+ * What the Dom0 runs, beyond Debian's essential packages and apt (mmdebstrap's `apt` variant).
+ * Recommends are not installed. Each line says who needs it.
+ */
+export const DOM0_ROOT_PACKAGES: ReadonlyArray<{ name: string; why: string }> = [
+  { name: 'systemd', why: 'PID 1, journald, systemctl, systemd-run' },
+  { name: 'udev', why: 'udevd and the rules the daemon is started by' },
+  { name: 'dbus', why: 'systemd-run --wait (the hardening matrix)' },
+  { name: 'nodejs', why: 'the daemon, the CLI and the guest programs' },
+  { name: 'ndctl', why: 'namespaces and labels in the scenarios' },
+  { name: 'libxencall1', why: 'the daemon\'s hypercalls' },
+  { name: 'fdisk', why: 'xen-pmem setup (sfdisk)' },
+  { name: 'kmod', why: 'modprobe, udev\'s module loading' },
+  { name: 'util-linux', why: 'setpriv, blkid' },
+  { name: 'mount', why: 'mount and umount' },
+  { name: 'procps', why: 'ps' },
+  { name: 'e2fsprogs', why: 'the file system on an NVDIMM' },
+  { name: 'strace', why: 'looking into a process in the Dom0 by hand' },
+  { name: 'dpkg', why: 'the package scenario' },
+  { name: 'apt', why: 'the package scenario installs the .deb with apt-get' },
+  { name: 'man-db', why: 'man xen-pmem in the package scenario' },
+  // The toolstack for guests, without a hypervisor package: none of these touches a boot loader.
+  { name: 'xen-utils-4.20', why: 'xl, for DomUs' },
+  { name: 'xen-utils-common', why: 'the toolstack\'s init scripts and configuration' },
+  { name: 'xenstore-utils', why: 'xenstore-read and friends' },
+];
+
+/** Packages whose versions the artifacts name (what an operator on Debian 13 runs). */
+export const REPORTED_PACKAGES = ['nodejs', 'systemd', 'udev', 'ndctl', 'libxencall1', 'xen-utils-4.20', 'apt', 'dpkg'] as const;
+
+/** Fixed, so the Dom0 is not on its first boot (no ConditionFirstBoot units) and journals have an id. */
+const MACHINE_ID = 'f1a3c0de5e1f4b7a9d2c6e8b0a4d13c0';
+
+function hooks(debCache: string): string[] {
+  return [
+    `--setup-hook=mkdir -p "$1"/var/cache/apt/archives/`,
+    `--setup-hook=sync-in ${debCache} /var/cache/apt/archives/`,
+    `--customize-hook=sync-out /var/cache/apt/archives ${debCache}`,
+    `--customize-hook=echo ${MACHINE_ID} >"$1"/etc/machine-id`,
+  ];
+}
+
+/** Everything that decides the tree's content, hashed; `<cache>/debian13/rootfs-<key>` is the tree. */
+export function dom0RootKey(): string {
+  return createHash('sha256')
+    .update(JSON.stringify({
+      recipe: ROOT_RECIPE,
+      suite: DEBIAN13_SUITE,
+      source: debianSourceLine(DEBIAN13_SUITE),
+      packages: DOM0_ROOT_PACKAGES.map((pkg) => pkg.name),
+      hooks: hooks('DEBS'),
+    }))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+export interface Dom0Root {
+  /** The tree, the guest's lower directory. */
+  root: string;
+  key: string;
+  suite: string;
+  /** Versions of REPORTED_PACKAGES in the tree. */
+  packages: Record<string, string>;
+  /** Seconds the mmdebstrap run took when the tree was made; bytes of the tree. */
+  buildSeconds: number;
+  bytes: number;
+}
+
+/** Where the tree for the current key lives, and whether a finished one is there (a stat). */
+export function cachedDom0Root(cacheDir: string): { root: string; record: string; present: boolean } {
+  const base = join(cacheDir, 'debian13');
+  const key = dom0RootKey();
+  const root = join(base, `rootfs-${key}`);
+  const record = `${root}.json`;
+  return { root, record, present: existsSync(record) && existsSync(join(root, 'usr', 'bin', 'node')) };
+}
+
+export async function readDom0Root(cacheDir: string): Promise<Dom0Root | null> {
+  const { record, present } = cachedDom0Root(cacheDir);
+  if (!present) return null;
+  try {
+    return JSON.parse(await readFile(record, 'utf8')) as Dom0Root;
+  } catch {
+    return null;
+  }
+}
+
+/** Makes the tree unless the cache has it. Needs root (mmdebstrap's root mode, chroot). */
+export async function ensureDom0Root(cacheDir: string, log: ProgressLog): Promise<Dom0Root> {
+  const known = await readDom0Root(cacheDir);
+  if (known) return known;
+  const base = join(cacheDir, 'debian13');
+  const debCache = join(base, 'debs');
+  await mkdir(debCache, { recursive: true });
+  const { root, record } = cachedDom0Root(cacheDir);
+  const partial = `${root}.partial-${process.pid}`;
+  await rm(partial, { recursive: true, force: true });
+  await removeStalePartials(base);
+
+  const names = DOM0_ROOT_PACKAGES.map((pkg) => pkg.name);
+  log(`mmdebstrap ${DEBIAN13_SUITE}: the Debian 13 Dom0's root (${names.length} packages and their dependencies) into ${root}`);
+  const startedAt = Date.now();
+  await runChecked('mmdebstrap', [
+    '--mode=root', '--variant=apt', '--format=directory', '--quiet',
+    '--aptopt=APT::Install-Recommends "false"',
+    `--include=${names.join(',')}`,
+    ...hooks(debCache),
+    DEBIAN13_SUITE, partial, debianSourceLine(DEBIAN13_SUITE),
+  ], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  const buildSeconds = Math.round((Date.now() - startedAt) / 100) / 10;
+
+  const status = await readFile(join(partial, 'var', 'lib', 'dpkg', 'status'), 'utf8');
+  const installed = dpkgVersions(status);
+  // The toolstack came without a hypervisor and without a boot loader: nothing for GRUB to run.
+  const unwanted = [...installed.keys()].filter((name) => /^(grub|xen-hypervisor|linux-image)/.test(name));
+  if (unwanted.length > 0) throw new Error(`the Dom0 root pulled in ${unwanted.join(', ')}, which would touch a boot loader`);
+  for (const name of names) {
+    if (!installed.has(name)) throw new Error(`mmdebstrap finished without ${name} installed`);
+  }
+  const bytes = Number((await runChecked('du', ['-sb', partial])).split(/\s/)[0]);
+  await rename(partial, root);
+  const result: Dom0Root = {
+    root,
+    key: dom0RootKey(),
+    suite: DEBIAN13_SUITE,
+    packages: Object.fromEntries(REPORTED_PACKAGES.map((name) => [name, installed.get(name) ?? '?'])),
+    buildSeconds,
+    bytes,
+  };
+  await writeFile(`${record}.tmp`, JSON.stringify(result, null, 2) + '\n');
+  await rename(`${record}.tmp`, record);
+  log(`the Debian 13 root is ready in ${buildSeconds} s: ${(bytes / 1024 / 1024).toFixed(0)} MiB, node ${result.packages.nodejs}, systemd ${result.packages.systemd}`);
+  return result;
+}
+
+/** Installed packages and their versions, from a dpkg status file. */
+export function dpkgVersions(status: string): Map<string, string> {
+  const versions = new Map<string, string>();
+  for (const stanza of status.split(/\n\n+/)) {
+    const name = /^Package:\s*(\S+)/m.exec(stanza)?.[1];
+    const version = /^Version:\s*(\S+)/m.exec(stanza)?.[1];
+    const state = /^Status:\s*(.*)$/m.exec(stanza)?.[1];
+    if (name && version && state?.endsWith(' installed')) versions.set(name, version);
+  }
+  return versions;
+}
+
+/** Trees of earlier runs that died half-way (their process is gone). */
+async function removeStalePartials(base: string): Promise<void> {
+  for (const name of existsSync(base) ? readdirSync(base) : []) {
+    const pid = Number(/\.partial-(\d+)$/.exec(name)?.[1]);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+      continue;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') continue;
+    }
+    // A run killed outright may have left mmdebstrap's mounts (/dev, /proc) inside: never walk
+    // into those. Such a tree stays until someone unmounts it.
+    const dir = join(base, name);
+    const mounts = await readFile('/proc/self/mounts', 'utf8').catch(() => '');
+    if (mounts.split('\n').some((line) => (line.split(' ')[1] ?? '').startsWith(`${dir}/`))) continue;
+    await rm(dir, { recursive: true, force: true });
+  }
+}
