@@ -194,8 +194,23 @@ export function diskFacts(disk: string): DiskFacts {
 /** When udev first finished the device (USEC_INITIALIZED, CLOCK_MONOTONIC µs), from its database. */
 export function udevInitializedUs(disk: string): string | null {
   try {
-    const dev = attribute(`/sys/class/block/${disk}/dev`);
-    const line = readFileSync(`/run/udev/data/b${dev}`, 'utf8').split('\n').find((entry) => entry.startsWith('I:'));
+    return udevDatabaseInitializedUs(`b${attribute(`/sys/class/block/${disk}/dev`)}`);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The same for the disk's nd namespace (`+nd:namespace2.0` in udev's database), whose events reach
+ * the daemon too; null when udev keeps no record of it.
+ */
+export function namespaceUdevInitializedUs(namespace: string): string | null {
+  return udevDatabaseInitializedUs(`+nd:${namespace}`);
+}
+
+function udevDatabaseInitializedUs(name: string): string | null {
+  try {
+    const line = readFileSync(`/run/udev/data/${name}`, 'utf8').split('\n').find((entry) => entry.startsWith('I:'));
     return line ? line.slice(2).trim() : null;
   } catch {
     return null;
