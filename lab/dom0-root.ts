@@ -62,21 +62,52 @@ function hooks(debCache: string): string[] {
     `--setup-hook=sync-in ${debCache} /var/cache/apt/archives/`,
     `--customize-hook=sync-out /var/cache/apt/archives ${debCache}`,
     `--customize-hook=echo ${MACHINE_ID} >"$1"/etc/machine-id`,
+    // A root that has booted once, as a Dom0's has: what the first boot's tmpfiles and
+    // systemd-update-done would otherwise write into /etc and /var in the middle of a scenario
+    // (the first unit that pulls sysinit.target in), where the package test's listings see it.
+    `--customize-hook=chroot "$1" systemd-tmpfiles --create --prefix=/etc --prefix=/var/lib --prefix=/var/log --prefix=/var/cache || true`,
+    `--customize-hook=chroot "$1" /usr/lib/systemd/systemd-update-done`,
   ];
 }
 
-/** Everything that decides the tree's content, hashed; `<cache>/debian13/rootfs-<key>` is the tree. */
-export function dom0RootKey(): string {
+/** A Debian 13 tree the lab makes with mmdebstrap: the Dom0's root, or one to run trixie's lintian in. */
+export interface TreeSpec {
+  /** `rootfs`, `lintian`: the directory is `<cache>/debian13/<name>-<key>`. */
+  name: string;
+  packages: readonly string[];
+  /** A file that proves the tree finished. */
+  proves: string;
+  /** Packages whose versions the record names. */
+  reported: readonly string[];
+}
+
+export const DOM0_ROOT: TreeSpec = {
+  name: 'rootfs',
+  packages: DOM0_ROOT_PACKAGES.map((pkg) => pkg.name),
+  proves: 'usr/bin/node',
+  reported: REPORTED_PACKAGES,
+};
+
+/** Debian 13's lintian, run on the host in a chroot of this tree (packaging/deb.ts). */
+export const LINTIAN_TREE: TreeSpec = { name: 'lintian', packages: ['lintian'], proves: 'usr/bin/lintian', reported: ['lintian'] };
+
+/** Everything that decides the tree's content, hashed; `<cache>/debian13/<name>-<key>` is the tree. */
+export function treeKey(spec: TreeSpec = DOM0_ROOT): string {
   return createHash('sha256')
     .update(JSON.stringify({
       recipe: ROOT_RECIPE,
       suite: DEBIAN13_SUITE,
       source: debianSourceLine(DEBIAN13_SUITE),
-      packages: DOM0_ROOT_PACKAGES.map((pkg) => pkg.name),
+      packages: spec.packages,
       hooks: hooks('DEBS'),
     }))
     .digest('hex')
     .slice(0, 16);
+}
+
+/** The Dom0 root's key (kept for callers that only know the root). */
+export function dom0RootKey(): string {
+  return treeKey(DOM0_ROOT);
 }
 
 export interface Dom0Root {
@@ -84,24 +115,22 @@ export interface Dom0Root {
   root: string;
   key: string;
   suite: string;
-  /** Versions of REPORTED_PACKAGES in the tree. */
+  /** Versions of the spec's reported packages in the tree. */
   packages: Record<string, string>;
   /** Seconds the mmdebstrap run took when the tree was made; bytes of the tree. */
   buildSeconds: number;
   bytes: number;
 }
 
-/** Where the tree for the current key lives, and whether a finished one is there (a stat). */
-export function cachedDom0Root(cacheDir: string): { root: string; record: string; present: boolean } {
-  const base = join(cacheDir, 'debian13');
-  const key = dom0RootKey();
-  const root = join(base, `rootfs-${key}`);
+/** Where the tree for the current key lives, and whether a finished one is there (two stats). */
+export function cachedTree(cacheDir: string, spec: TreeSpec = DOM0_ROOT): { root: string; record: string; present: boolean } {
+  const root = join(cacheDir, 'debian13', `${spec.name}-${treeKey(spec)}`);
   const record = `${root}.json`;
-  return { root, record, present: existsSync(record) && existsSync(join(root, 'usr', 'bin', 'node')) };
+  return { root, record, present: existsSync(record) && existsSync(join(root, spec.proves)) };
 }
 
-export async function readDom0Root(cacheDir: string): Promise<Dom0Root | null> {
-  const { record, present } = cachedDom0Root(cacheDir);
+export async function readTree(cacheDir: string, spec: TreeSpec = DOM0_ROOT): Promise<Dom0Root | null> {
+  const { record, present } = cachedTree(cacheDir, spec);
   if (!present) return null;
   try {
     return JSON.parse(await readFile(record, 'utf8')) as Dom0Root;
@@ -110,20 +139,23 @@ export async function readDom0Root(cacheDir: string): Promise<Dom0Root | null> {
   }
 }
 
+export const readDom0Root = (cacheDir: string): Promise<Dom0Root | null> => readTree(cacheDir, DOM0_ROOT);
+export const ensureDom0Root = (cacheDir: string, log: ProgressLog): Promise<Dom0Root> => ensureTree(cacheDir, DOM0_ROOT, log);
+
 /** Makes the tree unless the cache has it. Needs root (mmdebstrap's root mode, chroot). */
-export async function ensureDom0Root(cacheDir: string, log: ProgressLog): Promise<Dom0Root> {
-  const known = await readDom0Root(cacheDir);
+export async function ensureTree(cacheDir: string, spec: TreeSpec, log: ProgressLog): Promise<Dom0Root> {
+  const known = await readTree(cacheDir, spec);
   if (known) return known;
   const base = join(cacheDir, 'debian13');
   const debCache = join(base, 'debs');
   await mkdir(debCache, { recursive: true });
-  const { root, record } = cachedDom0Root(cacheDir);
+  const { root, record } = cachedTree(cacheDir, spec);
   const partial = `${root}.partial-${process.pid}`;
   await rm(partial, { recursive: true, force: true });
   await removeStalePartials(base);
 
-  const names = DOM0_ROOT_PACKAGES.map((pkg) => pkg.name);
-  log(`mmdebstrap ${DEBIAN13_SUITE}: the Debian 13 Dom0's root (${names.length} packages and their dependencies) into ${root}`);
+  const names = spec.packages;
+  log(`mmdebstrap ${DEBIAN13_SUITE}: ${spec.name} (${names.length} packages and their dependencies) into ${root}`);
   const startedAt = Date.now();
   await runChecked('mmdebstrap', [
     '--mode=root', '--variant=apt', '--format=directory', '--quiet',
@@ -138,7 +170,7 @@ export async function ensureDom0Root(cacheDir: string, log: ProgressLog): Promis
   const installed = dpkgVersions(status);
   // The toolstack came without a hypervisor and without a boot loader: nothing for GRUB to run.
   const unwanted = [...installed.keys()].filter((name) => /^(grub|xen-hypervisor|linux-image)/.test(name));
-  if (unwanted.length > 0) throw new Error(`the Dom0 root pulled in ${unwanted.join(', ')}, which would touch a boot loader`);
+  if (unwanted.length > 0) throw new Error(`the ${spec.name} tree pulled in ${unwanted.join(', ')}, which would touch a boot loader`);
   for (const name of names) {
     if (!installed.has(name)) throw new Error(`mmdebstrap finished without ${name} installed`);
   }
@@ -146,15 +178,15 @@ export async function ensureDom0Root(cacheDir: string, log: ProgressLog): Promis
   await rename(partial, root);
   const result: Dom0Root = {
     root,
-    key: dom0RootKey(),
+    key: treeKey(spec),
     suite: DEBIAN13_SUITE,
-    packages: Object.fromEntries(REPORTED_PACKAGES.map((name) => [name, installed.get(name) ?? '?'])),
+    packages: Object.fromEntries(spec.reported.map((name) => [name, installed.get(name) ?? '?'])),
     buildSeconds,
     bytes,
   };
   await writeFile(`${record}.tmp`, JSON.stringify(result, null, 2) + '\n');
   await rename(`${record}.tmp`, record);
-  log(`the Debian 13 root is ready in ${buildSeconds} s: ${(bytes / 1024 / 1024).toFixed(0)} MiB, node ${result.packages.nodejs}, systemd ${result.packages.systemd}`);
+  log(`${spec.name} of Debian 13 ready in ${buildSeconds} s: ${(bytes / 1024 / 1024).toFixed(0)} MiB (${Object.entries(result.packages).map(([name, version]) => `${name} ${version}`).join(', ')})`);
   return result;
 }
 
