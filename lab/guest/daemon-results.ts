@@ -347,10 +347,26 @@ export interface DemoPart {
   journal: JournalEntry[];
 }
 
+/** What the Dom0 says it is: the demo names it. */
+export interface Dom0System {
+  /** PRETTY_NAME of /etc/os-release, e.g. `Debian GNU/Linux 13 (trixie)`. */
+  os: string;
+  /** /etc/debian_version, e.g. `13.2`. */
+  debianVersion: string;
+  kernelRelease: string;
+  /** process.version of the node the guest programs and the daemon run on. */
+  node: string;
+  /** The first line of `systemctl --version`, e.g. `systemd 257 (257.13-1~deb13u1)`. */
+  systemd: string;
+  /** The hypervisor's version from /sys/hypervisor, e.g. `4.17.5-pmem`; null where the Dom0 kernel has no such directory. */
+  xen: string | null;
+}
+
 export interface DemoResult {
   phase: string;
   failure?: { phase: string; message: string };
   kernelRelease?: string;
+  system?: Dom0System;
   bootDisks?: DiskFacts[];
   install?: { command: CommandRecord; enable: CommandRecord };
   /** Coldplug and a hotplug, answered by the patched hypervisor. */
