@@ -3,12 +3,14 @@
 // or written, so the lab can download another Debian release's packages (Debian 13's kernel and
 // Xen on a Debian 12 host) without changing what the host installs.
 
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { ProgressLog } from './progress.js';
 import { runChecked, runCommand } from './run-command.js';
+
+const LISTS_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 
 /** Debian's archive, signed by the keyring every Debian host has. */
 export function debianSourceLine(suite: string, kind: 'deb' | 'deb-src' = 'deb'): string {
@@ -55,13 +57,22 @@ export class PrivateApt {
     const path = join(this.aptDir, 'sources.list');
     const previous = await readFile(path, 'utf8').catch(() => '');
     if (previous !== sources) await writeFile(path, sources);
-    const lists = existsSync(join(this.aptDir, 'lists')) ? readdirSync(join(this.aptDir, 'lists')) : [];
-    if (previous !== sources || !lists.some((name) => name.includes('_Packages') || name.includes('_Sources'))) await this.update();
+    const listsDir = join(this.aptDir, 'lists');
+    const lists = existsSync(listsDir) ? readdirSync(listsDir).filter((name) => name.includes('_Packages') || name.includes('_Sources')) : [];
+    // A point release renames Debian 13's kernel package (linux-image-6.12.N+deb13-amd64) and
+    // drops the old one from the archive: lists updated more than a week ago are updated again.
+    const updatedAt = existsSync(this.stamp) ? statSync(this.stamp).mtimeMs : 0;
+    if (previous !== sources || lists.length === 0 || Date.now() - updatedAt > LISTS_MAX_AGE_MS) await this.update();
+  }
+
+  private get stamp(): string {
+    return join(this.aptDir, 'updated-at');
   }
 
   async update(): Promise<void> {
     this.log(`apt-get update (the lab's own list: ${this.lines.join('; ')})`);
     await runChecked('apt-get', [...this.options, 'update'], { env: this.env });
+    await writeFile(this.stamp, `${new Date().toISOString()}\n`);
     this.updated = true;
   }
 
@@ -98,14 +109,29 @@ export class PrivateApt {
     return value.trim();
   }
 
-  /** Downloads a package's .deb into `dir` once; later calls reuse the file there. */
+  /**
+   * Downloads a package's .deb into `dir` once; later calls reuse the file there. Lists older than
+   * the archive (a point release replaced the version they name) are updated once and the
+   * candidate looked up again.
+   */
   async download(name: string, dir: string): Promise<{ path: string; version: string }> {
+    try {
+      return await this.downloadCandidate(name, dir);
+    } catch (error) {
+      if (this.updated) throw error;
+      this.log(`${(error as Error).message.split('\n')[0]}; updating the lists once`);
+      await this.update();
+      return this.downloadCandidate(name, dir);
+    }
+  }
+
+  private async downloadCandidate(name: string, dir: string): Promise<{ path: string; version: string }> {
     const version = await this.candidate(name);
     const fileName = `${name}_${version.replace(':', '%3a')}_amd64.deb`;
     const path = join(dir, fileName);
     if (!existsSync(path)) {
       this.log(`apt-get download ${name}=${version}`);
-      await this.run('apt-get', ['download', `${name}=${version}`], dir);
+      await runChecked('apt-get', [...this.options, 'download', `${name}=${version}`], { cwd: dir, env: this.env });
       if (!existsSync(path)) throw new Error(`apt-get download ${name} left no ${fileName} in ${dir}`);
     }
     return { path, version };
