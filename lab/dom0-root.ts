@@ -56,17 +56,19 @@ export const REPORTED_PACKAGES = ['nodejs', 'systemd', 'udev', 'ndctl', 'libxenc
 /** Fixed, so the Dom0 is not on its first boot (no ConditionFirstBoot units) and journals have an id. */
 const MACHINE_ID = 'f1a3c0de5e1f4b7a9d2c6e8b0a4d13c0';
 
-function hooks(debCache: string): string[] {
+function hooks(spec: TreeSpec, debCache: string): string[] {
   return [
     `--setup-hook=mkdir -p "$1"/var/cache/apt/archives/`,
     `--setup-hook=sync-in ${debCache} /var/cache/apt/archives/`,
     `--customize-hook=sync-out /var/cache/apt/archives ${debCache}`,
     `--customize-hook=echo ${MACHINE_ID} >"$1"/etc/machine-id`,
-    // A root that has booted once, as a Dom0's has: what the first boot's tmpfiles and
-    // systemd-update-done would otherwise write into /etc and /var in the middle of a scenario
-    // (the first unit that pulls sysinit.target in), where the package test's listings see it.
-    `--customize-hook=chroot "$1" systemd-tmpfiles --create --prefix=/etc --prefix=/var/lib --prefix=/var/log --prefix=/var/cache || true`,
-    `--customize-hook=chroot "$1" /usr/lib/systemd/systemd-update-done`,
+    ...(spec.boots ? [
+      // A root that has booted once, as a Dom0's has: what the first boot's tmpfiles and
+      // systemd-update-done would otherwise write into /etc and /var in the middle of a scenario
+      // (the first unit that pulls sysinit.target in), where the package test's listings see it.
+      `--customize-hook=chroot "$1" systemd-tmpfiles --create --prefix=/etc --prefix=/var/lib --prefix=/var/log --prefix=/var/cache || true`,
+      `--customize-hook=chroot "$1" /usr/lib/systemd/systemd-update-done`,
+    ] : []),
   ];
 }
 
@@ -79,6 +81,8 @@ export interface TreeSpec {
   proves: string;
   /** Packages whose versions the record names. */
   reported: readonly string[];
+  /** A root a Dom0 boots (systemd's first-boot files are made at build time), or a tree to chroot into. */
+  boots: boolean;
 }
 
 export const DOM0_ROOT: TreeSpec = {
@@ -86,10 +90,11 @@ export const DOM0_ROOT: TreeSpec = {
   packages: DOM0_ROOT_PACKAGES.map((pkg) => pkg.name),
   proves: 'usr/bin/node',
   reported: REPORTED_PACKAGES,
+  boots: true,
 };
 
 /** Debian 13's lintian, run on the host in a chroot of this tree (packaging/deb.ts). */
-export const LINTIAN_TREE: TreeSpec = { name: 'lintian', packages: ['lintian'], proves: 'usr/bin/lintian', reported: ['lintian'] };
+export const LINTIAN_TREE: TreeSpec = { name: 'lintian', packages: ['lintian'], proves: 'usr/bin/lintian', reported: ['lintian'], boots: false };
 
 /** Everything that decides the tree's content, hashed; `<cache>/debian13/<name>-<key>` is the tree. */
 export function treeKey(spec: TreeSpec = DOM0_ROOT): string {
@@ -99,7 +104,7 @@ export function treeKey(spec: TreeSpec = DOM0_ROOT): string {
       suite: DEBIAN13_SUITE,
       source: debianSourceLine(DEBIAN13_SUITE),
       packages: spec.packages,
-      hooks: hooks('DEBS'),
+      hooks: hooks(spec, 'DEBS'),
     }))
     .digest('hex')
     .slice(0, 16);
@@ -161,7 +166,7 @@ export async function ensureTree(cacheDir: string, spec: TreeSpec, log: Progress
     '--mode=root', '--variant=apt', '--format=directory', '--quiet',
     '--aptopt=APT::Install-Recommends "false"',
     `--include=${names.join(',')}`,
-    ...hooks(debCache),
+    ...hooks(spec, debCache),
     DEBIAN13_SUITE, partial, debianSourceLine(DEBIAN13_SUITE),
   ], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   const buildSeconds = Math.round((Date.now() - startedAt) / 100) / 10;
