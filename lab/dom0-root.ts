@@ -66,7 +66,11 @@ function hooks(spec: TreeSpec, debCache: string): string[] {
       // A root that has booted once, as a Dom0's has: what the first boot's tmpfiles and
       // systemd-update-done would otherwise write into /etc and /var in the middle of a scenario
       // (the first unit that pulls sysinit.target in), where the package test's listings see it.
-      `--customize-hook=chroot "$1" systemd-tmpfiles --create --prefix=/etc --prefix=/var/lib --prefix=/var/log --prefix=/var/cache || true`,
+      // mmdebstrap's cleanup for reproducible trees would empty /etc/machine-id and remove dbus's
+      // link to it after these hooks: skipped (it also leaves dpkg's and apt's logs, as on a host).
+      '--skip=cleanup/reproducible',
+      // systemd-tmpfiles wants /proc: mounted for it, and only for it.
+      `--customize-hook=chroot "$1" sh -c 'mount -t proc proc /proc && systemd-tmpfiles --create --prefix=/etc --prefix=/var/lib --prefix=/var/log --prefix=/var/cache; status=$?; umount /proc; exit $status'`,
       `--customize-hook=chroot "$1" /usr/lib/systemd/systemd-update-done`,
     ] : []),
   ];
