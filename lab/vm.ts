@@ -1,9 +1,10 @@
 // Boots Xen with a PV Dom0 (systemd as PID 1) under QEMU/TCG — Debian 13's Xen 4.20 with a
 // Debian 13 Dom0 by default, Debian 12's Xen 4.17 with the host's own root on request, or any
-// hypervisor image the caller built — with NVDIMMs from sparse image files, and hands the caller a Lab to talk to it: files in the per-run results share,
-// QMP for hotplug, the serial log for diagnosis. No QEMU outlives its run: it is killed when the
-// time limit runs out, when the caller's checks fail, when this process exits or gets a signal,
-// and (through setpriv --pdeathsig) when this process dies without a chance to clean up.
+// hypervisor image the caller built — with NVDIMMs from sparse image files, and hands the caller
+// a Lab to talk to it: files in the per-run results share, QMP for hotplug, the serial log for
+// diagnosis. No QEMU outlives its run: it is killed when the time limit runs out, when the
+// caller's checks fail, when this process exits or gets a signal, and (through setpriv
+// --pdeathsig) when this process dies without a chance to clean up.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';

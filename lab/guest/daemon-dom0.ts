@@ -133,7 +133,11 @@ export function readStateFile(): { pid: number; ready: boolean; updatedAt: strin
   }
 }
 
-/** Waits until the daemon's state file says `device` is in `state` (and, if given, for `reason`). */
+/**
+ * Waits until the daemon's state file says `device` is in `state` (and, if given, for `reason`).
+ * Like every wait in the guest programs, `timeoutMs` (60 s and more) is a hang-catcher, so that a
+ * stuck run ends with the phase it was in: no test asserts how fast anything happened.
+ */
 export async function waitForDeviceState(device: string, states: string[], timeoutMs: number, since?: string): Promise<{ state: string; reason: string; since: string }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
