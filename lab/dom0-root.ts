@@ -195,6 +195,7 @@ export async function ensureTree(cacheDir: string, spec: TreeSpec, log: Progress
   };
   await writeFile(`${record}.tmp`, JSON.stringify(result, null, 2) + '\n');
   await rename(`${record}.tmp`, record);
+  await removeOlderTrees(base, spec, root, log);
   log(`${spec.name} of Debian 13 ready in ${buildSeconds} s: ${(bytes / 1024 / 1024).toFixed(0)} MiB (${Object.entries(result.packages).map(([name, version]) => `${name} ${version}`).join(', ')})`);
   return result;
 }
@@ -209,6 +210,31 @@ export function dpkgVersions(status: string): Map<string, string> {
     if (name && version && state?.endsWith(' installed')) versions.set(name, version);
   }
   return versions;
+}
+
+/**
+ * Trees of the same kind made for other keys (an earlier package list or recipe), 340 MB each:
+ * removed once a new one is in place, unless a running process (a QEMU booting it, whose command
+ * line names it) still uses it.
+ */
+export async function removeOlderTrees(base: string, spec: TreeSpec, current: string, log: ProgressLog): Promise<void> {
+  const inUse = await commandLinesOfRunningProcesses();
+  for (const name of readdirSync(base)) {
+    const dir = join(base, name);
+    if (!new RegExp(`^${spec.name}-[0-9a-f]{16}$`).test(name) || dir === current) continue;
+    if (inUse.some((line) => line.includes(dir))) continue;
+    log(`removing ${dir}, made for another recipe`);
+    await rm(`${dir}.json`, { force: true });
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function commandLinesOfRunningProcesses(): Promise<string[]> {
+  const lines: string[] = [];
+  for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
+    lines.push(await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''));
+  }
+  return lines;
 }
 
 /** Trees of earlier runs that died half-way (their process is gone). */

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { test } from 'node:test';
 
 import { MiB } from '../../src/core/units.js';
 import { filesystemOnData, layoutChecksums, perPageReservedBytes, preparedImage, shrunkReservedImage } from '../../lab/nvdimm-images.js';
-import { dpkgVersions } from '../../lab/dom0-root.js';
+import { DOM0_ROOT, dpkgVersions, removeOlderTrees } from '../../lab/dom0-root.js';
 import { LabError } from '../../lab/errors.js';
 import { attributeShape, trimEvents } from '../../lab/fixtures.js';
 import { unitSandboxProperties } from '../../lab/guest/hardening-matrix.js';
@@ -135,6 +135,21 @@ test('dpkgVersions: installed packages only, from a dpkg status file', () => {
     'Package: systemd\nStatus: install ok installed\nPriority: important\nVersion: 257.13-1~deb13u1\n',
   ].join('\n');
   assert.deepEqual([...dpkgVersions(status)], [['nodejs', '20.19.2+dfsg-1+deb13u3'], ['systemd', '257.13-1~deb13u1']]);
+});
+
+test('removeOlderTrees: a new Debian 13 root replaces the roots of other keys, nothing else', async () => {
+  const base = await mkdtemp(join(tmpdir(), 'xen-pmem-trees-'));
+  try {
+    for (const name of ['rootfs-aaaaaaaaaaaaaaaa', 'rootfs-bbbbbbbbbbbbbbbb', 'lintian-cccccccccccccccc', 'debs']) {
+      await mkdir(join(base, name, 'usr'), { recursive: true });
+      await writeFile(`${join(base, name)}.json`, '{}');
+    }
+    await removeOlderTrees(base, DOM0_ROOT, join(base, 'rootfs-bbbbbbbbbbbbbbbb'), () => {});
+    const left = (await readdir(base)).sort();
+    assert.deepEqual(left, ['debs', 'debs.json', 'lintian-cccccccccccccccc', 'lintian-cccccccccccccccc.json', 'rootfs-bbbbbbbbbbbbbbbb', 'rootfs-bbbbbbbbbbbbbbbb.json']);
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
 });
 
 test('qemuArguments refuses what QEMU or the kernel command line cannot carry', () => {
