@@ -1,14 +1,22 @@
 // npm run demo: xen-pmem end to end in a Xen Dom0 under QEMU, told so that someone who has never
-// seen the project can follow it. The hypervisor is Debian's Xen 4.17 with the project's patch
-// series (hypervisor/), which implements XENPF_pmem_add; it is built once and cached. Two NVDIMMs
-// at boot (one prepared on the host with `xen-pmem setup`, one blank), a third prepared one
-// hotplugged while the daemon runs. The product is installed in the Dom0 the way the README says.
-// For every NVDIMM the demo shows what the daemon logged beside what Xen printed on its console.
+// seen the project can follow it. The Dom0 is Debian 13 (its own root, Linux 6.12, systemd 257,
+// Node 20.19) unless `--dom0 debian12` asks for Debian 12 (the host's root, Linux 6.1). The
+// hypervisor must implement the pmem platform op: it is the project's patch series (hypervisor/)
+// applied to Debian's Xen source, built once and cached by lab/hypervisor.ts, which today builds
+// Debian 12's Xen 4.17 only; both Dom0 releases boot on it (the demo uses no toolstack, and
+// libxencall's hypercall interface does not change between Xen releases). Two NVDIMMs at boot
+// (one prepared on the host with `xen-pmem setup`, one blank), a third prepared one hotplugged
+// while the daemon runs. The product is installed in the Dom0 the way the README says. For every
+// NVDIMM the demo shows what the daemon logged beside what Xen printed on its console, and at the
+// end which Debian, kernel, Xen and Node it ran.
 // Progress goes to stderr while the lab boots and works; the story goes to stdout at the end.
+//
+// Usage: npm run demo [-- --dom0 debian13|debian12]
 
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 
 import { hex, hexRange, humanSize, MiB } from '../src/core/units.js';
 import {
@@ -17,8 +25,8 @@ import {
 } from './guest/daemon-results.js';
 import { LabError } from './errors.js';
 import { blankImage, nvdimmPlacement, preparedImage, type PlacedNvdimm } from './nvdimm-images.js';
-import { preparePatchedXen } from './hypervisor.js';
-import { prepareLab, repositoryDir } from './prepare.js';
+import { preparePatchedXen, type PatchedXen } from './hypervisor.js';
+import { DEFAULT_DOM0, DOM0_RELEASES, prepareLab, repositoryDir, type Dom0Release, type LabArtifacts } from './prepare.js';
 import { readRun, waitForMarkerOrEnd, type ScenarioRun } from './scenario-run.js';
 import { describePhaseTimes, phaseTimes } from './timeline.js';
 import { withLab } from './vm.js';
@@ -51,7 +59,29 @@ function progress(line: string): void {
   process.stderr.write(`  [${((Date.now() - startedAt) / 1000).toFixed(0).padStart(3)} s] ${text}\n`);
 }
 
+/**
+ * The hypervisor for a Dom0 release: one that implements the pmem platform op. Only Debian 12's
+ * Xen 4.17 with hypervisor/'s series exists today, and it boots both Dom0 releases. When
+ * lab/hypervisor.ts builds the series on Debian 13's Xen 4.20 (its source through the lab's
+ * private trixie list, artifacts.releases.debian13.xen.config as the configuration), this is where
+ * the Debian 13 Dom0 takes it.
+ */
+async function demoHypervisor(_release: Dom0Release, _artifacts: LabArtifacts): Promise<PatchedXen> {
+  return preparePatchedXen({ log: progress });
+}
+
+function dom0FromArguments(): Dom0Release | string {
+  const { values } = parseArgs({ options: { dom0: { type: 'string' } }, allowPositionals: false });
+  return values.dom0 ?? DEFAULT_DOM0;
+}
+
 async function main(): Promise<number> {
+  const release = dom0FromArguments();
+  if (!DOM0_RELEASES.includes(release as Dom0Release)) {
+    process.stderr.write(`npm run demo: --dom0 ${release} is none of ${DOM0_RELEASES.join(', ')}\n`);
+    return 2;
+  }
+  const dom0 = release as Dom0Release;
   if (process.getuid?.() !== 0) {
     process.stderr.write('npm run demo needs root: it runs QEMU with the host root shared into the guest, and apt-get for the lab\'s packages.\n');
     return 2;
@@ -61,14 +91,14 @@ async function main(): Promise<number> {
   out('Xen keeps a page_info and a machine-to-phys entry for every 4 KiB page it manages; for pmem those');
   out('must live on the pmem itself. `xen-pmem setup` reserves that area on an NVDIMM (behind a checksummed');
   out('super block), and the daemon xen-pmemd finds it at boot or hotplug, maps it to physical addresses and');
-  out('tells Xen with the XENPF_pmem_add hypercall. This boots Xen 4.17 with the project\'s XENPF_pmem_add');
-  out('patches and a PV Dom0 under QEMU, with emulated NVDIMMs, and shows both sides: about two minutes');
-  out('(longer on a busy machine, and once more the first time, when the hypervisor is built).');
+  out('tells Xen with the XENPF_pmem_add hypercall. This boots Xen with the project\'s XENPF_pmem_add patches');
+  out(`and a PV Dom0 of Debian ${dom0 === 'debian13' ? '13' : '12'} under QEMU, with emulated NVDIMMs, and shows both sides: about two`);
+  out('minutes (longer on a busy machine, and once more the first time, when the hypervisor is built).');
   out();
-  progress('preparing the lab (QEMU, Xen and the Dom0 kernel in /var/cache/xen-pmem-lab)');
+  progress('preparing the lab (QEMU, Xen, the Dom0 kernels and Debian 13\'s root in /var/cache/xen-pmem-lab)');
   const artifacts = await prepareLab({ log: progress });
   progress('the patched hypervisor (built from Debian\'s Xen source and hypervisor/ the first time, then cached)');
-  const xen = await preparePatchedXen({ log: progress });
+  const xen = await demoHypervisor(dom0, artifacts);
   const images = await mkdtemp(join(tmpdir(), 'xen-pmem-demo-'));
   const nvdimms: Nvdimm[] = [
     { id: 'nv0', image: join(images, 'nv0.img'), how: 'prepared on the host with `xen-pmem setup nv0.img`, present at boot' },
@@ -82,7 +112,9 @@ async function main(): Promise<number> {
     blankImage(nvdimms[1]!.image, SIZE);
     preparedImage(nvdimms[2]!.image, SIZE);
     run = await withLab({
-      artifacts: { ...artifacts, xenImage: xen.xenImage },
+      artifacts,
+      dom0,
+      xenImage: xen.xenImage,
       nvdimms: nvdimms.slice(0, 2).map((nvdimm) => ({ id: nvdimm.id, imagePath: nvdimm.image, sizeBytes: SIZE })),
       scenario: 'demo',
       // Xen prints its pmem lines at info level, which a release build shows only when asked.
@@ -103,6 +135,7 @@ async function main(): Promise<number> {
     await rm(images, { recursive: true, force: true });
   }
   report(run, nvdimms);
+  out(`Ran: ${ranOn(run)}.`);
   const seconds = ((Date.now() - startedAt) / 1000).toFixed(0);
   if (run.exitStatus !== '0' || run.result?.phase !== 'done') {
     out(`The demo did not run to its end (${run.result?.failure ? `${run.result.failure.phase}: ${run.result.failure.message}` : `exit status ${run.exitStatus}`}).`);
@@ -114,6 +147,13 @@ async function main(): Promise<number> {
   }
   out(`Done in ${seconds} s (in the Dom0: ${describePhaseTimes(phaseTimes(run.serial))}).`);
   return 0;
+}
+
+/** `Debian GNU/Linux 13 (trixie) 13.2, Linux 6.12.117+deb13-amd64, Xen 4.17.5-pmem, Node v20.19.2, systemd 257 (…)` */
+function ranOn(run: DemoRun): string {
+  const system = run.result?.system;
+  if (!system) return 'the Dom0 did not say what it runs';
+  return `${system.os} ${system.debianVersion}, Linux ${system.kernelRelease}, Xen ${system.xen ?? '?'} (patched xen ${run.xenVersion}), Node ${system.node}, ${system.systemd}`;
 }
 
 interface DemoRun extends ScenarioRun<DemoResult> {
@@ -136,10 +176,12 @@ function report(run: DemoRun, nvdimms: Nvdimm[]): void {
   out();
   out('='.repeat(100));
   out('The machine');
-  out(`  Xen ${run.xenVersion} from Debian's source with the XENPF_pmem_add patch series of hypervisor/ (docs/hypervisor.md),`);
-  out(`  Dom0 kernel ${result.kernelRelease ?? '?'} (PV), systemd as PID 1, all under QEMU (TCG). NVDIMMs are QEMU nvdimm`);
+  const system = result.system;
+  out(`  Xen ${system?.xen ?? '?'}: Debian's xen ${run.xenVersion} source with the XENPF_pmem_add patch series of hypervisor/`);
+  out(`  (docs/hypervisor.md). Dom0: ${system?.os ?? '?'} (Debian ${system?.debianVersion ?? '?'}), kernel ${result.kernelRelease ?? '?'} (PV),`);
+  out(`  ${system?.systemd ?? 'systemd'} as PID 1, node ${system?.node ?? '?'}; all under QEMU (TCG). NVDIMMs are QEMU nvdimm`);
   out('  devices backed by sparse files on the host. Installed in the Dom0 as the README says, from the checkout');
-  out(`  ${repositoryDir()} (the guest sees the host's files): \`xen-pmem install\`, then \`systemctl enable --now xen-pmemd\`.`);
+  out(`  ${repositoryDir()} (the guest sees it at the same path): \`xen-pmem install\`, then \`systemctl enable --now xen-pmemd\`.`);
   if (result.install) {
     out(`  (install took ${(result.install.command.ms / 1000).toFixed(1)} s, enable --now ${(result.install.enable.ms / 1000).toFixed(1)} s: the daemon is`);
     out('   Type=notify and tells systemd it is ready only once every NVDIMM present at start is decided.)');

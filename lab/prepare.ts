@@ -1,7 +1,13 @@
-// Makes the lab's boot pieces ready: Debian packages on the host, Xen and the Dom0 kernel
-// extracted into a cache outside the repository, modules indexed, a tiny initramfs built.
-// Everything lands in the cache and is described by manifest.json; a second run that finds the
-// manifest matching the recipe only checks that the files are still there.
+// Makes the lab's boot pieces ready for two Dom0 releases: Debian packages on the host, each
+// release's Xen and Dom0 kernel extracted into a cache outside the repository, modules indexed, a
+// tiny initramfs per kernel, and for Debian 13 a root file system of its own (lab/dom0-root.ts).
+//
+//   debian13  Debian 13 (trixie): Xen 4.20, Linux 6.12, its own root from Debian 13's packages
+//             (systemd 257, Node 20.19), fetched through a private apt configuration in the cache
+//   debian12  Debian 12 (bookworm): Xen 4.17, Linux 6.1, the host's own root (this machine is one)
+//
+// Everything lands in the cache and is described by lab-manifest.json; a second run that finds
+// the manifest matching the recipe only checks that the files are still there.
 //
 // Run on its own: `node dist/lab/prepare.js` prints the artifacts as JSON.
 
@@ -13,20 +19,28 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 
+import { dpkgVersions, ensureDom0Root, readDom0Root, REPORTED_PACKAGES } from './dom0-root.js';
 import { LabError, LabUnavailableError, runAsProgram } from './errors.js';
 import { findBzImagePayload, isElf } from './kernel-image.js';
 import { moduleLoadOrder } from './kernel-modules.js';
+import { debianSourceLine, PrivateApt } from './private-apt.js';
 import { stderrProgress, type ProgressLog } from './progress.js';
 import { runChecked, runCommand } from './run-command.js';
 
 /** Bump when the layout of the cache or the way a piece is built changes. */
-const LAB_RECIPE_VERSION = 2;
+const LAB_RECIPE_VERSION = 3;
+/**
+ * The manifest of this recipe. Recipe 2 wrote manifest.json, and a checkout of that code may share
+ * the cache: each keeps its own manifest, and initramfs files are named by their inputs' digest.
+ */
+const MANIFEST = 'lab-manifest.json';
 
 export const DEFAULT_CACHE_DIR = '/var/cache/xen-pmem-lab';
 
 /**
- * Host packages and a file each one installs. The guest's root is the host's root, so udev,
- * kmod, ndctl, libxencall and node inside the Dom0 are these very files.
+ * Host packages and a file each one installs. The Debian 12 Dom0's root is the host's root, so
+ * udev, kmod, ndctl, libxencall and node inside it are these very files; mmdebstrap makes the
+ * Debian 13 Dom0's root.
  */
 const HOST_PACKAGES: ReadonlyArray<{ name: string; proves: string }> = [
   { name: 'qemu-system-x86', proves: '/usr/bin/qemu-system-x86_64' },
@@ -39,34 +53,68 @@ const HOST_PACKAGES: ReadonlyArray<{ name: string; proves: string }> = [
   { name: 'cpio', proves: '/usr/bin/cpio' },
   { name: 'util-linux', proves: '/usr/bin/setpriv' },
   { name: 'xz-utils', proves: '/usr/bin/xz' },
+  { name: 'zstd', proves: '/usr/bin/zstd' },
+  { name: 'mmdebstrap', proves: '/usr/bin/mmdebstrap' },
 ];
 
-const XEN_PACKAGE = 'xen-hypervisor-4.17-amd64';
-const XEN_IMAGE_IN_PACKAGE = 'boot/xen-4.17-amd64.gz';
+export type Dom0Release = 'debian13' | 'debian12';
+export const DOM0_RELEASES: readonly Dom0Release[] = ['debian13', 'debian12'];
+/** The Dom0 a run gets when it does not ask for one: what an operator installs today. */
+export const DEFAULT_DOM0: Dom0Release = 'debian13';
+
+/** What each release's Dom0 is made of. */
+const RELEASES: Record<Dom0Release, { debian: '12' | '13'; codename: string; xen: string }> = {
+  debian13: { debian: '13', codename: 'trixie', xen: '4.20' },
+  debian12: { debian: '12', codename: 'bookworm', xen: '4.17' },
+};
 
 /** What the initramfs must load before it can mount the host root over 9p under an overlay. */
 const INITRAMFS_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'overlay'] as const;
 
-export interface LabArtifacts {
-  cacheDir: string;
+/** A release's own hypervisor, from Debian's xen-hypervisor-X.Y-amd64. */
+export interface XenArtifacts {
+  /** `4.20`, `4.17`. */
+  version: string;
+  package: string;
+  packageVersion: string;
   /** Xen as an uncompressed multiboot ELF, ready for QEMU's -kernel. */
-  xenImage: string;
-  xenPackageVersion: string;
+  image: string;
+  /** The build configuration Debian's package ships (boot/xen-X.Y-amd64.config). */
+  config: string;
+}
+
+/** One Dom0 release: its root, its kernel and initramfs, its Xen. */
+export interface ReleaseArtifacts {
+  release: Dom0Release;
+  /** `13`, `12`. */
+  debian: string;
+  codename: string;
+  /** The Dom0's root on the host: `/` (the host's own, Debian 12) or a tree in the cache. */
+  root: string;
   /** The Dom0 kernel: the ELF inside Debian's bzImage, or the bzImage when that cannot be unpacked. */
   kernelImage: string;
   kernelPackage: string;
   kernelPackageVersion: string;
-  /** `uname -r` of the Dom0 kernel, e.g. `6.1.0-56-amd64`. */
+  /** `uname -r` of the Dom0 kernel, e.g. `6.12.117+deb13-amd64`. */
   kernelRelease: string;
   /** The indexed module tree the guest sees at /lib/modules/<kernelRelease>. */
   modulesDir: string;
   initramfs: string;
+  xen: XenArtifacts;
+  /** Versions of the Dom0's own packages (nodejs, systemd, udev, ndctl, libxencall1, …). */
+  packages: Record<string, string>;
+}
+
+export interface LabArtifacts {
+  cacheDir: string;
   qemu: string;
+  releases: Record<Dom0Release, ReleaseArtifacts>;
 }
 
 interface Manifest {
   recipe: number;
-  initramfsInputs: string;
+  /** Per release: the digest of its initramfs's inputs. */
+  initramfsInputs: Record<Dom0Release, string>;
   artifacts: LabArtifacts;
 }
 
@@ -105,15 +153,18 @@ export async function prepareLab(options: PrepareOptions = {}): Promise<LabArtif
   const initScript = join(guestSourceDir(), 'initramfs-init');
 
   const cached = await readManifest(cacheDir);
-  if (cached && (await hostPackagesMissing()).length === 0) {
-    const inputs = await initramfsInputs(initScript, cached.artifacts.modulesDir, cached.artifacts.kernelRelease);
-    if (inputs.digest === cached.initramfsInputs && (await artifactsExist(cached.artifacts))) {
-      return cached.artifacts;
+  if (cached && (await hostPackagesMissing()).length === 0 && (await artifactsExist(cached.artifacts))) {
+    let same = true;
+    for (const release of DOM0_RELEASES) {
+      const artifacts = cached.artifacts.releases[release];
+      const inputs = await initramfsInputs(initScript, artifacts.modulesDir, artifacts.kernelRelease);
+      if (inputs.digest !== cached.initramfsInputs[release]) same = false;
     }
+    if (same) return cached.artifacts;
   }
 
   if (process.getuid?.() !== 0) {
-    throw new LabUnavailableError('not-root', 'the lab needs root (apt-get, a host root shared with the guest); run it as root');
+    throw new LabUnavailableError('not-root', 'the lab needs root (apt-get, mmdebstrap, a root file system shared with the guest); run it as root');
   }
   try {
     return await buildEverything(cacheDir, initScript, log);
@@ -123,69 +174,126 @@ export async function prepareLab(options: PrepareOptions = {}): Promise<LabArtif
   }
 }
 
+/** How a release's packages are found: the host's apt for Debian 12, a private one for Debian 13. */
+interface PackageSource {
+  download(name: string, dir: string): Promise<{ path: string; version: string }>;
+  kernelPackage(): Promise<string>;
+}
+
 async function buildEverything(cacheDir: string, initScript: string, log: ProgressLog): Promise<LabArtifacts> {
   await mkdir(cacheDir, { recursive: true });
   await installHostPackages(log);
-
-  const kernelPackage = await newestKernelPackage(log);
   const debsDir = join(cacheDir, 'debs');
   await mkdir(debsDir, { recursive: true });
 
-  const kernelDeb = await downloadPackage(kernelPackage, debsDir, log);
-  const xenDeb = await downloadPackage(XEN_PACKAGE, debsDir, log);
+  const trixie = new PrivateApt(join(cacheDir, 'debian13', 'apt'), [debianSourceLine(RELEASES.debian13.codename)], log);
+  const sources: Record<Dom0Release, () => Promise<PackageSource>> = {
+    debian12: async () => ({
+      download: (name, dir) => downloadPackage(name, dir, log),
+      kernelPackage: () => newestKernelPackage(log),
+    }),
+    debian13: async () => {
+      await trixie.ready();
+      return {
+        download: (name, dir) => trixie.download(name, dir),
+        // linux-image-amd64 names the current kernel package: linux-image-6.12.117+deb13-amd64 (= 6.12.117-1).
+        kernelPackage: async () => {
+          const depends = await trixie.field('linux-image-amd64', 'Depends');
+          const name = /^(linux-image-\S+)/.exec(depends)?.[1];
+          if (name === undefined) throw new Error(`linux-image-amd64 of ${RELEASES.debian13.codename} depends on no kernel (${depends})`);
+          return name;
+        },
+      };
+    },
+  };
+
+  const releases = {} as Record<Dom0Release, ReleaseArtifacts>;
+  const digests = {} as Record<Dom0Release, string>;
+  for (const release of DOM0_RELEASES) {
+    const made = await prepareRelease(release, await sources[release](), cacheDir, debsDir, initScript, log);
+    releases[release] = made.artifacts;
+    digests[release] = made.initramfsDigest;
+  }
+
+  const artifacts: LabArtifacts = { cacheDir, qemu: '/usr/bin/qemu-system-x86_64', releases };
+  const manifest: Manifest = { recipe: LAB_RECIPE_VERSION, initramfsInputs: digests, artifacts };
+  await writeFile(join(cacheDir, `${MANIFEST}.tmp`), JSON.stringify(manifest, null, 2) + '\n');
+  await rename(join(cacheDir, `${MANIFEST}.tmp`), join(cacheDir, MANIFEST));
+  return artifacts;
+}
+
+async function prepareRelease(
+  release: Dom0Release, source: PackageSource, cacheDir: string, debsDir: string, initScript: string, log: ProgressLog,
+): Promise<{ artifacts: ReleaseArtifacts; initramfsDigest: string }> {
+  const { debian, codename, xen } = RELEASES[release];
+  const kernelPackage = await source.kernelPackage();
+  const kernelDeb = await source.download(kernelPackage, debsDir);
+  const xenPackage = `xen-hypervisor-${xen}-amd64`;
+  const xenDeb = await source.download(xenPackage, debsDir);
 
   const kernelTree = join(cacheDir, `${kernelPackage}_${kernelDeb.version}`);
   await extractOnce(kernelDeb.path, kernelTree, log);
   const kernelRelease = kernelPackage.replace(/^linux-image-/, '');
   const kernelImage = join(kernelTree, 'boot', `vmlinuz-${kernelRelease}`);
-  const modulesDir = join(kernelTree, 'lib', 'modules', kernelRelease);
-  if (!existsSync(kernelImage) || !existsSync(modulesDir)) {
-    throw new Error(`${kernelPackage} ${kernelDeb.version} has no boot/vmlinuz-${kernelRelease} or lib/modules/${kernelRelease}`);
+  // Debian 12's kernel ships its modules in /lib/modules, Debian 13's (merged /usr) in /usr/lib/modules.
+  const modulesDir = [join(kernelTree, 'lib', 'modules', kernelRelease), join(kernelTree, 'usr', 'lib', 'modules', kernelRelease)]
+    .find((dir) => existsSync(dir));
+  if (!existsSync(kernelImage) || modulesDir === undefined) {
+    throw new Error(`${kernelPackage} ${kernelDeb.version} has no boot/vmlinuz-${kernelRelease} or (usr/)lib/modules/${kernelRelease}`);
   }
   const dom0Kernel = await unpackKernel(kernelImage, log);
   if (!existsSync(join(modulesDir, 'modules.dep'))) {
     log(`depmod ${kernelRelease}`);
+    // The host's depmod looks in <base>/lib/modules: a merged-/usr tree gets lib -> usr/lib.
+    if (!existsSync(join(kernelTree, 'lib'))) await symlink('usr/lib', join(kernelTree, 'lib'));
     await runChecked('depmod', ['-b', kernelTree, kernelRelease]);
   }
 
-  const xenTree = join(cacheDir, `${XEN_PACKAGE}_${xenDeb.version}`);
+  const xenTree = join(cacheDir, `${xenPackage}_${xenDeb.version}`);
   await extractOnce(xenDeb.path, xenTree, log);
   const xenImage = join(xenTree, 'xen.elf');
   if (!existsSync(xenImage)) {
     // QEMU's multiboot loader takes an ELF, not the gzip Debian ships for GRUB.
-    const packed = await readFile(join(xenTree, XEN_IMAGE_IN_PACKAGE));
+    const packed = await readFile(join(xenTree, 'boot', `xen-${xen}-amd64.gz`));
     await writeFile(`${xenImage}.tmp`, gunzipSync(packed));
     await rename(`${xenImage}.tmp`, xenImage);
   }
+  const xenConfig = join(xenTree, 'boot', `xen-${xen}-amd64.config`);
 
   const inputs = await initramfsInputs(initScript, modulesDir, kernelRelease);
-  const initramfs = join(cacheDir, `initramfs-${kernelRelease}.cpio.gz`);
-  log(`building the initramfs (${inputs.modules.map((module) => module.name).join(' ')})`);
-  await buildInitramfs(initramfs, initScript, modulesDir, inputs.modules.map((module) => module.path));
+  const initramfs = join(cacheDir, `initramfs-${kernelRelease}-${inputs.digest.slice(0, 12)}.cpio.gz`);
+  if (!existsSync(initramfs)) {
+    log(`building the initramfs of ${kernelRelease} (${inputs.modules.map((module) => module.name).join(' ')})`);
+    await buildInitramfs(initramfs, initScript, modulesDir, inputs.modules.map((module) => module.path));
+  }
 
-  const artifacts: LabArtifacts = {
-    cacheDir,
-    xenImage,
-    xenPackageVersion: xenDeb.version,
-    kernelImage: dom0Kernel,
-    kernelPackage,
-    kernelPackageVersion: kernelDeb.version,
-    kernelRelease,
-    modulesDir,
-    initramfs,
-    qemu: '/usr/bin/qemu-system-x86_64',
+  let root = '/';
+  let packages: Record<string, string>;
+  if (release === 'debian13') {
+    const made = await ensureDom0Root(cacheDir, log);
+    root = made.root;
+    packages = made.packages;
+  } else {
+    const installed = dpkgVersions(await readFile('/var/lib/dpkg/status', 'utf8'));
+    packages = Object.fromEntries(REPORTED_PACKAGES.filter((name) => name !== 'xen-utils-4.20').map((name) => [name, installed.get(name) ?? '-']));
+  }
+  log(`${release} ready: Xen ${xenDeb.version}, Linux ${kernelRelease} (${kernelDeb.version}), node ${packages.nodejs}, systemd ${packages.systemd}`);
+  return {
+    artifacts: {
+      release, debian, codename, root,
+      kernelImage: dom0Kernel, kernelPackage, kernelPackageVersion: kernelDeb.version, kernelRelease, modulesDir, initramfs,
+      xen: { version: xen, package: xenPackage, packageVersion: xenDeb.version, image: xenImage, config: xenConfig },
+      packages,
+    },
+    initramfsDigest: inputs.digest,
   };
-  const manifest: Manifest = { recipe: LAB_RECIPE_VERSION, initramfsInputs: inputs.digest, artifacts };
-  await writeFile(join(cacheDir, 'manifest.json.tmp'), JSON.stringify(manifest, null, 2) + '\n');
-  await rename(join(cacheDir, 'manifest.json.tmp'), join(cacheDir, 'manifest.json'));
-  log(`ready: Xen ${xenDeb.version}, Linux ${kernelRelease} (${kernelDeb.version}) in ${cacheDir}`);
-  return artifacts;
 }
 
 async function readManifest(cacheDir: string): Promise<Manifest | null> {
   try {
-    const manifest = JSON.parse(await readFile(join(cacheDir, 'manifest.json'), 'utf8')) as Manifest;
+    const manifest = JSON.parse(await readFile(join(cacheDir, MANIFEST), 'utf8')) as Manifest;
     if (manifest.recipe !== LAB_RECIPE_VERSION || manifest.artifacts?.cacheDir !== cacheDir) return null;
+    if (!DOM0_RELEASES.every((release) => manifest.artifacts.releases?.[release] && manifest.initramfsInputs?.[release])) return null;
     return manifest;
   } catch {
     return null;
@@ -193,8 +301,18 @@ async function readManifest(cacheDir: string): Promise<Manifest | null> {
 }
 
 async function artifactsExist(artifacts: LabArtifacts): Promise<boolean> {
-  const paths = [artifacts.xenImage, artifacts.kernelImage, join(artifacts.modulesDir, 'modules.dep'), artifacts.initramfs, artifacts.qemu];
-  return paths.every((path) => existsSync(path));
+  if (!existsSync(artifacts.qemu)) return false;
+  for (const release of DOM0_RELEASES) {
+    const r = artifacts.releases[release];
+    const paths = [r.xen.image, r.kernelImage, join(r.modulesDir, 'modules.dep'), r.initramfs];
+    if (!paths.every((path) => existsSync(path))) return false;
+    // The Debian 13 root: the tree of the current recipe (a changed package list is a new key).
+    if (release === 'debian13') {
+      const root = await readDom0Root(artifacts.cacheDir);
+      if (root === null || root.root !== r.root) return false;
+    }
+  }
+  return true;
 }
 
 /** Names of host packages whose proof file is missing. Cheap: one stat per package. */
@@ -279,7 +397,7 @@ async function unpackKernel(bzImage: string, log: ProgressLog): Promise<string> 
   if (existsSync(elf)) return elf;
   const image = await readFile(bzImage);
   const payload = findBzImagePayload(image);
-  if (payload === null || (payload.format !== 'xz' && payload.format !== 'gzip')) {
+  if (payload === null || (payload.format !== 'xz' && payload.format !== 'gzip' && payload.format !== 'zstd')) {
     log(`${bzImage} has a ${payload?.format ?? 'unrecognised'} payload; Xen will decompress it at every boot`);
     return bzImage;
   }
@@ -287,18 +405,26 @@ async function unpackKernel(bzImage: string, log: ProgressLog): Promise<string> 
   const compressed = image.subarray(payload.offset, payload.offset + payload.length);
   // The kernel build appends the decompressed size after the stream; both decoders stop at the
   // stream's end instead of treating those bytes as a second stream.
+  // zstd (Debian 13's kernels) has no single-stream switch: the 4 bytes of size are cut off.
   const unpacked = payload.format === 'gzip'
     ? gunzipSync(compressed)
-    : await decompressXz(compressed);
+    : payload.format === 'zstd'
+      ? await decompress('zstd', ['--decompress', '--stdout', '--quiet'], compressed.subarray(0, compressed.length - 4))
+      : await decompressXz(compressed);
   if (!isElf(unpacked)) throw new Error(`the payload of ${bzImage} did not decompress to an ELF kernel`);
   await writeFile(`${elf}.tmp`, unpacked);
   await rename(`${elf}.tmp`, elf);
   return elf;
 }
 
-function decompressXz(compressed: Uint8Array): Promise<Buffer> {
+/** `singleStream`: stop at the end of the first stream (a bzImage's payload has its size after it). */
+function decompressXz(compressed: Uint8Array, singleStream = true): Promise<Buffer> {
+  return decompress('xz', ['--decompress', '--stdout', ...(singleStream ? ['--single-stream'] : [])], compressed);
+}
+
+function decompress(tool: string, args: string[], compressed: Uint8Array): Promise<Buffer> {
   return new Promise((resolveXz, reject) => {
-    const child = spawn('xz', ['--decompress', '--stdout', '--single-stream'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(tool, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const chunks: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -308,9 +434,9 @@ function decompressXz(compressed: Uint8Array): Promise<Buffer> {
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolveXz(Buffer.concat(chunks));
-      else reject(new Error(`xz exited ${code}: ${stderr.trim()}`));
+      else reject(new Error(`${tool} exited ${code}: ${stderr.trim()}`));
     });
-    // xz stops reading at a corrupt stream and exits non-zero: that exit, not EPIPE, is the error.
+    // xz and zstd stop reading at a corrupt stream and exit non-zero: that exit, not EPIPE, is the error.
     child.stdin.on('error', () => {});
     child.stdin.end(compressed);
   });
@@ -346,8 +472,12 @@ async function buildInitramfs(output: string, initScript: string, modulesDir: st
   await chmod(join(staging, 'init'), 0o755);
   const order: string[] = [];
   for (const path of modulePaths) {
-    const base = path.slice(path.lastIndexOf('/') + 1);
-    await copyFile(join(modulesDir, path), join(staging, 'modules', base));
+    // busybox insmod takes a plain .ko: Debian 13 ships its modules xz-compressed (.ko.xz).
+    const base = path.slice(path.lastIndexOf('/') + 1).replace(/\.(xz|gz)$/, '');
+    const target = join(staging, 'modules', base);
+    if (path.endsWith('.xz')) await writeFile(target, await decompressXz(await readFile(join(modulesDir, path)), false));
+    else if (path.endsWith('.gz')) await writeFile(target, gunzipSync(await readFile(join(modulesDir, path))));
+    else await copyFile(join(modulesDir, path), target);
     order.push(base);
   }
   await writeFile(join(staging, 'modules', 'order'), order.join('\n') + '\n');

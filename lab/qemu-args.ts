@@ -19,11 +19,28 @@ export interface NvdimmSpec {
   address?: bigint;
 }
 
+/**
+ * The CPU models the lab boots with. `qemu64`: what a PV Dom0 needs. `svm`: the same with AMD's
+ * virtualisation (SVM, nested paging, NRIP save), with which Xen reports SVM and HAP and can run
+ * PVH and HVM guests; `-cpu EPYC` panics Xen in mwait_idle and `-cpu max` crashes the PV Dom0.
+ */
+export const CPU_MODELS = {
+  qemu64: 'qemu64,+x2apic,+rdrand',
+  svm: 'qemu64,+svm,+npt,+nrip-save,+x2apic,+rdrand',
+} as const;
+export type CpuModel = keyof typeof CPU_MODELS;
+
 export interface VmConfig {
   qemu: string;
   xenImage: string;
   kernelImage: string;
   initramfs: string;
+  /** Host directory of the Dom0's root: `/` (the host's own) or a root file system in the lab cache. */
+  rootDir: string;
+  /** Host directories (or files) the guest sees at the same path, beside the checkout and the modules. */
+  hostPaths?: readonly string[];
+  /** QEMU's -cpu value (CPU_MODELS). */
+  cpuModel: string;
   /** Host directory of the Dom0 kernel's modules (`.../lib/modules/<release>`). */
   modulesDir: string;
   /** Host directory of the guest scripts and units (`lab/guest`). */
@@ -93,6 +110,8 @@ export function dom0CommandLine(config: VmConfig): string[] {
     `xen_pmem_lab.modules=${config.modulesDir}`,
     `xen_pmem_lab.guest=${config.guestDir}`,
     `xen_pmem_lab.scenario=${config.scenarioPath}`,
+    `xen_pmem_lab.root=${config.rootDir}`,
+    ...((config.hostPaths ?? []).length > 0 ? [`xen_pmem_lab.bind=${(config.hostPaths ?? []).join(':')}`] : []),
     ...(config.kernelArgs ?? []),
   ];
 }
@@ -104,10 +123,15 @@ export function qemuArguments(config: VmConfig): string[] {
     if (ids.has(nvdimm.id)) throw new LabError('bad-options', `NVDIMM id ${nvdimm.id} is used twice`);
     ids.add(nvdimm.id);
   }
-  for (const [what, path] of [['modules directory', config.modulesDir], ['guest directory', config.guestDir], ['scenario', config.scenarioPath]] as const) {
-    if (/[\s,]/.test(path)) {
-      throw new LabError('bad-options', `the ${what} path "${path}" contains a space or comma, which the kernel command line cannot carry`);
+  const paths: Array<readonly [string, string]> = [
+    ['modules directory', config.modulesDir], ['guest directory', config.guestDir], ['scenario path', config.scenarioPath], ['root directory', config.rootDir],
+    ...(config.hostPaths ?? []).map((path) => ['host path', path] as const),
+  ];
+  for (const [what, path] of paths) {
+    if (/[\s,:]/.test(path)) {
+      throw new LabError('bad-options', `the ${what} "${path}" contains a space, comma or colon, which the kernel command line cannot carry`);
     }
+    if (!path.startsWith('/')) throw new LabError('bad-options', `the ${what} "${path}" is not absolute`);
   }
 
   const xenCommandLine = [
@@ -130,7 +154,7 @@ export function qemuArguments(config: VmConfig): string[] {
     '-name', 'xen-pmem-lab',
     '-machine', 'pc,nvdimm=on',
     '-accel', 'tcg',
-    '-cpu', 'qemu64,+x2apic,+rdrand',
+    '-cpu', config.cpuModel,
     '-smp', String(config.cpus),
     '-m', `${config.memoryMiB}M,slots=${slots},maxmem=${maxMemoryBytes(config)}`,
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',

@@ -1,8 +1,10 @@
-// Boots Xen 4.17 with a PV Dom0 (systemd as PID 1) under QEMU/TCG, with NVDIMMs from sparse
-// image files, and hands the caller a Lab to talk to it: files in the per-run results share,
-// QMP for hotplug, the serial log for diagnosis. No QEMU outlives its run: it is killed when the
-// time limit runs out, when the caller's checks fail, when this process exits or gets a signal,
-// and (through setpriv --pdeathsig) when this process dies without a chance to clean up.
+// Boots Xen with a PV Dom0 (systemd as PID 1) under QEMU/TCG — Debian 13's Xen 4.20 with a
+// Debian 13 Dom0 by default, Debian 12's Xen 4.17 with the host's own root on request, or any
+// hypervisor image the caller built — with NVDIMMs from sparse image files, and hands the caller
+// a Lab to talk to it: files in the per-run results share, QMP for hotplug, the serial log for
+// diagnosis. No QEMU outlives its run: it is killed when the time limit runs out, when the
+// caller's checks fail, when this process exits or gets a signal, and (through setpriv
+// --pdeathsig) when this process dies without a chance to clean up.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
@@ -12,13 +14,16 @@ import { isAbsolute, join, resolve } from 'node:path';
 
 import { hex, humanSize } from '../src/core/units.js';
 import { LabError } from './errors.js';
-import { guestSourceDir, prepareLab, repositoryDir, type LabArtifacts } from './prepare.js';
+import {
+  DEFAULT_DOM0, DOM0_RELEASES, guestSourceDir, prepareLab, repositoryDir, type Dom0Release, type LabArtifacts, type ReleaseArtifacts,
+} from './prepare.js';
 import { stderrProgress, type ProgressLog } from './progress.js';
 import { QmpClient } from './qmp.js';
-import { checkNvdimm, maxMemoryBytes, qemuArguments, type NvdimmSpec, type VmConfig } from './qemu-args.js';
+import { checkNvdimm, CPU_MODELS, maxMemoryBytes, qemuArguments, type CpuModel, type NvdimmSpec, type VmConfig } from './qemu-args.js';
 import { lastGuestStep } from './timeline.js';
 
-export type { NvdimmSpec } from './qemu-args.js';
+export type { CpuModel, NvdimmSpec } from './qemu-args.js';
+export type { Dom0Release } from './prepare.js';
 
 export interface LabOptions {
   /** NVDIMMs present at boot. Missing image files are created sparse at the given size. */
@@ -31,6 +36,23 @@ export interface LabOptions {
   env?: Record<string, string>;
   /** Keep the guest up after its scenario ends (the host then ends the run). */
   keepRunning?: boolean;
+  /**
+   * Which Dom0: `debian13` (the default: its own root from Debian 13's packages, Linux 6.12) or
+   * `debian12` (the host's root, Linux 6.1).
+   */
+  dom0?: Dom0Release;
+  /**
+   * The hypervisor's multiboot ELF; by default the Dom0 release's own Debian Xen (4.20 for
+   * Debian 13, 4.17 for Debian 12). The patched build (lab/hypervisor.ts) is passed here.
+   */
+  xenImage?: string;
+  /** QEMU's CPU model (qemu-args.ts CPU_MODELS); XEN_PMEM_LAB_CPU, else `qemu64`. */
+  cpu?: CpuModel;
+  /**
+   * Host directories or files the guest must see at the same path. The checkout and the kernel's
+   * modules always are; with the host's root (Debian 12) everything else is too.
+   */
+  hostPaths?: string[];
   memoryMiB?: number;
   dom0MemoryMiB?: number;
   /** Virtual CPUs. One by default: on a busy 2-core host two vCPUs made the boot twice as slow. */
@@ -54,6 +76,11 @@ export interface Lab {
   readonly serialLogPath: string;
   readonly qmp: QmpClient;
   readonly artifacts: LabArtifacts;
+  /** The Dom0 release this run booted, with its kernel, root and own Xen. */
+  readonly dom0: ReleaseArtifacts;
+  /** The hypervisor image this run booted, and QEMU's CPU model. */
+  readonly xenImage: string;
+  readonly cpuModel: CpuModel;
   /** Waits until the guest has put result `name` in the share; returns its host path. */
   waitForFile(name: string, timeoutMs?: number): Promise<string>;
   readResult(name: string): Promise<string>;
@@ -81,6 +108,11 @@ const PROGRESS_EVERY_MS = 5_000;
 export async function withLab<T>(options: LabOptions, body: (lab: Lab) => Promise<T>): Promise<T> {
   const log = options.log ?? stderrProgress('lab');
   const artifacts = options.artifacts ?? (await prepareLab({ log }));
+  const release = options.dom0 ?? DEFAULT_DOM0;
+  if (!DOM0_RELEASES.includes(release)) throw new LabError('bad-options', `dom0 "${release}" is none of ${DOM0_RELEASES.join(', ')}`);
+  const dom0 = artifacts.releases[release];
+  const cpuModel = options.cpu ?? labCpuModel();
+  if (!(cpuModel in CPU_MODELS)) throw new LabError('bad-options', `cpu "${cpuModel}" is none of ${Object.keys(CPU_MODELS).join(', ')}`);
   const runDir = options.runDir ?? join(tmpdir(), 'xen-pmem-lab', `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
   const resultsDir = join(runDir, 'results');
   await mkdir(resultsDir, { recursive: true });
@@ -88,10 +120,13 @@ export async function withLab<T>(options: LabOptions, body: (lab: Lab) => Promis
 
   const config: VmConfig = {
     qemu: artifacts.qemu,
-    xenImage: artifacts.xenImage,
-    kernelImage: artifacts.kernelImage,
-    initramfs: artifacts.initramfs,
-    modulesDir: artifacts.modulesDir,
+    xenImage: options.xenImage ?? dom0.xen.image,
+    kernelImage: dom0.kernelImage,
+    initramfs: dom0.initramfs,
+    rootDir: dom0.root,
+    hostPaths: options.hostPaths ?? [],
+    cpuModel: CPU_MODELS[cpuModel],
+    modulesDir: dom0.modulesDir,
     guestDir: guestSourceDir(),
     scenarioPath: resolveScenario(options.scenario),
     resultsDir,
@@ -110,7 +145,8 @@ export async function withLab<T>(options: LabOptions, body: (lab: Lab) => Promis
   await writeFile(join(resultsDir, 'lab.env'), labEnvironment(options));
   await writeFile(join(runDir, 'qemu.cmdline'), [config.qemu, ...args].map(shellQuote).join(' ') + '\n');
 
-  const vm = new RunningVm(config, args, log, options.timeoutMs, artifacts);
+  log(`Dom0 ${dom0.release} (Debian ${dom0.debian}, Linux ${dom0.kernelRelease}, node ${dom0.packages.nodejs ?? '?'}), hypervisor ${config.xenImage === dom0.xen.image ? `Debian's Xen ${dom0.xen.packageVersion}` : config.xenImage}, cpu ${cpuModel}`);
+  const vm = new RunningVm(config, args, log, options.timeoutMs, artifacts, dom0, cpuModel);
   let succeeded = false;
   try {
     await vm.start();
@@ -221,6 +257,8 @@ class RunningVm {
     private readonly log: ProgressLog,
     private readonly timeoutMs: number,
     artifacts: LabArtifacts,
+    dom0: ReleaseArtifacts,
+    cpuModel: CpuModel,
   ) {
     this.plugged = [...config.nvdimms];
     this.deadline = new Promise<never>((_, reject) => {
@@ -233,6 +271,9 @@ class RunningVm {
       resultsDir: config.resultsDir,
       serialLogPath: config.serialLogPath,
       artifacts,
+      dom0,
+      xenImage: config.xenImage,
+      cpuModel,
       get qmp(): QmpClient {
         if (vm.qmpClient === null) throw new LabError('qmp-failed', 'QMP is not connected');
         return vm.qmpClient;
@@ -432,6 +473,12 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
 }
 
+
+/** QEMU's CPU model when a run does not say: XEN_PMEM_LAB_CPU (a CPU_MODELS name), else qemu64. */
+function labCpuModel(): CpuModel {
+  const wanted = process.env.XEN_PMEM_LAB_CPU;
+  return wanted !== undefined && wanted in CPU_MODELS ? (wanted as CpuModel) : 'qemu64';
+}
 
 /** Virtual CPUs when a run does not say: XEN_PMEM_LAB_CPUS, else one (docs/lab.md, "Booting"). */
 function labCpus(): number {

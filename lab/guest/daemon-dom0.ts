@@ -133,7 +133,11 @@ export function readStateFile(): { pid: number; ready: boolean; updatedAt: strin
   }
 }
 
-/** Waits until the daemon's state file says `device` is in `state` (and, if given, for `reason`). */
+/**
+ * Waits until the daemon's state file says `device` is in `state` (and, if given, for `reason`).
+ * Like every wait in the guest programs, `timeoutMs` (60 s and more) is a hang-catcher, so that a
+ * stuck run ends with the phase it was in: no test asserts how fast anything happened.
+ */
 export async function waitForDeviceState(device: string, states: string[], timeoutMs: number, since?: string): Promise<{ state: string; reason: string; since: string }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -194,8 +198,23 @@ export function diskFacts(disk: string): DiskFacts {
 /** When udev first finished the device (USEC_INITIALIZED, CLOCK_MONOTONIC µs), from its database. */
 export function udevInitializedUs(disk: string): string | null {
   try {
-    const dev = attribute(`/sys/class/block/${disk}/dev`);
-    const line = readFileSync(`/run/udev/data/b${dev}`, 'utf8').split('\n').find((entry) => entry.startsWith('I:'));
+    return udevDatabaseInitializedUs(`b${attribute(`/sys/class/block/${disk}/dev`)}`);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The same for the disk's nd namespace (`+nd:namespace2.0` in udev's database), whose events reach
+ * the daemon too; null when udev keeps no record of it.
+ */
+export function namespaceUdevInitializedUs(namespace: string): string | null {
+  return udevDatabaseInitializedUs(`+nd:${namespace}`);
+}
+
+function udevDatabaseInitializedUs(name: string): string | null {
+  try {
+    const line = readFileSync(`/run/udev/data/${name}`, 'utf8').split('\n').find((entry) => entry.startsWith('I:'));
     return line ? line.slice(2).trim() : null;
   } catch {
     return null;

@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 
 import { PATCHED_XEN_RESULT_FILE, type CommandRecord, type Observation, type PatchedXenScenarioResult, type PlugRecord } from './daemon-results.js';
 import {
-  STATE_DIR, UNIT, XEN_PMEM, daemonReady, diskFacts, installProduct, ledgerLines, pmemDisks, run, runOk, statusJson, udevInitializedUs,
+  STATE_DIR, UNIT, XEN_PMEM, daemonReady, diskFacts, installProduct, ledgerLines, monotonicUs, namespaceUdevInitializedUs, pmemDisks, run, runOk, statusJson, udevInitializedUs,
   unitJournal, unitSnapshot, waitForColdplug, waitForDeviceState, waitForDisks, waitForNewDisk, waitForUnit,
 } from './daemon-dom0.js';
 import { log, mark, phaseRunner, putResult, waitUntil } from './results.js';
@@ -41,10 +41,14 @@ function observe(): Observation {
 /** Asks the host for an NVDIMM (marker `name`) and waits until the daemon decided its disk. */
 async function plug(name: string, states = DECIDED): Promise<PlugRecord> {
   const before = pmemDisks();
+  const requestedMonotonicUs = monotonicUs().toString();
   mark(name);
   const arrival = await waitForNewDisk(before, 90_000);
   const decided = await waitForDeviceState(arrival.disk, states, 90_000);
-  return { arrival, facts: diskFacts(arrival.disk), udevInitializedUs: udevInitializedUs(arrival.disk), decided };
+  const facts = diskFacts(arrival.disk);
+  return {
+    arrival, facts, requestedMonotonicUs, udevInitializedUs: udevInitializedUs(arrival.disk), namespaceUdevInitializedUs: namespaceUdevInitializedUs(facts.namespace), decided,
+  };
 }
 
 async function main(): Promise<void> {

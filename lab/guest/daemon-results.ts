@@ -201,8 +201,12 @@ export const XEN_RESULT_FILE = 'daemon-xen.json';
 export interface HotplugRecord {
   arrival: DiskArrival;
   facts: DiskFacts;
+  /** CLOCK_MONOTONIC µs just before the guest asked the host for the hotplug: nothing of it can come earlier. */
+  requestedMonotonicUs?: string;
   /** udev's USEC_INITIALIZED for the disk (CLOCK_MONOTONIC µs). */
   udevInitializedUs: string | null;
+  /** udev's USEC_INITIALIZED for the disk's namespace, when udev keeps a record of it. */
+  namespaceUdevInitializedUs?: string | null;
   unitBefore: UnitSnapshot;
   unitAfter: UnitSnapshot;
   journal: JournalEntry[];
@@ -262,6 +266,10 @@ export interface XenScenarioResult {
     unit: UnitSnapshot;
     capabilitiesSeenByDaemon: string | null;
     stateDirListing: string | null;
+    /** At the end of the boot: the ledger, the state file and the daemon's whole journal. */
+    ledger?: string[];
+    state?: unknown;
+    journal?: JournalEntry[];
   };
 }
 
@@ -282,8 +290,12 @@ export interface Observation {
 export interface PlugRecord {
   arrival: DiskArrival;
   facts: DiskFacts;
+  /** CLOCK_MONOTONIC µs just before the guest asked the host for the hotplug. */
+  requestedMonotonicUs?: string;
   /** udev's USEC_INITIALIZED for the disk (CLOCK_MONOTONIC µs). */
   udevInitializedUs: string | null;
+  /** udev's USEC_INITIALIZED for the disk's namespace, when udev keeps a record of it. */
+  namespaceUdevInitializedUs?: string | null;
   /** The state file's record once the daemon decided. */
   decided: { state: string; reason: string; since: string };
 }
@@ -335,10 +347,26 @@ export interface DemoPart {
   journal: JournalEntry[];
 }
 
+/** What the Dom0 says it is: the demo names it. */
+export interface Dom0System {
+  /** PRETTY_NAME of /etc/os-release, e.g. `Debian GNU/Linux 13 (trixie)`. */
+  os: string;
+  /** /etc/debian_version, e.g. `13.2`. */
+  debianVersion: string;
+  kernelRelease: string;
+  /** process.version of the node the guest programs and the daemon run on. */
+  node: string;
+  /** The first line of `systemctl --version`, e.g. `systemd 257 (257.13-1~deb13u1)`. */
+  systemd: string;
+  /** The hypervisor's version from /sys/hypervisor, e.g. `4.17.5-pmem`; null where the Dom0 kernel has no such directory. */
+  xen: string | null;
+}
+
 export interface DemoResult {
   phase: string;
   failure?: { phase: string; message: string };
   kernelRelease?: string;
+  system?: Dom0System;
   bootDisks?: DiskFacts[];
   install?: { command: CommandRecord; enable: CommandRecord };
   /** Coldplug and a hotplug, answered by the patched hypervisor. */
@@ -348,4 +376,26 @@ export interface DemoResult {
 /** Test hypervisor log lines for platform op 64 with this start PFN (the probe's zero PFNs never match). */
 export function addsFor(hypervisorLog: string[], spfn: string): string[] {
   return hypervisorLog.filter((line) => line.startsWith('platform_op cmd=64 ') && line.includes(` spfn=${spfn} `));
+}
+
+/**
+ * Where a hotplug's decision stands among the events that must come before it, in CLOCK_MONOTONIC
+ * µs: the guest's request for the hotplug, then udev's first record of the device (its namespace's
+ * or its disk's, whichever udev finished first: the daemon hears of a device only through udev),
+ * then the decision. `lateUs` is a figure for diagnostics, never a bound.
+ */
+export function hotplugOrder(record: { requestedMonotonicUs?: string; udevInitializedUs: string | null; namespaceUdevInitializedUs?: string | null }, decisionMonotonicUs: string | number): {
+  requested: bigint | null;
+  udevFirst: bigint | null;
+  decided: bigint;
+  /** The decision after udev finished the disk (positive) or before (negative: the namespace's event led to it). */
+  sinceDiskUs: number | null;
+} {
+  const known = [record.namespaceUdevInitializedUs, record.udevInitializedUs].filter((value): value is string => typeof value === 'string' && value !== '').map(BigInt);
+  return {
+    requested: record.requestedMonotonicUs ? BigInt(record.requestedMonotonicUs) : null,
+    udevFirst: known.length > 0 ? known.reduce((a, b) => (a < b ? a : b)) : null,
+    decided: BigInt(decisionMonotonicUs),
+    sinceDiskUs: record.udevInitializedUs ? Number(BigInt(decisionMonotonicUs) - BigInt(record.udevInitializedUs)) : null,
+  };
 }

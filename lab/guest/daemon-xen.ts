@@ -1,5 +1,5 @@
-// Scenarios a–d against the real hypervisor: Xen 4.17 in this Dom0, which answers XENPF_pmem_add
-// with ENOSYS. xen-pmem is installed the way docs/operations.md says, the daemon is left stopped,
+// Scenarios a–d against a real hypervisor without pmem support: Debian's own Xen (4.17 in the
+// Debian 12 Dom0, 4.20 in the Debian 13 one), which takes no report. xen-pmem is installed the way docs/operations.md says, the daemon is left stopped,
 // and the first hotplug must start it through the udev rule; then coldplug of the NVDIMMs present
 // at boot (prepared, blank, damaged), a hotplug into the running daemon, a setup inside the Dom0,
 // and a kill -9. One node process does it all: every process start is slow in a PV Dom0 under TCG.
@@ -14,7 +14,7 @@ import { release } from 'node:os';
 
 import { XEN_RESULT_FILE, type XenScenarioResult } from './daemon-results.js';
 import {
-  STATE_DIR, UNIT, XEN_PMEM, daemonReady, diskFacts, installProduct, ledgerLines, listJson, pmemDisks, readStateFile, readText, run, runOk,
+  STATE_DIR, UNIT, XEN_PMEM, daemonReady, diskFacts, installProduct, ledgerLines, listJson, monotonicUs, namespaceUdevInitializedUs, pmemDisks, readStateFile, readText, run, runOk,
   statusJson, udevInitializedUs, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk, waitForUnit,
 } from './daemon-dom0.js';
 import { log, mark, putResult, sleep, uptimeSeconds, waitUntil, phaseRunner } from './results.js';
@@ -78,13 +78,17 @@ async function main(): Promise<void> {
   await phase('hotplug-running', async () => {
     const unitBefore = unitSnapshot();
     const before = pmemDisks();
+    const requestedMonotonicUs = monotonicUs().toString();
     mark('hotplug-running');
     const arrival = await waitForNewDisk(before, 90_000);
     await waitForDeviceState(arrival.disk, ['absent', 'rejected', 'reported', 'unsupported', 'failed'], 60_000);
+    const facts = diskFacts(arrival.disk);
     result.hotplugRunning = {
       arrival,
-      facts: diskFacts(arrival.disk),
+      facts,
+      requestedMonotonicUs,
       udevInitializedUs: udevInitializedUs(arrival.disk),
+      namespaceUdevInitializedUs: namespaceUdevInitializedUs(facts.namespace),
       unitBefore,
       unitAfter: unitSnapshot(),
       journal: unitJournal([`PMEM_DEVICE=${arrival.disk}`]).entries,
@@ -128,7 +132,10 @@ async function main(): Promise<void> {
     const unit = unitSnapshot();
     // The daemon's own view of /proc: its private /proc must still show xenfs (BindReadOnlyPaths=/proc/xen).
     const capabilitiesSeenByDaemon = readText(`/proc/${unit.properties.MainPID}/root/proc/xen/capabilities`);
-    result.hardening = { unit, capabilitiesSeenByDaemon, stateDirListing: run('ls', ['-la', STATE_DIR]).stdout };
+    result.hardening = {
+      unit, capabilitiesSeenByDaemon, stateDirListing: run('ls', ['-la', STATE_DIR]).stdout,
+      ledger: ledgerLines(), state: readStateFile(), journal: unitJournal().entries,
+    };
   });
   result.phase = 'done';
   putResult(XEN_RESULT_FILE, result);

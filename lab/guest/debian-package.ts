@@ -43,7 +43,7 @@ const METRICS_PATH = join(STATE_DIR, METRICS_DIR, METRICS_FILE);
 const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
 const PACKAGED_CLI = '/usr/sbin/xen-pmem';
 const CONFFILE = '/etc/xen-pmem/config.json';
-const RULE = '/lib/udev/rules.d/69-xen-pmem.rules';
+const RULE = '/usr/lib/udev/rules.d/69-xen-pmem.rules';
 const POLICY_RC_D = '/usr/sbin/policy-rc.d';
 /** man-db's trigger rebuilds its index only while this file exists. */
 const MAN_DB_AUTO_UPDATE = '/var/lib/man-db/auto-update';

@@ -7,9 +7,9 @@
 
 import { release } from 'node:os';
 
-import { DEMO_RESULT_FILE, type DemoPart, type DemoResult } from './daemon-results.js';
+import { DEMO_RESULT_FILE, type DemoPart, type DemoResult, type Dom0System } from './daemon-results.js';
 import {
-  UNIT, XEN_PMEM, diskFacts, installProduct, listJson, pmemDisks, run, waitForColdplug, runOk,
+  UNIT, XEN_PMEM, diskFacts, installProduct, listJson, pmemDisks, readText, run, waitForColdplug, runOk,
   statusJson, udevInitializedUs, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk,
 } from './daemon-dom0.js';
 import { log, mark, putResult, uptimeSeconds } from './results.js';
@@ -39,9 +39,25 @@ function look(): DemoPart {
   };
 }
 
+/** Which Debian, kernel, node, systemd and Xen this Dom0 runs, from files (and one systemctl). */
+function dom0System(): Dom0System {
+  const osRelease = readText('/etc/os-release') ?? '';
+  const xenPart = (name: string): string => (readText(`/sys/hypervisor/version/${name}`) ?? '').trim();
+  const xen = xenPart('major') === '' ? null : `${xenPart('major')}.${xenPart('minor')}${xenPart('extra')}`;
+  return {
+    os: /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(osRelease)?.[1] ?? 'unknown',
+    debianVersion: (readText('/etc/debian_version') ?? '?').trim(),
+    kernelRelease: release(),
+    node: process.version,
+    systemd: run('systemctl', ['--version']).stdout.split('\n')[0] ?? '?',
+    xen,
+  };
+}
+
 async function main(): Promise<void> {
   await step('boot', 'Dom0 up: waiting for the NVDIMMs present at boot', async () => {
     result.kernelRelease = release();
+    result.system = dom0System();
     await waitForDisks(Array.from({ length: BOOT_DISKS }, (_, index) => `pmem${index}`), 120_000);
     result.bootDisks = pmemDisks().map(diskFacts);
   });

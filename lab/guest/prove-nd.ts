@@ -55,21 +55,22 @@ function settle(): void {
 }
 
 async function main(): Promise<void> {
-  const capabilities = readFileSync('/proc/xen/capabilities', 'utf8').trim();
+  const uptimeAtStart = uptimeSeconds();
+  const bootDisks = Array.from({ length: BOOT_NVDIMMS }, (_, index) => `/dev/pmem${index}`);
+  await waitUntil(bootDisks.join(' '), () => bootDisks.every((disk) => existsSync(disk)), 120_000);
+  settle();
+  // Read once udev has settled the boot NVDIMMs: the modules it loaded for them are in by then,
+  // whenever coldplug got to them (in the Debian 13 Dom0 later than the program's first line).
   putResult('environment.json', {
     kernelRelease: release(),
-    xenCapabilities: capabilities,
+    xenCapabilities: readFileSync('/proc/xen/capabilities', 'utf8').trim(),
     pid1: readFileSync('/proc/1/comm', 'utf8').trim(),
     kernelCommandLine: readFileSync('/proc/cmdline', 'utf8').trim(),
     modulesLoaded: readFileSync('/proc/modules', 'utf8').split('\n').map((line) => line.split(' ')[0])
       .filter((name): name is string => !!name && /^(nfit|libnvdimm|nd_pmem|nd_btt|dax_pmem|device_dax|xen_privcmd|xenfs)$/.test(name)).sort(),
     xenDevices: existsSync('/dev/xen') ? readdirSync('/dev/xen').sort() : [],
-    uptimeAtStart: uptimeSeconds(),
+    uptimeAtStart,
   });
-
-  const bootDisks = Array.from({ length: BOOT_NVDIMMS }, (_, index) => `/dev/pmem${index}`);
-  await waitUntil(bootDisks.join(' '), () => bootDisks.every((disk) => existsSync(disk)), 120_000);
-  settle();
   putResult('nd-boot.json', snapshotNd());
   log(`boot NVDIMMs seen: ${bootDisks.join(' ')}`);
 

@@ -9,7 +9,8 @@
 // made (44 bytes a page rounded to 2 MiB) and `current` with this planner's, each placed by
 // address across a 256 MiB pdx group and a 1 GiB M2P slot boundary (d); nv3 prepared while a
 // fault hook holds the daemon between Xen's answer and the ledger (c); nv4 labelled, set up as
-// fsdax in the Dom0.
+// fsdax in the Dom0. The Dom0 is the lab's default, Debian 13 (the patched hypervisor is Debian 12's
+// Xen 4.17 with the series, lab/hypervisor.ts).
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -21,7 +22,7 @@ import { test } from 'node:test';
 import { GiB, hex, KiB, MiB } from '../../src/core/units.js';
 import { plannedReservedBytes } from '../../src/core/xen-sizing.js';
 import {
-  expectedLayout, field, journalFieldsOf, outcomeEntries, PATCHED_XEN_RESULT_FILE,
+  expectedLayout, field, hotplugOrder, journalFieldsOf, outcomeEntries, PATCHED_XEN_RESULT_FILE,
   type DiskFacts, type ExpectedLayout, type PatchedXenScenarioResult, type StatusDevice, type StatusJson, type SuperblockOffsets,
 } from '../../lab/guest/daemon-results.js';
 import { preparePatchedXen } from '../../lab/hypervisor.js';
@@ -42,8 +43,6 @@ const FSDAX_SIZE = 512n * MiB;
 /** Across a pdx group and an M2P slot boundary, each in slots no other NVDIMM touches. */
 const OLDER_AT = 8n * GiB - 128n * MiB;
 const CURRENT_AT = 12n * GiB - 128n * MiB;
-/** What b. promises: a hotplugged device decided within this long of udev finishing its disk. */
-const HOTPLUG_LIMIT_US = 5_000_000;
 const FILES: Record<string, string> = {
   'guest-data.txt': 'data a guest would have put on its pmem\n',
   'big.bin': 'x'.repeat(3 * 1024 * 1024),
@@ -81,7 +80,8 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     superblocks.set('nv3', preparedImage(image('nv3'), SIZE));
 
     collected = await withLab({
-      artifacts: { ...availability.artifacts, xenImage: xen.xenImage },
+      artifacts: availability.artifacts,
+      xenImage: xen.xenImage,
       nvdimms: [
         { id: 'nv0', imagePath: image('nv0'), sizeBytes: SIZE },
         { id: 'nv1', imagePath: image('nv1'), sizeBytes: SIZE },
@@ -196,7 +196,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     assert.ok(nv0Tables.subarray(Number(2n * MiB)).every((byte) => byte === 0xff), 'the M2P chunk is not all INVALID_M2P_ENTRY');
   });
 
-  await t.test('b. hotplug: a prepared NVDIMM is reported within 5 s of udev finishing its disk, and Xen took what the journal says', () => {
+  await t.test('b. hotplug: a prepared NVDIMM is reported after the hotplug and udev\'s first record of it, by the running daemon, and Xen took what the journal says', () => {
     const hotplug = got.hotplug;
     assert.ok(hotplug, `no hotplug result (guest stopped in phase ${got.phase})`);
     const facts = diskOf('nv2', [hotplug.facts]);
@@ -207,13 +207,16 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     assert.deepEqual([field(line, 'PMEM_STATE'), field(line, 'PMEM_REASON')], ['reported', 'reported']);
     assertFields(line, journalFieldsOf(layout));
     assertXenTookWhatTheJournalSays(layout, line);
-    assert.ok(hotplug.udevInitializedUs, 'udev has no USEC_INITIALIZED for the disk');
-    const sinceUdevUs = Number(field(line, '__MONOTONIC_TIMESTAMP')) - Number(hotplug.udevInitializedUs);
-    t.diagnostic(`hotplug: reported ${(sinceUdevUs / 1e6).toFixed(3)} s after udev initialised ${facts.disk}`);
-    // Not >= 0: an nd event for the namespace may lead the daemon to the disk before udev has
-    // finished the disk's own event (seen on a slow run: 34 ms before), which udev does not forbid.
-    assert.ok(sinceUdevUs <= HOTPLUG_LIMIT_US, `reported ${sinceUdevUs} µs after udev initialised the disk`);
+    // Order, not time: the guest asked for the NVDIMM, udev recorded it (its namespace or its
+    // disk: an nd event for the namespace may lead the daemon to the disk before udev has finished
+    // the disk's own event, which udev does not forbid), then the daemon reported it.
+    const order = hotplugOrder(hotplug, field(line, '__MONOTONIC_TIMESTAMP')!);
+    assert.ok(order.requested !== null && order.udevFirst !== null, `udev has no USEC_INITIALIZED for ${facts.disk} or ${facts.namespace}`);
+    assert.ok(order.requested < order.udevFirst, 'udev recorded the device after the guest asked for it');
+    assert.ok(order.udevFirst <= order.decided, `reported at ${order.decided} µs, before udev's first record of the device (${order.udevFirst} µs)`);
+    t.diagnostic(`hotplug: reported ${(Number(order.decided - order.requested) / 1e6).toFixed(3)} s after the request, ${order.sinceDiskUs === null ? '?' : (order.sinceDiskUs / 1e6).toFixed(3)} s after udev initialised ${facts.disk}`);
     assert.equal(hotplug.unitAfter.properties.MainPID, hotplug.unitBefore.properties.MainPID, 'the running daemon took it');
+    assert.equal(hotplug.unitAfter.properties.NRestarts, hotplug.unitBefore.properties.NRestarts, 'without a restart');
   });
 
   await t.test('d. across Xen\'s table boundaries an older planner\'s reserve is too small (Xen: ENOMEM, the daemon retries) and this planner\'s is enough', () => {

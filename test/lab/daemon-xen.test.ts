@@ -1,6 +1,10 @@
-// End-to-end scenarios a–d in one boot of the real hypervisor: Debian's Xen 4.17 with a PV Dom0
-// under systemd, xen-pmem installed the way an operator installs it. Xen 4.17 answers
-// XENPF_pmem_add with ENOSYS, so every valid device must end `unsupported` (enosys), quietly.
+// End-to-end scenarios a–d in one boot of a real hypervisor without pmem support, on both Dom0
+// releases: Debian 12 with Debian 12's Xen 4.17, and Debian 13 with Debian 13's Xen 4.20, each a
+// PV Dom0 under systemd with xen-pmem installed the way an operator installs it. Neither Xen takes
+// a report, so every valid device must end `unsupported`, quietly, with the capability's sentence
+// naming the hypervisor's version, and nothing is ever reported (journal, state file, ledger). On
+// 4.17 the reason is ENOSYS (no platform op of that number); on 4.20 the test does not pin the
+// reason code (the number the daemon sends may be another op there).
 //
 // NVDIMMs at boot: nv0 prepared on the host, nv1 blank, nv2 prepared with one byte of its primary
 // super block damaged, nv3 prepared with both copies damaged, nv4 blank (384 MiB, so the guest can
@@ -11,36 +15,47 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 
 import { MiB, hexRange } from '../../src/core/units.js';
 import {
-  daemonEntries, expectedLayout, field, journalFieldsOf, outcomeEntries, type DiskFacts, type ExpectedLayout,
+  daemonEntries, expectedLayout, field, hotplugOrder, journalFieldsOf, outcomeEntries, type DiskFacts, type ExpectedLayout,
   type JournalEntry, type StatusDevice, type StatusJson, type SuperblockOffsets, XEN_RESULT_FILE, type XenScenarioResult,
 } from '../../lab/guest/daemon-results.js';
 import {
   blankImage, damageSuperblockCopy, inspectImage, nvdimmPlacement, preparedImage, type InspectJson, type PlacedNvdimm,
 } from '../../lab/nvdimm-images.js';
-import { withLab } from '../../lab/vm.js';
+import { withLab, type Dom0Release } from '../../lab/vm.js';
 import { labAvailability } from './lab-available.js';
 import { readRun, waitForMarkerOrEnd, type ScenarioRun } from '../../lab/scenario-run.js';
 import { assertFields, guestFailure } from './scenario-asserts.js';
 
 const SIZE = 256n * MiB;
 const GUEST_SETUP_SIZE = 384n * MiB;
-/** What b. promises: a hotplugged device decided within this long of its node appearing. */
-const HOTPLUG_LIMIT_US = 5_000_000;
 
 interface Collected extends ScenarioRun<XenScenarioResult> {
   placement: PlacedNvdimm[];
 }
 
-test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super blocks, kill -9, the hardened unit', { timeout: 900_000 }, async (t) => {
+/** The Debian 13 Dom0 first (what an operator installs today), then Debian 12's. */
+for (const [dom0, xen] of [['debian13', '4.20'], ['debian12', '4.17']] as Array<[Dom0Release, string]>) {
+  test(`lab scenarios on ${dom0} with its own Xen ${xen}: coldplug, no pmem support, hotplug, damaged super blocks, kill -9, the hardened unit`, { timeout: 900_000 }, async (t) => {
+    await scenarios(t, dom0, xen);
+  });
+}
+
+async function scenarios(t: TestContext, dom0: Dom0Release, xen: string): Promise<void> {
   const availability = await labAvailability();
   if ('skip' in availability) {
     t.skip(availability.skip);
     return;
   }
+  assert.equal(availability.artifacts.releases[dom0].xen.version, xen, `${dom0}'s own Xen`);
+  /** Xen 4.17 has no platform op of the daemon's number; elsewhere the reason code is not pinned. */
+  const expectReason = (reason: string | undefined, what: string): void => {
+    if (xen === '4.17') assert.equal(reason, 'enosys', what);
+    else assert.ok(reason, `${what}: a reason`);
+  };
   const images = await mkdtemp(join(tmpdir(), 'xen-pmem-lab-images-'));
   const image = (id: string) => join(images, `${id}.img`);
   const startedAt = Date.now();
@@ -63,6 +78,7 @@ test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super b
 
     collected = await withLab({
       artifacts: availability.artifacts,
+      dom0,
       nvdimms: ['nv0', 'nv1', 'nv2', 'nv3'].map((id) => ({ id, imagePath: image(id), sizeBytes: SIZE }))
         .concat([{ id: 'nv4', imagePath: image('nv4'), sizeBytes: GUEST_SETUP_SIZE }]),
       scenario: 'daemon-xen',
@@ -83,7 +99,7 @@ test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super b
   } finally {
     await rm(images, { recursive: true, force: true });
   }
-  t.diagnostic(`whole run ${((Date.now() - startedAt) / 1000).toFixed(1)} s; guest phase ${collected.result?.phase ?? 'none'}; ${collected.phases}`);
+  t.diagnostic(`${dom0}, Xen ${xen}: whole run ${((Date.now() - startedAt) / 1000).toFixed(1)} s; guest phase ${collected.result?.phase ?? 'none'}; ${collected.phases}`);
   const got = collected.result ?? ({ phase: 'no result' } as XenScenarioResult);
 
   /** The pmem disk QEMU's NVDIMM `id` became: the one whose namespace starts where QEMU put the DIMM. */
@@ -117,7 +133,8 @@ test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super b
     const expected = expectedFor('nv0', prepared);
 
     const device = statusOf(got.coldplug.status, prepared.disk);
-    assert.deepEqual([device.state, device.reason], ['unsupported', 'enosys']);
+    assert.equal(device.state, 'unsupported');
+    expectReason(device.reason, prepared.disk);
     assert.deepEqual(
       [device.layout?.region.start, device.layout?.reserved.start, device.layout?.data.start],
       [expected.regionStart, expected.reservedStart, expected.dataStart],
@@ -142,17 +159,18 @@ test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super b
     assert.equal(field(blankLine ?? {}, 'PRIORITY'), '6', 'a blank device is news at info level, not a warning');
   });
 
-  await t.test('a. real Xen answers ENOSYS: each valid device is unsupported with one warning line, and nothing repeats', () => {
+  await t.test(`a. real Xen ${xen} takes no report: each valid device is unsupported with one warning line, and nothing repeats`, () => {
     assert.ok(got.coldplug && got.quiet, `no coldplug or quiet-window result (guest stopped in phase ${got.phase})`);
     const capability = got.coldplug.status.daemon.capability;
     assert.equal(capability?.kind, 'unsupported');
-    assert.equal(capability?.reason, 'enosys');
-    assert.match(capability?.message ?? '', /4\.17/, 'the sentence names the Xen version');
+    expectReason(capability?.reason, 'the capability');
+    assert.match(capability?.message ?? '', new RegExp(`\\b${xen.replace('.', '\\.')}\\b`), `the sentence names Xen ${xen}: ${capability?.message}`);
+    t.diagnostic(`capability on Xen ${xen}: ${capability?.kind}/${capability?.reason}: ${capability?.message}`);
     const valid = [bootDisk('nv0').disk, bootDisk('nv2').disk, got.udevStart?.arrival.disk ?? 'the nv5 disk'];
     for (const disk of valid) {
       const warnings: JournalEntry[] = outcomeEntries(got.coldplug.journal, disk).filter((entry) => field(entry, 'PRIORITY') === '4' && field(entry, 'PMEM_STATE') === 'unsupported');
       assert.equal(warnings.length, 1, `${disk}: expected one warning line, got ${warnings.length}`);
-      assert.equal(field(warnings[0]!, 'PMEM_REASON'), 'enosys');
+      expectReason(field(warnings[0]!, 'PMEM_REASON'), `${disk}'s warning`);
       assert.match(field(warnings[0]!, 'MESSAGE') ?? '', /not reported/);
     }
     const { before, after, seconds } = got.quiet;
@@ -174,14 +192,15 @@ test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super b
     assert.equal(inspected.status, 'valid');
     const expected = expectedLayout(setup.facts, inspected.superblock);
     const device = statusOf(setup.status, setup.disk);
-    assert.deepEqual([device.state, device.reason, device.layout?.region.start, device.layout?.data.start],
-      ['unsupported', 'enosys', expected.regionStart, expected.dataStart]);
+    assert.deepEqual([device.state, device.layout?.region.start, device.layout?.data.start],
+      ['unsupported', expected.regionStart, expected.dataStart]);
+    expectReason(device.reason, setup.disk);
     const states = outcomeEntries(setup.journal, setup.disk).map((entry) => field(entry, 'PMEM_STATE'));
     assert.deepEqual(states, ['absent', 'unsupported'], 'absent at boot, then the new layout');
     assertFields(outcomeEntries(setup.journal, setup.disk, 'unsupported')[0]!, journalFieldsOf(expected));
   });
 
-  await t.test('b. hotplug into the running daemon: decided within 5 s of /dev/pmemN appearing, without a restart', () => {
+  await t.test('b. hotplug into the running daemon: decided after the hotplug and udev\'s first record of it, by the same daemon', () => {
     const hotplug = got.hotplugRunning;
     assert.ok(hotplug, `no hotplug result (guest stopped in phase ${got.phase})`);
     const facts = diskOf('nv6', [hotplug.facts]);
@@ -189,19 +208,18 @@ test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super b
     const [line, ...more] = outcomeEntries(hotplug.journal, facts.disk);
     assert.ok(line, `no journal line for ${facts.disk}`);
     assert.equal(more.length, 0);
-    assert.deepEqual([field(line, 'PMEM_STATE'), field(line, 'PMEM_REASON')], ['unsupported', 'enosys']);
+    assert.equal(field(line, 'PMEM_STATE'), 'unsupported');
+    expectReason(field(line, 'PMEM_REASON'), facts.disk);
     assertFields(line, journalFieldsOf(expected));
 
-    const lineMonotonicUs = Number(field(line, '__MONOTONIC_TIMESTAMP'));
-    const lineRealtimeUs = Number(field(line, '__REALTIME_TIMESTAMP'));
-    assert.ok(hotplug.udevInitializedUs, 'udev has no USEC_INITIALIZED for the disk');
-    const sinceUdevUs = lineMonotonicUs - Number(hotplug.udevInitializedUs);
-    const sinceNodeUs = lineRealtimeUs - Number(hotplug.arrival.nodeSeenRealtimeUs);
-    t.diagnostic(`hotplug: journal line ${(sinceUdevUs / 1e6).toFixed(3)} s after udev initialised ${facts.disk}, ${(sinceNodeUs / 1e6).toFixed(3)} s after its node was seen`);
-    // Not >= 0: an nd event for the namespace may lead the daemon to the disk before udev has
-    // finished the disk's own event, which udev does not forbid.
-    assert.ok(sinceUdevUs <= HOTPLUG_LIMIT_US, `decided ${sinceUdevUs} µs after udev initialised the disk`);
-    assert.ok(sinceNodeUs <= HOTPLUG_LIMIT_US, `decided ${sinceNodeUs} µs after /dev/${facts.disk} appeared`);
+    // Order, not time: the guest asked for the NVDIMM, udev recorded it (its namespace or its
+    // disk: the daemon hears of a device only through udev), then the daemon decided.
+    const order = hotplugOrder(hotplug, field(line, '__MONOTONIC_TIMESTAMP')!);
+    assert.ok(order.requested !== null && order.udevFirst !== null, `udev has no USEC_INITIALIZED for ${facts.disk} or ${facts.namespace}`);
+    assert.ok(order.requested < order.udevFirst, 'udev recorded the device after the guest asked for it');
+    assert.ok(order.udevFirst <= order.decided, `decided at ${order.decided} µs, before udev's first record of the device (${order.udevFirst} µs)`);
+    const sinceNodeUs = Number(field(line, '__REALTIME_TIMESTAMP')) - Number(hotplug.arrival.nodeSeenRealtimeUs);
+    t.diagnostic(`hotplug: journal line ${((Number(order.decided - order.requested)) / 1e6).toFixed(3)} s after the request, ${order.sinceDiskUs === null ? '?' : (order.sinceDiskUs / 1e6).toFixed(3)} s after udev initialised ${facts.disk}, ${(sinceNodeUs / 1e6).toFixed(3)} s after its node was seen`);
     assert.equal(hotplug.unitAfter.properties.MainPID, hotplug.unitBefore.properties.MainPID, 'the same daemon handled it');
     assert.equal(hotplug.unitAfter.properties.NRestarts, hotplug.unitBefore.properties.NRestarts);
   });
@@ -226,8 +244,9 @@ test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super b
     const facts = diskOf('nv5', [start.facts]);
     const device = statusOf(got.coldplug?.status, facts.disk);
     const expected = expectedFor('nv5', facts);
-    assert.deepEqual([device.state, device.reason, device.layout?.region.start, device.layout?.reserved.start],
-      ['unsupported', 'enosys', expected.regionStart, expected.reservedStart]);
+    assert.deepEqual([device.state, device.layout?.region.start, device.layout?.reserved.start],
+      ['unsupported', expected.regionStart, expected.reservedStart]);
+    expectReason(device.reason, facts.disk);
   });
 
   await t.test('c. one damaged byte in the primary super block: the backup is used and the journal says so first', () => {
@@ -242,7 +261,8 @@ test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super b
     const [outcome] = outcomeEntries(got.coldplug.journal, facts.disk);
     assert.ok(outcome, `no outcome line for ${facts.disk}`);
     assert.ok(Number(field(damaged[0]!, '__MONOTONIC_TIMESTAMP')) <= Number(field(outcome, '__MONOTONIC_TIMESTAMP')), 'the warning comes before the outcome');
-    assert.deepEqual([field(outcome, 'PMEM_STATE'), field(outcome, 'PMEM_REASON')], ['unsupported', 'enosys']);
+    assert.equal(field(outcome, 'PMEM_STATE'), 'unsupported');
+    expectReason(field(outcome, 'PMEM_REASON'), facts.disk);
     assertFields(outcome, journalFieldsOf(expectedFor('nv2', facts)));
     const device = statusOf(got.coldplug.status, facts.disk);
     assert.ok((device.notes ?? []).length > 0, 'status keeps the note about the damaged copy');
@@ -277,7 +297,7 @@ test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super b
     const before = got.guestSetup?.status.devices.map((d) => `${d.device} ${d.state} ${d.reason}`).sort();
     const after = kill.status.devices.map((d) => `${d.device} ${d.state} ${d.reason}`).sort();
     assert.deepEqual(after, before, 'the restarted daemon shows every device as before');
-    // Xen 4.17 took nothing, so the exactly-once record holds no report at all.
+    // Xen took nothing, so the exactly-once record holds no report at all.
     const reported = kill.ledger.filter((line) => line.includes('"op":"reported"'));
     assert.deepEqual(reported, []);
     const valid = after.filter((line) => line.includes('unsupported')).map((line) => line.split(' ')[0]!);
@@ -299,6 +319,19 @@ test('lab scenarios on real Xen 4.17: coldplug, ENOSYS, hotplug, damaged super b
     for (const device of status.devices) {
       assert.ok(['absent', 'unsupported', 'rejected'].includes(device.state), `${device.device}: ${device.state} (${device.reason}): ${device.message}`);
     }
-    assert.equal(status.daemon.capability?.reason, 'enosys', 'libxencall reached Xen from inside the sandbox');
+    expectReason(status.daemon.capability?.reason, 'libxencall reached Xen from inside the sandbox');
   });
-});
+
+  await t.test(`nothing is ever reported to Xen ${xen}: not in the journal, the state file or the ledger`, () => {
+    const end = got.hardening;
+    assert.ok(end?.journal && end.ledger, `no end-of-boot result (guest stopped in phase ${got.phase})`);
+    const reportedLines = daemonEntries(end.journal).filter((entry) => field(entry, 'PMEM_STATE') === 'reported' || /\breported region\b/.test(field(entry, 'MESSAGE') ?? ''));
+    assert.deepEqual(reportedLines.map((entry) => field(entry, 'MESSAGE')), []);
+    const state = end.state as { devices?: Array<{ device: string; state: string }> } | null;
+    assert.ok(state?.devices && state.devices.length >= 6, `the state file lists ${state?.devices?.length ?? 0} devices`);
+    assert.deepEqual(state.devices.filter((device) => device.state === 'reported'), []);
+    assert.deepEqual(end.ledger.filter((line) => line.includes('"op":"reported"')), []);
+    const unsupported = state.devices.filter((device) => device.state === 'unsupported').map((device) => device.device);
+    assert.equal(unsupported.length, 5, `unsupported: ${unsupported.join(' ')} (nv0, nv2, nv4, nv5 and nv6 are valid)`);
+  });
+}

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,13 +13,14 @@ import { test } from 'node:test';
 
 import { MiB } from '../../src/core/units.js';
 import { filesystemOnData, layoutChecksums, perPageReservedBytes, preparedImage, shrunkReservedImage } from '../../lab/nvdimm-images.js';
+import { DOM0_ROOT, dpkgVersions, removeOlderTrees } from '../../lab/dom0-root.js';
 import { LabError } from '../../lab/errors.js';
 import { attributeShape, trimEvents } from '../../lab/fixtures.js';
 import { unitSandboxProperties } from '../../lab/guest/hardening-matrix.js';
 import { snapshotNd } from '../../lab/guest/nd-snapshot.js';
 import { findBzImagePayload } from '../../lab/kernel-image.js';
 import { moduleLoadOrder, moduleName } from '../../lab/kernel-modules.js';
-import { escapeOptionValue, maxMemoryBytes, nvdimmDeviceOption, qemuArguments, type VmConfig } from '../../lab/qemu-args.js';
+import { CPU_MODELS, escapeOptionValue, maxMemoryBytes, nvdimmDeviceOption, qemuArguments, type VmConfig } from '../../lab/qemu-args.js';
 import { QmpClient } from '../../lab/qmp.js';
 import { runCommand } from '../../lab/run-command.js';
 import { describeEvent, eventKind, parseUdevMonitor } from '../../lab/udev-monitor.js';
@@ -78,6 +79,8 @@ function vmConfig(overrides: Partial<VmConfig> = {}): VmConfig {
     xenImage: '/cache/xen.elf',
     kernelImage: '/cache/vmlinuz.elf',
     initramfs: '/cache/initramfs.cpio.gz',
+    rootDir: '/cache/debian13/rootfs-0123456789abcdef',
+    cpuModel: CPU_MODELS.qemu64,
     modulesDir: '/cache/lib/modules/6.1.0-56-amd64',
     guestDir: '/repo/lab/guest',
     scenarioPath: '/repo/lab/guest/scenarios/smoke.sh',
@@ -104,7 +107,8 @@ test('qemuArguments: TCG, Xen with the Dom0 kernel and initramfs as modules, NVD
   assert.deepEqual(value('-cpu'), ['qemu64,+x2apic,+rdrand']);
   assert.deepEqual(value('-kernel'), ['/cache/xen.elf']);
   const modules = value('-initrd')[0]!;
-  assert.match(modules, /^\/cache\/vmlinuz\.elf console=hvc0 .*systemd\.unit=xen-pmem-lab\.target .*xen_pmem_lab\.scenario=\/repo\/lab\/guest\/scenarios\/smoke\.sh,\/cache\/initramfs\.cpio\.gz$/);
+  assert.match(modules, /^\/cache\/vmlinuz\.elf console=hvc0 .*systemd\.unit=xen-pmem-lab\.target .*xen_pmem_lab\.scenario=\/repo\/lab\/guest\/scenarios\/smoke\.sh xen_pmem_lab\.root=\/cache\/debian13\/rootfs-0123456789abcdef,\/cache\/initramfs\.cpio\.gz$/);
+  assert.doesNotMatch(modules, /xen_pmem_lab\.bind=/, 'no extra host paths asked for, none named');
   assert.match(value('-append')[0]!, /dom0_mem=1024M,max:1024M/);
   // 2 GiB RAM + 768 MiB of NVDIMMs + 4 GiB for hotplug, rounded up to whole GiB.
   assert.equal(value('-m')[0], `2048M,slots=6,maxmem=${7n * 1024n * MiB}`);
@@ -117,11 +121,44 @@ test('qemuArguments: TCG, Xen with the Dom0 kernel and initramfs as modules, NVD
   assert.ok(args.includes('-no-reboot'));
 });
 
+test('qemuArguments: the CPU model and the extra host paths are the caller\'s', () => {
+  const args = qemuArguments(vmConfig({ cpuModel: CPU_MODELS.svm, hostPaths: ['/var/cache/xen-pmem-promtool', '/srv/x'] }));
+  assert.deepEqual(args.flatMap((arg, index) => (arg === '-cpu' ? [args[index + 1]!] : [])), ['qemu64,+svm,+npt,+nrip-save,+x2apic,+rdrand']);
+  const modules = args[args.indexOf('-initrd') + 1]!;
+  assert.match(modules, / xen_pmem_lab\.bind=\/var\/cache\/xen-pmem-promtool:\/srv\/x[ ,]/);
+});
+
+test('dpkgVersions: installed packages only, from a dpkg status file', () => {
+  const status = [
+    'Package: nodejs\nStatus: install ok installed\nVersion: 20.19.2+dfsg-1+deb13u3\n',
+    'Package: gone\nStatus: deinstall ok config-files\nVersion: 1.0\n',
+    'Package: systemd\nStatus: install ok installed\nPriority: important\nVersion: 257.13-1~deb13u1\n',
+  ].join('\n');
+  assert.deepEqual([...dpkgVersions(status)], [['nodejs', '20.19.2+dfsg-1+deb13u3'], ['systemd', '257.13-1~deb13u1']]);
+});
+
+test('removeOlderTrees: a new Debian 13 root replaces the roots of other keys, nothing else', async () => {
+  const base = await mkdtemp(join(tmpdir(), 'xen-pmem-trees-'));
+  try {
+    for (const name of ['rootfs-aaaaaaaaaaaaaaaa', 'rootfs-bbbbbbbbbbbbbbbb', 'lintian-cccccccccccccccc', 'debs']) {
+      await mkdir(join(base, name, 'usr'), { recursive: true });
+      await writeFile(`${join(base, name)}.json`, '{}');
+    }
+    await removeOlderTrees(base, DOM0_ROOT, join(base, 'rootfs-bbbbbbbbbbbbbbbb'), () => {});
+    const left = (await readdir(base)).sort();
+    assert.deepEqual(left, ['debs', 'debs.json', 'lintian-cccccccccccccccc', 'lintian-cccccccccccccccc.json', 'rootfs-bbbbbbbbbbbbbbbb', 'rootfs-bbbbbbbbbbbbbbbb.json']);
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
+});
+
 test('qemuArguments refuses what QEMU or the kernel command line cannot carry', () => {
   const refused = (config: VmConfig, pattern: RegExp): void => {
     assert.throws(() => qemuArguments(config), (error: unknown) => error instanceof LabError && error.reason === 'bad-options' && pattern.test(error.message));
   };
-  refused(vmConfig({ scenarioPath: '/repo/my scenario.sh' }), /contains a space or comma/);
+  refused(vmConfig({ scenarioPath: '/repo/my scenario.sh' }), /scenario path "\/repo\/my scenario.sh" contains a space, comma or colon/);
+  refused(vmConfig({ hostPaths: ['/a:b'] }), /host path "\/a:b" contains a space, comma or colon/);
+  refused(vmConfig({ hostPaths: ['relative/dir'] }), /is not absolute/);
   refused(vmConfig({ nvdimms: [{ id: 'nv0', imagePath: '/a', sizeBytes: 1000n }] }), /multiple of 4096/);
   refused(vmConfig({ nvdimms: [{ id: 'nv0', imagePath: '/a', sizeBytes: MiB, labelSizeBytes: 4096n }] }), /label-size 4096 must be at least 131072/);
   refused(vmConfig({ nvdimms: [{ id: 'nv0', imagePath: '/a', sizeBytes: MiB, address: 0x200001000n }] }), /address 0x200001000 must be a positive multiple of 2 MiB/);

@@ -96,7 +96,8 @@ test('patched Xen: XENPF_pmem_add row by row against the stand-in, and the Dom0 
   let imageBytes: { nv0Tables: Buffer; nv1Tables: Buffer } | null = null;
   try {
     collected = await withLab({
-      artifacts: { ...availability.artifacts, xenImage: xen.xenImage },
+      artifacts: availability.artifacts,
+      xenImage: xen.xenImage,
       nvdimms: [
         { id: 'nv0', imagePath: image('nv0'), sizeBytes: 256n * MiB },
         { id: 'nv1', imagePath: image('nv1'), sizeBytes: 512n * MiB },

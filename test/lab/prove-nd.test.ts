@@ -1,7 +1,9 @@
-// The lab's proof: a real Xen 4.17 Dom0 (PV, systemd as PID 1) under QEMU with two 256 MiB
-// NVDIMMs at boot and a 512 MiB one with a label area plugged in later. Checks what the guest
-// brought back against what the host configured, and the shapes against the committed captures
-// in test/fixtures/captured. XEN_PMEM_LAB_UPDATE_FIXTURES=1 rewrites those captures instead.
+// The lab's proof: a real Xen Dom0 (PV, systemd as PID 1; the lab's default, Debian 13 on its own
+// Xen 4.20) under QEMU with two 256 MiB NVDIMMs at boot and a 512 MiB one with a label area
+// plugged in later. Checks what the guest brought back against what the host configured, and the
+// shapes against the committed captures in test/fixtures/captured (taken in the Debian 12 Dom0;
+// Debian 13's kernel and udev give the same shapes). XEN_PMEM_LAB_UPDATE_FIXTURES=1 rewrites
+// those captures instead.
 
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -47,6 +49,8 @@ test('lab proof: Xen Dom0 with NVDIMMs at boot, hotplug, fsdax namespace, hyperc
   const startedAt = Date.now();
   let capture: ProofCapture | undefined;
   let hotplugAtMs = 0;
+  let bootedKernel = '';
+  let bootedXen = '';
   try {
     capture = await withLab({
       artifacts,
@@ -57,6 +61,8 @@ test('lab proof: Xen Dom0 with NVDIMMs at boot, hotplug, fsdax namespace, hyperc
       scenario: 'prove-nd',
       timeoutMs: 300_000,
     }, async (lab) => {
+      bootedKernel = lab.dom0.kernelRelease;
+      bootedXen = lab.dom0.xen.version;
       await lab.waitForFile('ready-for-hotplug');
       hotplugAtMs = lab.elapsedMs();
       await lab.hotplugNvdimm({ id: 'nv2', imagePath: join(images, 'nv2.img'), sizeBytes: HOTPLUG_NVDIMM_BYTES, labelSizeBytes: LABEL_BYTES });
@@ -77,7 +83,7 @@ test('lab proof: Xen Dom0 with NVDIMMs at boot, hotplug, fsdax namespace, hyperc
   const got = capture;
 
   await t.test('the guest is a Xen control domain running the extracted kernel under systemd', () => {
-    assert.equal(got.environment.kernelRelease, artifacts.kernelRelease);
+    assert.equal(got.environment.kernelRelease, bootedKernel);
     assert.equal(got.environment.xenCapabilities, 'control_d');
     assert.equal(got.environment.pid1, 'systemd');
     const modules = got.environment.modulesLoaded as string[];
@@ -155,11 +161,21 @@ test('lab proof: Xen Dom0 with NVDIMMs at boot, hotplug, fsdax namespace, hyperc
     assert.equal(nsSize % align, 0n, `namespace size ${nsSize} is not a multiple of the region alignment ${align}`);
   });
 
-  await t.test('libxencall reaches the real hypervisor: xen_version 4.17, platform_op 64 is ENOSYS', () => {
-    const hypercall = got.hypercall as { opened: boolean; xenVersion: { major: number; minor: number }; platformOp: { rc: number; errno: number; bufferUnchanged: boolean } };
+  await t.test('libxencall reaches the real hypervisor: xen_version is the release\'s Xen, which does not take the pmem op', () => {
+    const hypercall = got.hypercall as { opened: boolean; xenVersion: { major: number; minor: number }; platformOp: { cmd: number; rc: number; errno: number; bufferUnchanged: boolean } };
     assert.equal(hypercall.opened, true, JSON.stringify(hypercall));
-    assert.deepEqual([hypercall.xenVersion.major, hypercall.xenVersion.minor], [4, 17]);
-    assert.deepEqual([hypercall.platformOp.rc, hypercall.platformOp.errno, hypercall.platformOp.bufferUnchanged], [-1, 38, true]);
+    assert.equal(`${hypercall.xenVersion.major}.${hypercall.xenVersion.minor}`, bootedXen);
+    const { cmd, rc, errno, bufferUnchanged } = hypercall.platformOp;
+    t.diagnostic(`Xen ${bootedXen}: platform_op ${cmd} with an all-zero pmem_add answered rc ${rc} errno ${errno}, buffer ${bufferUnchanged ? 'unchanged' : 'written'}`);
+    if (cmd === 64 && bootedXen !== '4.17') {
+      // Xen 4.18 and later define op 64 as XENPF_get_dom0_console, which answers with the size of
+      // the console information it copied back (40: all zeros here, where QEMU has no VGA), or
+      // ENODEV when it has none.
+      assert.ok(rc === 40 || (rc === -1 && errno === 19), JSON.stringify(hypercall.platformOp));
+    } else {
+      // An op this Xen does not have: ENOSYS, and nothing written into the request.
+      assert.deepEqual([rc, errno, bufferUnchanged], [-1, 38, true]);
+    }
   });
 
   await t.test('the shapes match the committed captures in test/fixtures/captured', (st) => {
