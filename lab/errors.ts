@@ -9,6 +9,8 @@ export type LabReason =
   | 'not-root'
   /** A Debian package, the kernel, Xen or the initramfs could not be made ready. */
   | 'prepare-failed'
+  /** The source of a Xen base cannot be had here (Debian's archive does not serve it). */
+  | 'source-unavailable'
   /** The caller asked for something the lab cannot build, such as a path QEMU cannot take. */
   | 'bad-options'
   /** QEMU refused to start or died on its own. */
@@ -38,7 +40,7 @@ export class LabError extends Error {
  * and skip with its message instead of failing.
  */
 export class LabUnavailableError extends LabError {
-  constructor(reason: 'not-root' | 'prepare-failed', message: string) {
+  constructor(reason: 'not-root' | 'prepare-failed' | 'source-unavailable', message: string) {
     super(reason, message);
     this.name = 'LabUnavailableError';
   }

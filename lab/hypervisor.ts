@@ -1,13 +1,17 @@
-// Builds the hypervisor the lab boots for the success path: Debian's `xen` source package with
-// the series in hypervisor/ applied, the hypervisor only (not the tools), with the configuration
-// Debian's own binary package ships. The result is cached under the lab cache, keyed by the
-// source version and a hash of the series, so that a second call only checks files.
+// Builds the hypervisor the lab boots for the success path: Xen with the series in hypervisor/
+// applied, the hypervisor only (not the tools), with the configuration Debian's own binary
+// package ships. Two bases carry the same series and ABI: Xen 4.20, Debian 13's `xen` source
+// (the product's target), and 4.17, Debian 12's (docs/hypervisor.md, "Which Xen"). The result is
+// cached under the lab cache, keyed by the base, the source version and a hash of the series,
+// so that a second call only checks files.
 //
-//   npm run -s hypervisor -- --path   builds if needed, prints the path of the multiboot ELF
-//   npm run -s hypervisor             the same, and prints what was built as JSON
+//   npm run -s hypervisor -- --path [--base 4.20|4.17]   builds if needed, prints the ELF's path
+//   npm run -s hypervisor [-- --base …]                    the same, then what was built as JSON
 //
 // The source comes through an apt configuration of the lab's own (a deb-src entry, lists and
-// archives in the cache): the host's apt sources are never touched. Progress goes to stderr.
+// archives in the cache): the host's apt sources are never touched. Where Debian's archive does
+// not serve the source (Debian 13's is 404 on this project's registry), XEN_PMEM_XEN_SOURCE names
+// an unpacked Xen tree of that release to build on instead. Progress goes to stderr.
 
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
@@ -16,17 +20,40 @@ import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { LabError, runAsProgram } from './errors.js';
-import { aptInstall, labCacheDir, prepareLab, repositoryDir } from './prepare.js';
+import { LabError, LabUnavailableError, runAsProgram } from './errors.js';
+import { aptInstall, labCacheDir, prepareLab, repositoryDir, type Dom0Release } from './prepare.js';
+import { debianSourceLine, PrivateApt } from './private-apt.js';
 import { stderrProgress, type ProgressLog } from './progress.js';
 import { lastLines, runChecked, runCommand } from './run-command.js';
 
 /** Bump when the way a build is made changes, so that older cached builds are not taken. */
-const BUILD_RECIPE = 1;
-/** What `xen_version` reports as extraversion after the upstream one: `4.17.5-pmem`. */
+const BUILD_RECIPE = 2;
+/** What `xen_version` reports as extraversion after the upstream one: `4.20.4-pmem`. */
 export const XEN_VENDOR_VERSION = '-pmem';
-/** The source package's suite: bookworm-security's sources are not downloadable from here. */
-const DEB_SRC_LINE = 'deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main';
+/** Names an unpacked Xen source tree to build on when Debian's archive does not serve the source. */
+export const XEN_SOURCE_ENV = 'XEN_PMEM_XEN_SOURCE';
+
+export type XenBase = '4.20' | '4.17';
+export const XEN_BASES: readonly XenBase[] = ['4.20', '4.17'];
+
+/** Where each base comes from, and the Dom0 release whose toolstack and config go with it. */
+interface BaseRecipe {
+  dom0: Dom0Release;
+  suite: string;
+  /** The series directory, relative to hypervisor/. */
+  seriesSubdir: string;
+}
+
+const BASES: Record<XenBase, BaseRecipe> = {
+  '4.20': { dom0: 'debian13', suite: 'trixie', seriesSubdir: '.' },
+  '4.17': { dom0: 'debian12', suite: 'bookworm', seriesSubdir: '4.17' },
+};
+
+/** The Dom0 release whose kernel, toolstack and config go with a base. */
+export function dom0ForBase(base: XenBase): Dom0Release {
+  return BASES[base].dom0;
+}
+
 /** Lines of compiler output a failed build quotes. */
 const FAILURE_TAIL_LINES = 40;
 
@@ -42,13 +69,14 @@ const BUILD_TOOLS: ReadonlyArray<{ tool: string; pkg: string }> = [
 ];
 
 export interface PatchedXen {
+  base: XenBase;
   /** `xen/xen`: the 32-bit multiboot ELF QEMU's -kernel takes. */
   xenImage: string;
   /** `xen/xen.gz`: what Debian installs as /boot/xen-*.gz. */
   xenGz: string;
   /** `xen/xen-syms`, for decoding a crash's addresses. */
   xenSyms: string;
-  /** The Debian source package version the series was applied to. */
+  /** The Debian source package version the series was applied to, or `local-…` for a tree of one's own. */
   sourceVersion: string;
   /** sha256 of the series file and every patch it lists. */
   seriesHash: string;
@@ -60,15 +88,18 @@ export interface PatchedXen {
 }
 
 export interface PatchedXenOptions {
+  /** 4.20 unless told. */
+  base?: XenBase;
   log?: ProgressLog;
   /** Defaults to $XEN_PMEM_LAB_CACHE, then /var/cache/xen-pmem-lab. */
   cacheDir?: string;
-  /** The series directory; defaults to hypervisor/ in the repository. */
+  /** The series directory; defaults to the base's in hypervisor/. */
   seriesDir?: string;
 }
 
 interface BuildRecord {
   recipe: number;
+  base: XenBase;
   sourceVersion: string;
   seriesHash: string;
   patches: string[];
@@ -76,8 +107,8 @@ interface BuildRecord {
   builtAt: string;
 }
 
-export function hypervisorSeriesDir(): string {
-  return join(repositoryDir(), 'hypervisor');
+export function hypervisorSeriesDir(base: XenBase = '4.20'): string {
+  return resolve(repositoryDir(), 'hypervisor', BASES[base].seriesSubdir);
 }
 
 /** The patch names `series` lists, in order; `#` starts a comment. */
@@ -122,61 +153,55 @@ export function seriesHash(seriesDir: string): string {
   return hash.digest('hex');
 }
 
-/** `-o` options that give apt-get a private sources list, lists and archives under `aptDir`. */
-export function privateAptOptions(aptDir: string): string[] {
-  const options: Record<string, string> = {
-    'Dir::Etc::SourceList': join(aptDir, 'sources.list'),
-    'Dir::Etc::SourceParts': join(aptDir, 'sources.list.d'),
-    'Dir::Etc::Preferences': join(aptDir, 'preferences'),
-    'Dir::Etc::PreferencesParts': join(aptDir, 'preferences.d'),
-    // Only the signed-by keyring of the deb-src line is trusted.
-    'Dir::Etc::Trusted': join(aptDir, 'trusted.gpg'),
-    'Dir::Etc::TrustedParts': join(aptDir, 'trusted.gpg.d'),
-    'Dir::State::Lists': join(aptDir, 'lists'),
-    'Dir::Cache': join(aptDir, 'cache'),
-    // The files are root's; apt's download sandbox user could not write them.
-    'APT::Sandbox::User': 'root',
-  };
-  return Object.entries(options).flatMap(([name, value]) => ['-o', `${name}=${value}`]);
-}
-
-async function writeAptConfig(aptDir: string): Promise<void> {
-  for (const dir of ['sources.list.d', 'preferences.d', 'trusted.gpg.d', 'lists/partial', 'cache/archives/partial']) {
-    await mkdir(join(aptDir, dir), { recursive: true });
-  }
-  await writeFile(join(aptDir, 'sources.list'), `${DEB_SRC_LINE}\n`);
-}
+export { privateAptOptions } from './private-apt.js';
 
 /**
- * The patched hypervisor, built if the cache has no result for this source and series. Throws
- * LabError('prepare-failed') naming what failed: a download, the patch that did not apply, or
- * the build, with the last lines of the compiler's output.
+ * The patched hypervisor of a base, built if the cache has no result for this source and series.
+ * Throws LabUnavailableError('source-unavailable') when the base's source cannot be had here (so
+ * tests can say why they skip), and LabError('prepare-failed') naming what failed otherwise: a
+ * download, the patch that did not apply, or the build, with the last lines of the compiler's
+ * output.
  */
 export async function preparePatchedXen(options: PatchedXenOptions = {}): Promise<PatchedXen> {
-  const log = options.log ?? stderrProgress('hypervisor');
-  const seriesDir = resolve(options.seriesDir ?? hypervisorSeriesDir());
-  const root = join(resolve(options.cacheDir ?? labCacheDir()), 'hypervisor');
+  const base = options.base ?? '4.20';
+  const log = options.log ?? stderrProgress(`hypervisor ${base}`);
+  const seriesDir = resolve(options.seriesDir ?? hypervisorSeriesDir(base));
+  const root = join(resolve(options.cacheDir ?? labCacheDir()), 'hypervisor', base);
 
   const problems = seriesProblems(seriesDir);
   if (problems.length > 0) throw new LabError('prepare-failed', `the patch series in ${seriesDir} is inconsistent: ${problems.join('; ')}`);
   const hash = seriesHash(seriesDir);
 
-  const known = await knownSource(root);
+  const local = localTree(base);
+  const known = local ?? (await knownSource(root));
   if (known !== null) {
-    const cached = await cachedBuild(root, known.version, hash);
+    const cached = await cachedBuild(root, base, known.version, hash);
     if (cached !== null) return cached;
   }
 
   if (process.getuid?.() !== 0) {
-    throw new LabError('not-root', 'building the patched hypervisor needs root (apt-get, the lab cache); run it as root');
+    throw new LabUnavailableError('not-root', 'building the patched hypervisor needs root (apt-get, the lab cache); run it as root');
   }
   try {
     await installBuildTools(log);
-    const source = known ?? (await fetchSource(root, log));
-    return (await cachedBuild(root, source.version, hash)) ?? (await build(root, source, seriesDir, hash, log));
+    const source = known ?? (await fetchSource(root, base, log));
+    return (await cachedBuild(root, base, source.version, hash)) ?? (await build(root, base, source, seriesDir, hash, log));
   } catch (error) {
     if (error instanceof LabError) throw error;
-    throw new LabError('prepare-failed', `building the patched hypervisor failed: ${(error as Error).message}`);
+    throw new LabError('prepare-failed', `building the patched hypervisor ${base} failed: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * The newest base that can be built here, with its Dom0 release: 4.20 when Debian 13's source (or
+ * XEN_PMEM_XEN_SOURCE) is at hand, else 4.17, saying why.
+ */
+export async function prepareNewestPatchedXen(log?: ProgressLog): Promise<{ xen: PatchedXen; fallback: string | null }> {
+  try {
+    return { xen: await preparePatchedXen({ base: '4.20', log }), fallback: null };
+  } catch (error) {
+    if (!(error instanceof LabUnavailableError) || error.reason !== 'source-unavailable') throw error;
+    return { xen: await preparePatchedXen({ base: '4.17', log }), fallback: error.message };
   }
 }
 
@@ -184,7 +209,7 @@ function buildDir(root: string, version: string, hash: string): string {
   return join(root, 'builds', `${version}-${hash.slice(0, 16)}`);
 }
 
-async function cachedBuild(root: string, version: string, hash: string): Promise<PatchedXen | null> {
+async function cachedBuild(root: string, base: XenBase, version: string, hash: string): Promise<PatchedXen | null> {
   const dir = buildDir(root, version, hash);
   let record: BuildRecord;
   try {
@@ -192,13 +217,14 @@ async function cachedBuild(root: string, version: string, hash: string): Promise
   } catch {
     return null;
   }
-  if (record.recipe !== BUILD_RECIPE || record.sourceVersion !== version || record.seriesHash !== hash) return null;
+  if (record.recipe !== BUILD_RECIPE || record.base !== base || record.sourceVersion !== version || record.seriesHash !== hash) return null;
   const result = resultIn(dir, record, true);
   return [result.xenImage, result.xenGz].every((path) => existsSync(path)) ? result : null;
 }
 
 function resultIn(dir: string, record: BuildRecord, cached: boolean): PatchedXen {
   return {
+    base: record.base,
     xenImage: join(dir, 'xen'),
     xenGz: join(dir, 'xen.gz'),
     xenSyms: join(dir, 'xen-syms'),
@@ -212,16 +238,36 @@ function resultIn(dir: string, record: BuildRecord, cached: boolean): PatchedXen
 
 interface SourcePackage {
   version: string;
-  dsc: string;
+  /** A Debian source package's .dsc, unpacked with dpkg-source. */
+  dsc?: string;
+  /** Or an unpacked tree, copied. */
+  tree?: string;
+}
+
+/**
+ * XEN_PMEM_XEN_SOURCE, for the 4.20 base: an unpacked Xen 4.20 tree. Its version key names the
+ * release it says it is and where it is, so that another tree is another build.
+ */
+function localTree(base: XenBase): SourcePackage | null {
+  const tree = process.env[XEN_SOURCE_ENV];
+  if (base !== '4.20' || !tree) return null;
+  const makefile = join(tree, 'xen', 'Makefile');
+  if (!existsSync(makefile)) throw new LabError('prepare-failed', `${XEN_SOURCE_ENV}=${tree} is not a Xen source tree (no xen/Makefile)`);
+  const text = readFileSync(makefile, 'utf8');
+  const field = (name: string): string => new RegExp(`^export XEN_${name}\\s*\\??=\\s*(\\S*)`, 'm').exec(text)?.[1] ?? '?';
+  const version = `${field('VERSION')}.${field('SUBVERSION')}${field('EXTRAVERSION').replace('$(XEN_VENDORVERSION)', '')}`;
+  if (!version.startsWith('4.20')) throw new LabError('prepare-failed', `${XEN_SOURCE_ENV}=${tree} is Xen ${version}, not 4.20`);
+  const where = createHash('sha256').update(resolve(tree)).digest('hex').slice(0, 8);
+  return { version: `local-${version}-${where}`, tree: resolve(tree) };
 }
 
 /** The source package downloaded earlier, if its files are all still there. */
 async function knownSource(root: string): Promise<SourcePackage | null> {
   try {
     const source = JSON.parse(await readFile(join(root, 'source.json'), 'utf8')) as SourcePackage;
-    if (!existsSync(source.dsc)) return null;
+    if (!source.dsc || !existsSync(source.dsc)) return null;
     const files = dscFiles(await readFile(source.dsc, 'utf8'));
-    return files.every((file) => existsSync(join(resolve(source.dsc, '..'), file))) ? source : null;
+    return files.every((file) => existsSync(join(resolve(source.dsc!, '..'), file))) ? source : null;
   } catch {
     return null;
   }
@@ -242,25 +288,22 @@ export function dscFiles(dsc: string): string[] {
   return [...names];
 }
 
-async function fetchSource(root: string, log: ProgressLog): Promise<SourcePackage> {
-  const aptDir = join(root, 'apt');
+async function fetchSource(root: string, base: XenBase, log: ProgressLog): Promise<SourcePackage> {
   const downloads = join(root, 'source');
-  await writeAptConfig(aptDir);
   await mkdir(downloads, { recursive: true });
-  const apt = privateAptOptions(aptDir);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-
-  const listsPresent = readdirSync(join(aptDir, 'lists')).some((name) => name.endsWith('Sources') || name.includes('_source_Sources'));
-  if (!listsPresent) {
-    log('apt-get update (the lab\'s own deb-src list)');
-    await runChecked('apt-get', [...apt, 'update'], { env });
-  }
-  log('apt-get source --download-only xen');
-  const first = await runCommand('apt-get', [...apt, 'source', '--download-only', 'xen'], { cwd: downloads, env });
-  if (first.code !== 0) {
-    log('apt-get source failed; updating the lists once and retrying');
-    await runChecked('apt-get', [...apt, 'update'], { env });
-    await runChecked('apt-get', [...apt, 'source', '--download-only', 'xen'], { cwd: downloads, env });
+  const apt = new PrivateApt(join(root, 'apt'), [debianSourceLine(BASES[base].suite, 'deb-src')], log);
+  await apt.ready();
+  log(`apt-get source --download-only xen (Debian ${BASES[base].suite})`);
+  try {
+    await apt.run('apt-get', ['source', '--download-only', 'xen'], downloads);
+  } catch (error) {
+    const why = (error as Error).message;
+    if (/404|Failed to fetch/i.test(why)) {
+      throw new LabUnavailableError('source-unavailable',
+        `Debian ${BASES[base].suite}'s xen source package cannot be downloaded here (${why.split('\n').find((line) => /404|Failed/.test(line))?.trim() ?? why}); ` +
+        (base === '4.20' ? `set ${XEN_SOURCE_ENV} to an unpacked Xen 4.20 tree (upstream's RELEASE-4.20.4 takes the series) to build on it` : 'the patched Xen cannot be built'));
+    }
+    throw error;
   }
 
   const dscs = (await readdir(downloads)).filter((name) => /^xen_.*\.dsc$/.test(name));
@@ -298,25 +341,15 @@ async function installBuildTools(log: ProgressLog): Promise<void> {
   await aptInstall([...new Set(BUILD_TOOLS.filter((entry) => !existsSync(entry.tool)).map((entry) => entry.pkg))], log);
 }
 
-/** Debian's own build configuration, from the binary package the lab extracts. */
-async function debianConfig(log: ProgressLog): Promise<string> {
-  const find = (cacheDir: string): string | undefined => {
-    if (!existsSync(cacheDir)) return undefined;
-    return readdirSync(cacheDir)
-      .filter((name) => name.startsWith('xen-hypervisor-4.17-amd64_') && !name.endsWith('.partial'))
-      .map((name) => join(cacheDir, name, 'boot', 'xen-4.17-amd64.config'))
-      .find((path) => existsSync(path));
-  };
-  const found = find(labCacheDir());
-  if (found !== undefined) return found;
-  log('no xen-hypervisor-4.17-amd64 in the lab cache yet; preparing the lab for its config');
+/** Debian's own build configuration of the base, from the binary package the lab extracts. */
+async function debianConfig(base: XenBase, log: ProgressLog): Promise<string> {
   const artifacts = await prepareLab({ log });
-  const config = find(artifacts.cacheDir);
-  if (config === undefined) throw new Error(`xen-hypervisor-4.17-amd64 in ${artifacts.cacheDir} has no boot/xen-4.17-amd64.config`);
+  const config = artifacts.releases[BASES[base].dom0].xen.config;
+  if (!existsSync(config)) throw new Error(`the lab's ${BASES[base].dom0} hypervisor package has no build configuration at ${config}`);
   return config;
 }
 
-async function build(root: string, source: SourcePackage, seriesDir: string, hash: string, log: ProgressLog): Promise<PatchedXen> {
+async function build(root: string, base: XenBase, source: SourcePackage, seriesDir: string, hash: string, log: ProgressLog): Promise<PatchedXen> {
   const final = buildDir(root, source.version, hash);
   // Each process builds in a directory of its own; the rename at the end is what makes a build
   // count, so an interrupted one is never taken for a finished one.
@@ -327,9 +360,14 @@ async function build(root: string, source: SourcePackage, seriesDir: string, has
   const tree = join(partial, 'src');
   const patches = readSeries(seriesDir);
 
-  log(`dpkg-source -x ${source.dsc.slice(source.dsc.lastIndexOf('/') + 1)}`);
-  // --no-copy: dpkg-source would otherwise put a copy of the orig tarball beside the tree.
-  await runChecked('dpkg-source', ['--no-copy', '-x', source.dsc, tree]);
+  if (source.dsc !== undefined) {
+    log(`dpkg-source -x ${source.dsc.slice(source.dsc.lastIndexOf('/') + 1)}`);
+    // --no-copy: dpkg-source would otherwise put a copy of the orig tarball beside the tree.
+    await runChecked('dpkg-source', ['--no-copy', '-x', source.dsc, tree]);
+  } else {
+    log(`copying ${source.tree} (${XEN_SOURCE_ENV})`);
+    await runChecked('cp', ['-a', `${source.tree}/.`, tree]);
+  }
 
   for (const name of patches) {
     const result = await runCommand('patch', ['-p1', '--forward', '--batch', '-i', join(seriesDir, name)], { cwd: tree });
@@ -339,7 +377,7 @@ async function build(root: string, source: SourcePackage, seriesDir: string, has
   }
   log(`applied ${patches.length} patches`);
 
-  const config = await debianConfig(log);
+  const config = await debianConfig(base, log);
   await copyFile(config, join(tree, 'xen', '.config'));
   const buildLog = join(partial, 'build.log');
   const make = (args: string[]) => runLogged('make', ['-C', 'xen', ...args], tree, buildLog);
@@ -361,6 +399,7 @@ async function build(root: string, source: SourcePackage, seriesDir: string, has
   await rm(tree, { recursive: true, force: true });
   const record: BuildRecord = {
     recipe: BUILD_RECIPE,
+    base,
     sourceVersion: source.version,
     seriesHash: hash,
     patches,
@@ -375,7 +414,7 @@ async function build(root: string, source: SourcePackage, seriesDir: string, has
     await rm(partial, { recursive: true, force: true });
     if (!existsSync(join(final, 'build.json'))) throw error;
   }
-  log(`built xen ${source.version} + ${patches.length} patches in ${buildSeconds} s: ${join(final, 'xen')}`);
+  log(`built xen ${base} (${source.version}) + ${patches.length} patches in ${buildSeconds} s: ${join(final, 'xen')}`);
   return resultIn(final, record, false);
 }
 
@@ -429,6 +468,9 @@ function runLogged(command: string, args: string[], cwd: string, logPath: string
 }
 
 await runAsProgram(import.meta.url, 'xen-pmem hypervisor', async () => {
-  const xen = await preparePatchedXen();
+  const at = process.argv.indexOf('--base');
+  const base = at === -1 ? '4.20' : process.argv[at + 1];
+  if (!XEN_BASES.includes(base as XenBase)) throw new LabError('bad-options', `--base ${base}: the bases are ${XEN_BASES.join(' and ')}`);
+  const xen = await preparePatchedXen({ base: base as XenBase });
   process.stdout.write(process.argv.includes('--path') ? `${xen.xenImage}\n` : JSON.stringify(xen, null, 2) + '\n');
 });

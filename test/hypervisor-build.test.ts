@@ -8,24 +8,38 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { dscFiles, hypervisorSeriesDir, parseSeries, privateAptOptions, readSeries, seriesHash, seriesProblems } from '../lab/hypervisor.js';
+import { dscFiles, hypervisorSeriesDir, parseSeries, privateAptOptions, readSeries, seriesHash, seriesProblems, XEN_BASES } from '../lab/hypervisor.js';
 
-describe('the patch series in hypervisor/', () => {
-  const dir = hypervisorSeriesDir();
+for (const base of XEN_BASES) {
+  describe(`the patch series for Xen ${base} in hypervisor/`, () => {
+    const dir = hypervisorSeriesDir(base);
 
-  it('lists existing patches/*.patch files, and every patch there is listed', () => {
-    assert.deepEqual(seriesProblems(dir), []);
-    assert.ok(readSeries(dir).length > 0);
+    it('lists existing patches/*.patch files, and every patch there is listed', () => {
+      assert.deepEqual(seriesProblems(dir), []);
+      assert.ok(readSeries(dir).length > 0);
+    });
+
+    it('has patches that patch -p1 can take: a subject, then unified diffs with a/ and b/ prefixes', () => {
+      for (const name of readSeries(dir)) {
+        const text = readFileSync(join(dir, name), 'utf8');
+        assert.match(text, /^Subject: \S/, `${name} starts with its subject`);
+        const diffs = [...text.matchAll(/^diff --git a\/(\S+) b\/(\S+)$/gm)];
+        assert.ok(diffs.length > 0, `${name} has no diff`);
+        for (const [, from, to] of diffs) assert.equal(from, to, `${name}: ${from} renamed`);
+      }
+    });
+
+    it('keeps the fixes to Xen\'s own code first, each with a Fixes: tag naming a commit and its subject', () => {
+      const fixes = readSeries(dir).slice(0, 3).map((name) => readFileSync(join(dir, name), 'utf8'));
+      for (const text of fixes) assert.match(text, /^Fixes: [0-9a-f]{12} \(".+"\)$/m);
+    });
   });
+}
 
-  it('has patches that patch -p1 can take: a subject, then unified diffs with a/ and b/ prefixes', () => {
-    for (const name of readSeries(dir)) {
-      const text = readFileSync(join(dir, name), 'utf8');
-      assert.match(text, /^Subject: \S/, `${name} starts with its subject`);
-      const diffs = [...text.matchAll(/^diff --git a\/(\S+) b\/(\S+)$/gm)];
-      assert.ok(diffs.length > 0, `${name} has no diff`);
-      for (const [, from, to] of diffs) assert.equal(from, to, `${name}: ${from} renamed`);
-    }
+describe('the two series', () => {
+  it('carry the same patches, by subject and in order: one ABI on both bases', () => {
+    const subjects = (base: (typeof XEN_BASES)[number]): string[] => readSeries(hypervisorSeriesDir(base)).map((name) => readFileSync(join(hypervisorSeriesDir(base), name), 'utf8').split('\n')[0]!);
+    assert.deepEqual(subjects('4.17'), subjects('4.20'));
   });
 });
 
