@@ -49,6 +49,20 @@ const BASES: Record<XenBase, BaseRecipe> = {
   '4.17': { dom0: 'debian12', suite: 'bookworm', seriesSubdir: '4.17' },
 };
 
+/**
+ * Configurations the series must build with, on top of Debian's (`npm run -s hypervisor --
+ * --matrix`): each option the series' code depends on, and all of them at once.
+ */
+export const CONFIG_VARIANTS = {
+  debian: [],
+  debug: ['CONFIG_DEBUG=y'],
+  pv32: ['CONFIG_PV32=y'],
+  bigmem: ['CONFIG_BIGMEM=y'],
+  flask: ['CONFIG_XSM=y', 'CONFIG_XSM_FLASK=y'],
+  all: ['CONFIG_DEBUG=y', 'CONFIG_PV32=y', 'CONFIG_BIGMEM=y', 'CONFIG_XSM=y', 'CONFIG_XSM_FLASK=y'],
+} as const satisfies Record<string, readonly string[]>;
+export type ConfigVariant = keyof typeof CONFIG_VARIANTS;
+
 /** The Dom0 release whose kernel, toolstack and config go with a base. */
 export function dom0ForBase(base: XenBase): Dom0Release {
   return BASES[base].dom0;
@@ -90,6 +104,8 @@ export interface PatchedXen {
 export interface PatchedXenOptions {
   /** 4.20 unless told. */
   base?: XenBase;
+  /** A configuration of the matrix (CONFIG_DEBUG …) on top of Debian's; Debian's own unless told. */
+  variant?: ConfigVariant;
   log?: ProgressLog;
   /** Defaults to $XEN_PMEM_LAB_CACHE, then /var/cache/xen-pmem-lab. */
   cacheDir?: string;
@@ -164,13 +180,14 @@ export { privateAptOptions } from './private-apt.js';
  */
 export async function preparePatchedXen(options: PatchedXenOptions = {}): Promise<PatchedXen> {
   const base = options.base ?? '4.20';
-  const log = options.log ?? stderrProgress(`hypervisor ${base}`);
+  const variant = options.variant ?? 'debian';
+  const log = options.log ?? stderrProgress(`hypervisor ${base}${variant === 'debian' ? '' : ` ${variant}`}`);
   const seriesDir = resolve(options.seriesDir ?? hypervisorSeriesDir(base));
   const root = join(resolve(options.cacheDir ?? labCacheDir()), 'hypervisor', base);
 
   const problems = seriesProblems(seriesDir);
   if (problems.length > 0) throw new LabError('prepare-failed', `the patch series in ${seriesDir} is inconsistent: ${problems.join('; ')}`);
-  const hash = seriesHash(seriesDir);
+  const hash = seriesHash(seriesDir) + (variant === 'debian' ? '' : `-${variant}`);
 
   const local = localTree(base);
   const known = local ?? (await knownSource(root));
@@ -185,7 +202,7 @@ export async function preparePatchedXen(options: PatchedXenOptions = {}): Promis
   try {
     await installBuildTools(log);
     const source = known ?? (await fetchSource(root, base, log));
-    return (await cachedBuild(root, base, source.version, hash)) ?? (await build(root, base, source, seriesDir, hash, log));
+    return (await cachedBuild(root, base, source.version, hash)) ?? (await build(root, base, source, seriesDir, hash, CONFIG_VARIANTS[variant], log));
   } catch (error) {
     if (error instanceof LabError) throw error;
     throw new LabError('prepare-failed', `building the patched hypervisor ${base} failed: ${(error as Error).message}`);
@@ -206,7 +223,8 @@ export async function prepareNewestPatchedXen(log?: ProgressLog): Promise<{ xen:
 }
 
 function buildDir(root: string, version: string, hash: string): string {
-  return join(root, 'builds', `${version}-${hash.slice(0, 16)}`);
+  const variant = /-([a-z0-9]+)$/.exec(hash)?.[1];
+  return join(root, 'builds', `${version}-${hash.slice(0, 16)}${variant ? `-${variant}` : ''}`);
 }
 
 async function cachedBuild(root: string, base: XenBase, version: string, hash: string): Promise<PatchedXen | null> {
@@ -349,7 +367,7 @@ async function debianConfig(base: XenBase, log: ProgressLog): Promise<string> {
   return config;
 }
 
-async function build(root: string, base: XenBase, source: SourcePackage, seriesDir: string, hash: string, log: ProgressLog): Promise<PatchedXen> {
+async function build(root: string, base: XenBase, source: SourcePackage, seriesDir: string, hash: string, configLines: readonly string[], log: ProgressLog): Promise<PatchedXen> {
   const final = buildDir(root, source.version, hash);
   // Each process builds in a directory of its own; the rename at the end is what makes a build
   // count, so an interrupted one is never taken for a finished one.
@@ -379,6 +397,7 @@ async function build(root: string, base: XenBase, source: SourcePackage, seriesD
 
   const config = await debianConfig(base, log);
   await copyFile(config, join(tree, 'xen', '.config'));
+  if (configLines.length > 0) await writeFile(join(tree, 'xen', '.config'), `${await readFile(config, 'utf8')}${configLines.join('\n')}\n`);
   const buildLog = join(partial, 'build.log');
   const make = (args: string[]) => runLogged('make', ['-C', 'xen', ...args], tree, buildLog);
   const startedAt = Date.now();
@@ -471,6 +490,22 @@ await runAsProgram(import.meta.url, 'xen-pmem hypervisor', async () => {
   const at = process.argv.indexOf('--base');
   const base = at === -1 ? '4.20' : process.argv[at + 1];
   if (!XEN_BASES.includes(base as XenBase)) throw new LabError('bad-options', `--base ${base}: the bases are ${XEN_BASES.join(' and ')}`);
+  if (process.argv.includes('--matrix')) {
+    // Every configuration, one after the other; a failure is a row, not the end.
+    let failed = 0;
+    for (const variant of Object.keys(CONFIG_VARIANTS) as ConfigVariant[]) {
+      const startedAt = Date.now();
+      try {
+        const xen = await preparePatchedXen({ base: base as XenBase, variant });
+        process.stdout.write(`${variant}: builds (${xen.cached ? 'cached' : `${xen.buildSeconds} s`}) ${xen.xenImage}\n`);
+      } catch (error) {
+        failed++;
+        process.stdout.write(`${variant}: FAILS after ${Math.round((Date.now() - startedAt) / 1000)} s: ${(error as Error).message}\n`);
+      }
+    }
+    if (failed > 0) process.exitCode = 1;
+    return;
+  }
   const xen = await preparePatchedXen({ base: base as XenBase });
   process.stdout.write(process.argv.includes('--path') ? `${xen.xenImage}\n` : JSON.stringify(xen, null, 2) + '\n');
 });
