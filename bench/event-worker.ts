@@ -96,10 +96,14 @@ function timedPorts(host: DaemonHost, tracker: LatencyTracker, deviceBySpfn: Map
     },
     bridge: {
       capability: () => bridge.capability(),
-      report: async (request, alreadyReported) => {
+      check: (report, added) => bridge.check(report, added),
+      held: () => bridge.held(),
+      describe: (report) => bridge.describe(report),
+      interfaceName: () => bridge.interfaceName(),
+      report: async (request) => {
         const device = deviceBySpfn.get(request.spfn);
         hooks.addStarted?.(device);
-        const answer = await bridge.report(request, alreadyReported);
+        const answer = await bridge.report(request);
         if (device !== undefined) tracker.hypercallMade(device, performance.now());
         return answer;
       },

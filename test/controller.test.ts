@@ -15,13 +15,13 @@ import { loadState, StateStore, type DaemonState, type DeviceRecord } from '../s
 import { LedgerJournal } from '../src/daemon/ledger.js';
 import { openDevice } from '../src/io/device.js';
 import type { DeviceReader } from '../src/io/ports.js';
-import { readPmemByBlockName } from '../src/sysfs/model.js';
+import { listPmemNamespaces, readPmemByBlockName } from '../src/sysfs/model.js';
 import { HypercallBridge } from '../src/xen/bridge.js';
 import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { flipByte } from './helpers/damage.js';
 import { mockSetTimeout } from './helpers/mock-timers.js';
 import {
-  makeDaemonHost, recordingLogger, recordingNotifier, show, testConfig, waitFor,
+  bridgeWithReport, makeDaemonHost, recordingLogger, recordingNotifier, show, testConfig, waitFor,
   type DaemonHost, type RecordingLogger, type XenEnvOptions,
 } from '../fixtures/daemon-host.js';
 
@@ -360,7 +360,13 @@ describe('events', () => {
     const host = await makeHost('removed-reported', [rawRegion(0)]);
     await host.prepare('pmem0');
     let gone = false;
-    const { controller, log } = rig(host, { ports: { readByBlockName: async (name) => (gone ? null : readPmemByBlockName(host.roots, name)) } });
+    // The NVDIMM goes away: its block device and its namespace.
+    const { controller, log } = rig(host, {
+      ports: {
+        readByBlockName: async (name) => (gone ? null : readPmemByBlockName(host.roots, name)),
+        listNamespaces: async () => (gone ? [] : listPmemNamespaces(host.roots)),
+      },
+    });
     await controller.coldplug();
     gone = true;
     controller.handleEvent(blockEvent('pmem0', 'remove'));
@@ -384,7 +390,7 @@ describe('answers from the hypervisor', () => {
     await controller.coldplug();
 
     const retrying = recordOf(controller, 'pmem0');
-    assert.deepEqual([retrying.state, retrying.reason], ['retrying', 'enomem']);
+    assert.deepEqual([retrying.state, retrying.reason], ['retrying', 'no-memory']);
     assert.ok(retrying.nextAttempt, 'the next attempt is on record');
     await waitFor('the retry to report pmem0', () => recordOf(controller, 'pmem0').state === 'reported');
 
@@ -400,7 +406,7 @@ describe('answers from the hypervisor', () => {
   });
 
   test('a retrying device has one retry pending: the one its record announces', async (t) => {
-    const host = await makeHost('one-retry', [rawRegion(0)], { mode: 'eagain' });
+    const host = await makeHost('one-retry', [rawRegion(0)], { mode: 'ebusy' });
     await host.prepare('pmem0');
     let releaseFirstScan!: () => void;
     const firstScanHeld = new Promise<void>((resolve) => { releaseFirstScan = resolve; });
@@ -408,14 +414,14 @@ describe('answers from the hypervisor', () => {
     const { controller } = rig(host, { config: testConfig({ retry: { initialMs: 40, maxMs: 1000 } }), ports: { openReader: readers.openReader } });
     controller.handleEvent(blockEvent('pmem0', 'add'));
     await waitFor('the first scan to start', () => readers.opened.length === 1);
-    // An event during the first pass makes a second pass; both end in retrying (EAGAIN), the
-    // first with a 40 ms delay, the second with 80 ms (doubled).
+    // An event during the first pass makes a second pass; both end in retrying (EBUSY mapped),
+    // the first with a 40 ms delay, the second with 80 ms (doubled).
     controller.handleEvent(blockEvent('pmem0'));
     mockSetTimeout(t.mock.timers);
     releaseFirstScan();
     await controller.idle();
     assert.equal(readers.opened.length, 2);
-    assert.deepEqual(host.regionAdds().map((call) => call.result), ['EAGAIN', 'EAGAIN']);
+    assert.deepEqual(host.regionAdds().map((call) => call.result), ['EBUSY', 'EBUSY']);
 
     t.mock.timers.tick(40);
     await controller.idle();
@@ -430,7 +436,7 @@ describe('answers from the hypervisor', () => {
   // proven pmem_add at the next question, but nobody asked it again, so the change event below
   // left pmem0 unsupported/probe-failed and no add reached Xen until the daemon was restarted.
   // On that code this test fails at the first assertion after the change event.
-  test('a denied probe is asked again: EPERM, then the RFC hypervisor, a change event, and the add is made', async () => {
+  test('a denied probe is asked again: EPERM, then the pmem hypervisor, a change event, and the add is made', async () => {
     const host = await makeHost('denial-lifted', [rawRegion(0)], { mode: 'eperm' });
     await host.prepare('pmem0');
     const { controller, log } = rig(host);
@@ -440,17 +446,17 @@ describe('answers from the hypervisor', () => {
     assert.equal(host.regionAdds().length, 0);
 
     // The denial is lifted (the hypervisor reads its mode on every call).
-    host.useXenInProcess({ mode: 'rfc' });
+    host.useXenInProcess({ mode: 'pmem' });
     controller.handleEvent(blockEvent('pmem0'));
     await controller.idle();
 
     assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
     assert.deepEqual(host.regionAdds().map((call) => call.result), ['OK']);
-    assert.deepEqual(controller.snapshot().capability, { kind: 'pmem-add', xenVersion: '4.8-pmem-rfc' });
-    assert.ok(log.entries.some((entry) => entry.fields.capability === 'pmem-add'), 'the new capability is said once it is proven');
+    assert.deepEqual(controller.snapshot().capability, { kind: 'xenpf-pmem', xenVersion: '4.17.7-pmem' });
+    assert.ok(log.entries.some((entry) => entry.fields.capability === 'xenpf-pmem'), 'the new capability is said once it is proven');
 
     // Proven now: later decisions never probe again.
-    const probes = () => host.xenCalls().filter((call) => call.op === 'platform_op' && call.spfn === 0n).length;
+    const probes = () => host.xenCalls().filter((call) => call.op === 'platform_op' && / index=0xffffffff /.test(call.line)).length;
     const provenAfter = probes();
     controller.handleEvent(blockEvent('pmem0'));
     await controller.idle();
@@ -458,13 +464,15 @@ describe('answers from the hypervisor', () => {
     assert.deepEqual(host.regionAdds().map((call) => call.result), ['OK']);
   });
 
-  test('op 64 as another operation: unsupported, and no region is ever sent', async () => {
+  test('upstream Xen 4.20 (op 64 is XENPF_get_dom0_console, no op 67): unsupported, and no region is ever sent', async () => {
     const host = await makeHost('dom0-console', [rawRegion(0)], { mode: 'dom0-console' });
     await host.prepare('pmem0');
     const { controller } = rig(host);
     await controller.probeHypervisor();
     await controller.coldplug();
-    assert.deepEqual(stateOf(controller, 'pmem0'), ['unsupported', 'cmd-64-is-another-operation']);
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['unsupported', 'enosys']);
+    assert.match(recordOf(controller, 'pmem0').message, /Xen 4\.20\.4 does not implement XENPF_pmem \(platform op 67\)/);
+    assert.ok(host.xenCalls().every((call) => call.cmd !== 64), 'op 64 is never sent');
     assert.equal(host.regionAdds().length, 0);
     assert.deepEqual((await loadedState(host)).ledger, []);
   });
@@ -474,7 +482,7 @@ describe('answers from the hypervisor', () => {
     await host.prepare('pmem0');
     const { controller, log } = rig(host, {
       config: testConfig({ dryRun: true }),
-      ports: { bridge: new HypercallBridge(null, { dryRun: true }) },
+      ports: { bridge: new HypercallBridge(() => assert.fail('a dry run opens no libxencall')) },
     });
     await controller.probeHypervisor();
     await controller.coldplug();
@@ -506,7 +514,7 @@ describe('exactly once across restarts', () => {
     assert.equal(host.xenRegions().length, 1);
   });
 
-  test('a pending entry left by a crash after the hypercall is confirmed, not reported twice', async () => {
+  test('a pending entry left by a crash after the hypercall is confirmed by Xen\'s list, not reported twice', async () => {
     const host = await makeHost('crash-after', [rawRegion(0)]);
     await host.prepare('pmem0');
     const first = rig(host);
@@ -521,13 +529,13 @@ describe('exactly once across restarts', () => {
     await second.controller.coldplug();
 
     assert.deepEqual(stateOf(second.controller, 'pmem0'), ['reported', 'reported-before-restart']);
-    assert.deepEqual(host.regionAdds().map((call) => [call.result, call.rule]), [['OK', 0], ['EINVAL', 5]]);
+    assert.deepEqual(host.regionAdds().map((call) => [call.result, call.rule]), [['OK', 0]], 'Xen listed it: no second add');
     assert.equal(host.xenRegions().length, 1, 'Xen holds the region once');
     const ledger = (await loadedState(host)).ledger;
     assert.deepEqual(ledger.map((entry) => [entry.device, entry.status]), [['pmem0', 'reported']]);
   });
 
-  test('a pending entry left by a crash before the hypercall is reported by the confirming add', async () => {
+  test('a pending entry left by a crash before the hypercall: Xen does not list it, so it is added once', async () => {
     const host = await makeHost('crash-before', [rawRegion(0)]);
     await host.prepare('pmem0');
     const first = rig(host);
@@ -544,6 +552,23 @@ describe('exactly once across restarts', () => {
     assert.deepEqual(stateOf(second.controller, 'pmem0'), ['reported', 'reported']);
     assert.equal(host.xenRegions().length, 1);
     assert.equal(second.controller.snapshot().ledger.length, 1, 'the entry was completed, not duplicated');
+  });
+
+  test('a pending entry and Xen cannot be asked what it holds: the add is sent again, and EEXIST already_added confirms it', async () => {
+    const host = await makeHost('crash-no-list', [rawRegion(0)]);
+    await host.prepare('pmem0');
+    const first = rig(host);
+    await first.controller.coldplug();
+    await first.controller.stop();
+    const crashed = await loadedState(host);
+    crashed.ledger[0]!.status = 'pending';
+    const real = host.openBridge();
+    const bridge = { ...bridgeWithReport(real, (request) => real.report(request)), held: async () => ({ kind: 'unavailable' as const, reason: 'query-failed', message: 'no answer' }) };
+    const second = rig(host, { previous: crashed, ports: { bridge } });
+    await second.controller.coldplug();
+    assert.deepEqual(stateOf(second.controller, 'pmem0'), ['reported', 'reported-before-restart']);
+    assert.deepEqual(host.regionAdds().map((call) => call.result), ['OK', 'EEXIST']);
+    assert.equal(host.xenRegions().length, 1);
   });
 
   test('state dir unwritable: no hypercall, the device retries with state-unwritable', async () => {

@@ -24,26 +24,27 @@ import type { DeviceReader } from '../src/io/ports.js';
 import { scanDevice } from '../src/io/scan.js';
 import { openXencall } from '../src/native/libxencall.js';
 import type { HypercallResult, HypercallPort } from '../src/xen/ports.js';
-import { readPmemByBlockName } from '../src/sysfs/model.js';
+import { listPmemNamespaces, readPmemByBlockName } from '../src/sysfs/model.js';
 import { HypercallBridge } from '../src/xen/bridge.js';
-import { pmemAddProbe } from '../src/xen/platform-op.js';
+import { OFFSETS, reasonNumberOf, type XenpfPmemReason } from '../src/xen/xenpf-pmem.js';
 import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { stackTraceLines } from '../fixtures/cli.js';
 import {
-  makeDaemonHost, recordingLogger, testConfig, waitFor, type DaemonHost, type RecordingLogger, type XenEnvOptions,
+  bridgeWithReport, makeDaemonHost, recordingLogger, testConfig, waitFor, type DaemonHost, type RecordingLogger, type XenEnvOptions,
 } from '../fixtures/daemon-host.js';
 import { hasCommand } from '../fixtures/images.js';
 
 // parseState reads with the schemas the daemon loads only when a state file exists.
 before(() => loadStateSchemas());
 
-const DAEMON = fileURLToPath(new URL('../src/daemon/xen-pmemd.js', import.meta.url));
+/** xen-pmemd's entry point over a fixture tree (the roots are the launcher's flags, not the daemon's). */
+const DAEMON = fileURLToPath(new URL('../fixtures/daemon-launcher.js', import.meta.url));
 const GiB4 = 0x1_0000_0000n;
 const SIZE = 256n * MiB;
 const EX_CONFIG = 78;
 const skip = hasCommand('sfdisk') ? false : 'sfdisk is not installed (Debian package fdisk): devices are set up with the real setup path';
 
-const ERRNO = { EPERM: 1, ENOENT: 2, EIO: 5, ENXIO: 6, E2BIG: 7, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16, ENODEV: 19, EINVAL: 22, ENOSPC: 28, EROFS: 30, ENOSYS: 38 } as const;
+const ERRNO = { EPERM: 1, ENOENT: 2, EIO: 5, ENXIO: 6, E2BIG: 7, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19, EINVAL: 22, ENOSPC: 28, EROFS: 30, ENOSYS: 38, EOPNOTSUPP: 95 } as const;
 
 function rawRegion(id: number): RegionSpec {
   return { id, start: GiB4 + BigInt(id) * SIZE, size: SIZE, namespaces: [{ id: 0, mode: 'raw' }] };
@@ -295,15 +296,13 @@ describe('devices that vanish', { skip }, () => {
     const rigged = rig(host, {
       ports: {
         readByBlockName: async (name) => (gone ? null : readPmemByBlockName(host.roots, name)),
-        bridge: {
-          capability: () => real.capability(),
-          report: async (request, already) => {
+        listNamespaces: async () => (gone ? [] : listPmemNamespaces(host.roots)),
+        bridge: bridgeWithReport(real, async (request) => {
             // The NVDIMM is pulled while Xen works on the add; udev tells the daemon afterwards.
             gone = true;
             setImmediate(() => controller.handleEvent(blockEvent('pmem0', 'remove')));
-            return real.report(request, already);
-          },
-        },
+            return real.report(request);
+          }),
       },
     });
     controller = rigged.controller;
@@ -318,54 +317,63 @@ describe('devices that vanish', { skip }, () => {
   });
 });
 
-/** A stand-in hypervisor behind the HypercallPort interface: the probe proves pmem_add, adds answer as told. */
-function scriptedPort(answer: () => HypercallResult | 'throw'): HypercallPort & { adds: number; taken: number } {
-  const probe = pmemAddProbe();
+/** A stand-in hypervisor behind the HypercallPort interface: the probe proves XENPF_pmem, adds answer as told. */
+function scriptedPort(answer: () => AddAnswer | 'throw'): HypercallPort & { adds: number; taken: number } {
   const port = {
     adds: 0,
     /** Adds answered with success: what this hypervisor now holds. */
     taken: 0,
     async platformOp(op: Buffer): Promise<HypercallResult> {
-      if (op.equals(probe)) return { rc: -1, errno: ERRNO.EINVAL, after: Buffer.from(op) };
+      const after = Buffer.from(op);
+      after.writeUInt16LE(1, OFFSETS.abi);
+      const sub = op.readUInt32LE(OFFSETS.sub);
+      if (sub === 2) {
+        // The probe (index 0xffffffff) and the question of what Xen holds: this stand-in lists nothing.
+        after.writeUInt16LE(reasonNumberOf('no-such-region'), OFFSETS.reason);
+        return { rc: -1, errno: ERRNO.ENOENT, after };
+      }
       port.adds++;
       const result = answer();
       if (result === 'throw') throw new Error('koffi: segmentation fault in xencall1');
-      if (result.rc >= 0) port.taken++;
-      return { ...result, after: Buffer.from(op) };
+      after.writeUInt16LE(result.reason === null ? 0 : reasonNumberOf(result.reason), OFFSETS.reason);
+      if (result.errno === 0) port.taken++;
+      return { rc: result.errno === 0 ? 0 : -1, errno: result.errno, after };
     },
     async xenVersion(cmd: number): Promise<HypercallResult> {
-      return { rc: cmd === 0 ? (4 << 16) | 8 : 0, errno: 0, after: Buffer.alloc(16) };
+      return { rc: cmd === 0 ? (4 << 16) | 17 : 0, errno: 0, after: Buffer.alloc(16) };
     },
     close() {},
   };
   return port;
 }
 
+interface AddAnswer { errno: number; reason: XenpfPmemReason | null }
+
 interface ErrnoRow {
   answer: string;
-  result: HypercallResult | 'throw';
+  result: AddAnswer | 'throw';
   state: string;
   reason: string;
 }
 
-const ok = (rc: number): HypercallResult => ({ rc, errno: 0, after: Buffer.alloc(0) });
-const fail = (errno: number): HypercallResult => ({ rc: -1, errno, after: Buffer.alloc(0) });
+const ok: AddAnswer = { errno: 0, reason: null };
+const fail = (errno: number, reason: XenpfPmemReason | null = null): AddAnswer => ({ errno, reason });
 
 const ERRNO_ROWS: ErrnoRow[] = [
-  { answer: 'rc 0', result: ok(0), state: 'reported', reason: 'reported' },
-  { answer: 'rc 32', result: ok(32), state: 'reported', reason: 'reported' },
-  { answer: 'EINVAL (every rule holds, so an overlap)', result: fail(ERRNO.EINVAL), state: 'rejected', reason: 'overlaps-earlier-add' },
-  { answer: 'EAGAIN', result: fail(ERRNO.EAGAIN), state: 'retrying', reason: 'eagain' },
-  { answer: 'EBUSY', result: fail(ERRNO.EBUSY), state: 'retrying', reason: 'ebusy' },
-  { answer: 'ENOMEM', result: fail(ERRNO.ENOMEM), state: 'retrying', reason: 'enomem' },
-  { answer: 'EPERM', result: fail(ERRNO.EPERM), state: 'failed', reason: 'eperm' },
-  { answer: 'EACCES', result: fail(ERRNO.EACCES), state: 'failed', reason: 'eacces' },
-  { answer: 'EFAULT', result: fail(ERRNO.EFAULT), state: 'failed', reason: 'efault' },
+  { answer: 'rc 0', result: ok, state: 'reported', reason: 'reported' },
+  { answer: 'EINVAL not_pmem', result: fail(ERRNO.EINVAL, 'not-pmem'), state: 'rejected', reason: 'not-pmem' },
+  { answer: 'EINVAL firmware_memory', result: fail(ERRNO.EINVAL, 'firmware-memory'), state: 'rejected', reason: 'firmware-memory' },
+  { answer: 'EINVAL overlaps_added_region', result: fail(ERRNO.EINVAL, 'overlaps-added-region'), state: 'rejected', reason: 'overlaps-added-region' },
+  { answer: 'ENOSPC reserved_exhausted', result: fail(ERRNO.ENOSPC, 'reserved-exhausted'), state: 'rejected', reason: 'reserved-exhausted' },
+  { answer: 'EPERM not_permitted', result: fail(ERRNO.EPERM, 'not-permitted'), state: 'rejected', reason: 'not-permitted' },
+  { answer: 'EBUSY mapped', result: fail(ERRNO.EBUSY, 'mapped'), state: 'retrying', reason: 'mapped' },
+  { answer: 'EBUSY busy', result: fail(ERRNO.EBUSY, 'busy'), state: 'retrying', reason: 'busy' },
+  { answer: 'ENOMEM no_memory', result: fail(ERRNO.ENOMEM, 'no-memory'), state: 'retrying', reason: 'no-memory' },
+  { answer: 'EOPNOTSUPP unsupported_caller', result: fail(ERRNO.EOPNOTSUPP, 'unsupported-caller'), state: 'unsupported', reason: 'unsupported-caller' },
+  { answer: 'EEXIST with another reason', result: fail(ERRNO.EEXIST, 'busy'), state: 'failed', reason: 'busy' },
   { answer: 'EIO', result: fail(ERRNO.EIO), state: 'failed', reason: 'eio' },
-  { answer: 'ENODEV', result: fail(ERRNO.ENODEV), state: 'failed', reason: 'enodev' },
-  { answer: 'ENOSYS (after the probe proved pmem_add)', result: fail(ERRNO.ENOSYS), state: 'failed', reason: 'enosys' },
-  { answer: 'E2BIG', result: fail(ERRNO.E2BIG), state: 'failed', reason: 'e2big' },
-  { answer: 'ENOSPC', result: fail(ERRNO.ENOSPC), state: 'failed', reason: 'enospc' },
+  { answer: 'EFAULT', result: fail(ERRNO.EFAULT), state: 'failed', reason: 'efault' },
+  { answer: 'ENOSYS (after the probe proved XENPF_pmem)', result: fail(ERRNO.ENOSYS), state: 'failed', reason: 'enosys' },
   { answer: 'an errno no table knows (4000)', result: fail(4000), state: 'failed', reason: 'errno-4000' },
   { answer: 'a throw inside the native call', result: 'throw', state: 'failed', reason: 'exception' },
 ];
@@ -383,8 +391,8 @@ describe('every answer from the hypervisor', { skip }, () => {
       }
       const host = shared;
       let healed = false;
-      const port = scriptedPort(() => (healed ? ok(0) : row.result));
-      const bridge = new HypercallBridge(port, { dryRun: false });
+      const port = scriptedPort(() => (healed ? ok : row.result));
+      const bridge = new HypercallBridge(() => ({ kind: 'opened', port }));
       const { controller, log } = rig(host, { config: testConfig({ retry: { initialMs: 100, maxMs: 200 } }), ports: { bridge } });
       await controller.probeHypervisor();
       controller.handleEvent(blockEvent('pmem0', 'add'));
@@ -398,7 +406,7 @@ describe('every answer from the hypervisor', { skip }, () => {
       if (row.state === 'reported') assert.deepEqual(ledger.map((entry) => entry.status), ['reported']);
       else assert.deepEqual(ledger, [], 'a refused or failed add leaves no entry behind');
       const level = log.entries.find((entry) => entry.fields.device === 'pmem0')?.level;
-      assert.equal(level, { reported: 'notice', rejected: 'error', retrying: 'warn', failed: 'error' }[row.state]);
+      assert.equal(level, { reported: 'notice', rejected: 'error', retrying: 'warn', failed: 'error', unsupported: 'warn' }[row.state]);
 
       // The daemon keeps working: the next device is decided as usual.
       healed = true;
@@ -421,13 +429,12 @@ describe('every answer from the hypervisor', { skip }, () => {
   }
 
   const MODES: [string, [string, string], string[]][] = [
-    ['rfc', ['reported', 'reported'], ['OK']],
+    ['pmem', ['reported', 'reported'], ['OK']],
     ['slow', ['reported', 'reported'], ['OK']],
-    ['enomem-once', ['retrying', 'enomem'], ['ENOMEM']],
-    ['eagain', ['retrying', 'eagain'], ['EAGAIN']],
+    ['enomem-once', ['retrying', 'no-memory'], ['ENOMEM']],
+    ['ebusy-once', ['retrying', 'busy'], ['EBUSY']],
     ['enosys', ['unsupported', 'enosys'], []],
-    ['dom0-console', ['unsupported', 'cmd-64-is-another-operation'], []],
-    ['dom0-console-headless', ['unsupported', 'cmd-64-is-another-operation'], []],
+    ['dom0-console', ['unsupported', 'enosys'], []],
     ['eperm', ['unsupported', 'probe-failed'], []],
     ['no-such-mode', ['unsupported', 'probe-failed'], []],
     ['not-dom0', ['unsupported', 'not-dom0'], []],
@@ -438,8 +445,7 @@ describe('every answer from the hypervisor', { skip }, () => {
       await rm(host.xenStatePath, { force: true });
       await rm(host.xenLogPath, { force: true });
       host.useXenInProcess({ mode, delayMs: 20 });
-      const opened = openXencall(host.library);
-      const bridge = 'error' in opened ? new HypercallBridge(null, { dryRun: false, unavailable: opened.message }) : new HypercallBridge(opened, { dryRun: false });
+      const bridge = host.openBridge();
       const log = recordingLogger();
       const controller = new Controller(testConfig({ retry: { initialMs: 60_000, maxMs: 60_000 } }), host.ports({ log, bridge }), null);
       await controller.probeHypervisor();
@@ -447,7 +453,7 @@ describe('every answer from the hypervisor', { skip }, () => {
       await controller.stop();
       assert.deepEqual(stateOf(controller, 'pmem0'), expected, `mode ${mode}`);
       assert.deepEqual(host.regionAdds().map((call) => call.result), adds, `mode ${mode}: region adds`);
-      if (!('error' in opened)) opened.close();
+      bridge.close();
     }
   });
 });
@@ -538,13 +544,10 @@ describe('a slow hypervisor', { skip }, () => {
     const { controller } = rig(host, {
       ports: {
         log,
-        bridge: {
-          capability: () => real.capability(),
-          report: (request, already) => {
+        bridge: bridgeWithReport(real, (request) => {
             if (request.spfn === spfnOf(0)) addStarted = performance.now();
-            return real.report(request, already);
-          },
-        },
+            return real.report(request);
+          }),
       },
     });
     await controller.probeHypervisor();
@@ -594,15 +597,12 @@ describe('a slow hypervisor', { skip }, () => {
     const { controller } = rig(host, {
       config: testConfig({ retry: { initialMs: 20, maxMs: 20 } }),
       ports: {
-        bridge: {
-          capability: () => real.capability(),
-          report: async (request, already) => {
+        bridge: bridgeWithReport(real, async (request) => {
             asked.push(request.spfn);
-            if (asked.length > 1) return real.report(request, already);
+            if (asked.length > 1) return real.report(request);
             await new Promise((resolve) => setTimeout(resolve, 100));
-            return { kind: 'retry', errno: ERRNO.EBUSY, reason: 'ebusy', message: 'Xen is busy' };
-          },
-        },
+            return { kind: 'retry', errno: ERRNO.EBUSY, reason: 'busy', message: 'Xen is busy' };
+          }),
       },
     });
     await controller.probeHypervisor();
@@ -625,13 +625,10 @@ describe('a slow hypervisor', { skip }, () => {
     let addStarted = false;
     const first = rig(host, {
       ports: {
-        bridge: {
-          capability: () => real.capability(),
-          report: (request, already) => {
+        bridge: bridgeWithReport(real, (request) => {
             if (request.spfn === spfnOf(0)) addStarted = true;
-            return real.report(request, already);
-          },
-        },
+            return real.report(request);
+          }),
       },
     });
     await first.controller.probeHypervisor();
@@ -717,7 +714,7 @@ describe('a state directory that cannot be written', { skip }, () => {
     await second.controller.probeHypervisor();
     await second.controller.coldplug();
     assert.deepEqual(stateOf(second.controller, 'pmem0'), ['reported', 'reported-before-restart']);
-    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK', 'EINVAL'], 'one add, one confirmation Xen refused');
+    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK'], 'one add: Xen listed the pending one, so nothing was sent again');
     assert.equal(host.xenRegions().length, 1);
   });
 });
@@ -792,13 +789,14 @@ describe('state that cannot be read at start', { skip }, () => {
     assert.equal(host.regionAdds().filter((call) => call.result === 'OK').length, 2, 'each region added once');
   });
 
-  test('the journal lost entirely (deleted): the daemon cannot prove the earlier add was its own, and Xen refuses the second', async () => {
+  test('the journal lost entirely (deleted): Xen is asked what it holds, lists this very layout, and nothing is sent again', async () => {
     const host = await makeHost('lost-ledger', 1);
     await runDaemonUntilReady(host);
     await rm(join(host.stateDir, 'ledger.jsonl'));
     const second = await runDaemonUntilReady(host);
-    assert.deepEqual(second.state.devices.map((each) => [each.state, each.reason]), [['rejected', 'overlaps-earlier-add']]);
-    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK', 'EINVAL']);
+    assert.deepEqual(second.state.devices.map((each) => [each.state, each.reason]), [['reported', 'reported-earlier']]);
+    assert.match(second.state.devices[0]!.message, /Xen already holds region 0x100000000-0x10fffffff with exactly this layout/);
+    assert.deepEqual(addsFor(host, spfnOf(0)), ['OK']);
     assert.equal(host.xenRegions().length, 1);
   });
 });

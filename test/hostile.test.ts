@@ -630,6 +630,7 @@ async function inspectInProcess(path: string): Promise<CliResult> {
     ask: async () => null,
     env: {},
     flock: processIO.flock,
+    xencall: processIO.xencall,
   });
   return { code, stdout, stderr };
 }
@@ -704,7 +705,7 @@ describe('hostile corpus: every case refused, with its own reason, and never rep
     controller = new Controller(testConfig(), host.ports({ log }), null);
     const capability = await controller.probeHypervisor();
     // Nothing below is "not reported" merely because Xen could not take it.
-    assert.equal(capability?.kind, 'pmem-add', show(capability));
+    assert.equal(capability?.kind, 'xenpf-pmem', show(capability));
   });
 
   after(async () => {

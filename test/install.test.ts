@@ -342,7 +342,7 @@ describe('install and uninstall into a staging root', () => {
 function collectingIO(): CommandIO & { outLines: string[]; errLines: string[] } {
   const outLines: string[] = [];
   const errLines: string[] = [];
-  return { outLines, errLines, out: (t) => void outLines.push(t), err: (t) => void errLines.push(t), ask: async () => null, env: {}, flock: processIO.flock };
+  return { outLines, errLines, out: (t) => void outLines.push(t), err: (t) => void errLines.push(t), ask: async () => null, env: {}, flock: processIO.flock, xencall: processIO.xencall };
 }
 
 function namespaceSkip(): string | false {

@@ -23,7 +23,7 @@ import type { LedgerStep } from './ledger.js';
 import type { Component } from './lifecycle.js';
 import type { DaemonLogger } from './log.js';
 import type { Notifier } from './notify.js';
-import type { DeviceEvent } from './ports.js';
+import type { DeviceEvent, DriverPort } from './ports.js';
 import { ExactlyOnceReporter, type HypervisorPort } from './reporter.js';
 import { isDiskName, routeEvent } from './router.js';
 import { DeviceScheduler, type Pass } from './scheduler.js';
@@ -39,6 +39,8 @@ export interface DaemonPorts {
   readBySyspath(syspath: string): Awaitable<PmemNamespaceModel | null>;
   openReader(devPath: string): Promise<DeviceReader>;
   bridge: HypervisorPort;
+  /** The nd drivers' bind and unbind: a device's parent is unbound before its add. */
+  drivers: DriverPort;
   /** state.json: what `xen-pmem status` reads. */
   saveState(state: DaemonState): Promise<void>;
   /** The exactly-once journal: every line of the group on disk (one sync) when it resolves. */
@@ -55,8 +57,12 @@ export class Controller implements Component {
   private readonly reporter: ExactlyOnceReporter;
   private readonly scheduler: DeviceScheduler;
 
-  constructor(private readonly config: Config, private readonly ports: DaemonPorts, previous: DaemonState | null) {
-    this.reporter = new ExactlyOnceReporter(ports, config.dryRun, previous?.ledger ?? []);
+  /**
+   * `previous`: what the last run left (state.json's records and the ledger's journal).
+   * `ledgerKnown`: the journal was there and read whole; otherwise Xen is asked what it holds.
+   */
+  constructor(private readonly config: Config, private readonly ports: DaemonPorts, previous: DaemonState | null, ledgerKnown = false) {
+    this.reporter = new ExactlyOnceReporter(ports, config.dryRun, previous?.ledger ?? [], ledgerKnown);
     const reporter = this.reporter;
     this.status = new StatusPublisher(ports, { ledger: () => reporter.entries(), capability: () => reporter.capability() }, previous);
     this.scheduler = new DeviceScheduler((pass) => this.runPass(pass), config.retry);
@@ -96,9 +102,11 @@ export class Controller implements Component {
     }
     const present = new Set<string>();
     for (const model of namespaces) {
-      const key = deviceKey(model);
+      // A namespace whose driver this daemon unbound for Xen is the reported device it was.
+      const heldBy = model.block ? undefined : this.heldRecordOf(model.namespace, model.namespace);
+      const key = heldBy?.device ?? deviceKey(model);
       present.add(key);
-      this.scheduler.schedule(key, false, model);
+      this.scheduler.schedule(key, false, heldBy ? null : model);
     }
     // Devices the previous run knew that are gone now.
     for (const key of this.status.keys()) {
@@ -110,6 +118,7 @@ export class Controller implements Component {
 
   handleEvent(event: DeviceEvent): void {
     if (this.scheduler.isStopped) return;
+    if (event.subsystem === 'nd' && event.action === 'bind') this.keepUnbound(event.sysname);
     const route = routeEvent(event);
     if (route === null) return;
     if (route.kind === 'device') this.scheduler.schedule(route.key, route.removal);
@@ -127,6 +136,31 @@ export class Controller implements Component {
 
   summary(): string {
     return this.status.summary();
+  }
+
+  /** The reported device whose parent (namespace or pfn device) the daemon unbound for Xen. */
+  private heldRecordOf(parent: string, namespace?: string) {
+    for (const key of this.status.keys()) {
+      const record = this.status.record(key)!;
+      if (record.state === 'reported' && record.unbound && (record.unbound.device === parent || record.namespace === namespace)) return record;
+    }
+    return undefined;
+  }
+
+  /**
+   * An operator bound a device Xen holds again: Xen refuses the Dom0 every frame of the region,
+   * so the driver's mappings would fail. It is unbound again at once.
+   */
+  private keepUnbound(sysname: string): void {
+    const record = this.heldRecordOf(sysname);
+    if (!record?.unbound) return;
+    const unbound = record.unbound;
+    this.scheduler.track(this.ports.drivers.unbindAgain(unbound).then(
+      () => this.ports.log.error({ device: record.device, reason: 'bound-while-held' },
+        `${record.device}: ${unbound.device} was bound to ${unbound.driver} again, but Xen holds its region and refuses the Dom0 every frame of it, so the driver's mappings would fail: unbound it again (the region stays Xen's until reboot)`),
+      (error: unknown) => this.ports.log.error({ device: record.device, reason: 'bound-while-held' },
+        `${record.device}: ${unbound.device} was bound to ${unbound.driver} again although Xen holds its region, and unbinding it again failed: ${messageOf(error)}; do not use the device before the host reboots`),
+    ));
   }
 
   private async resolveNamespaceEvent(sysname: string, syspath: string, gone: boolean): Promise<void> {
@@ -163,7 +197,7 @@ export class Controller implements Component {
 
   private async decideDevice(key: string, removalHint: boolean, listed: PmemNamespaceModel | null): Promise<Outcome & { model?: PmemNamespaceModel }> {
     const model = listed ?? await this.readModel(key);
-    if (!model) return removalOutcome(key, this.status.record(key));
+    if (!model) return this.removal(key);
     const admission = admit(model, this.config);
     if (admission) return { ...admission, model };
     if (!isSupportedPmem(model)) {
@@ -174,7 +208,7 @@ export class Controller implements Component {
       verdict = await this.scan(model.block.devPath, model.namespaceUuid);
     } catch (error) {
       // A device removed during its scan ends as removed, not as an I/O failure.
-      if (removalHint || !(await this.readModel(key))) return removalOutcome(key, this.status.record(key));
+      if (removalHint || !(await this.readModel(key))) return this.removal(key);
       // Another program kept the disk locked past the reader's patience (it is writing a layout):
       // decided again after the backoff, and at the event its unlock brings.
       const reason = error instanceof DeviceLockedError ? 'device-locked' : 'io-error';
@@ -183,6 +217,13 @@ export class Controller implements Component {
     const outcome = await this.reporter.decide(key, model, verdict);
     const notes = verdict.status === 'valid' && verdict.notes.length > 0 ? verdict.notes : undefined;
     return notes ? { ...outcome, model, notes } : { ...outcome, model };
+  }
+
+  /** A device without its block device: gone, or unbound by this daemon for Xen (its namespace is still there). */
+  private async removal(key: string): Promise<Outcome> {
+    const record = this.status.record(key);
+    const present = record?.unbound !== undefined && (await this.ports.listNamespaces()).some((model) => model.namespace === record.namespace);
+    return removalOutcome(key, record, present);
   }
 
   private async readModel(key: string): Promise<PmemNamespaceModel | null> {

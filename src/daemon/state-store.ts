@@ -40,6 +40,7 @@ function buildStateSchema() {
       state: z.enum(['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed']),
       reason: z.string(), message: z.string(), since: z.string(),
       layout: layoutSchema.optional(), interface: z.string().optional(), nextAttempt: z.string().optional(), notes: z.array(z.string()).optional(),
+      unbound: z.object({ device: z.string(), driver: z.string() }).optional(),
     })),
     ledger: z.array(entry),
   });
@@ -133,6 +134,8 @@ export interface PreviousRun {
   state: DaemonState | null;
   /** Sentences for the journal about what could not be read. */
   problems: string[];
+  /** The ledger's journal was there and read whole: without it, Xen is asked what it holds. */
+  ledgerKnown: boolean;
 }
 
 /**
@@ -148,9 +151,10 @@ export async function loadPreviousRun(dir: string): Promise<PreviousRun> {
     for (const problem of journal.replayed.problems) problems.push(`${join(dir, LEDGER_FILE)}: ${problem}, skipped`);
   }
   const ledger = journal.kind === 'loaded' ? journal.replayed.entries : [];
-  if (records.kind !== 'loaded' && ledger.length === 0) return { state: null, problems };
+  const ledgerKnown = journal.kind === 'loaded' && journal.replayed.problems.length === 0;
+  if (records.kind !== 'loaded' && ledger.length === 0) return { state: null, problems, ledgerKnown };
   const base: DaemonState = records.kind === 'loaded'
     ? records.state
     : { version: STATE_VERSION, pid: 0, startedAt: '', updatedAt: '', ready: false, capability: null, devices: [], ledger: [] };
-  return { state: { ...base, ledger }, problems };
+  return { state: { ...base, ledger }, problems, ledgerKnown };
 }

@@ -40,6 +40,14 @@ export interface LedgerEntry {
   at: string;
 }
 
+/** The driver the daemon unbound from a device's parent (namespace or pfn device) before its add. */
+export interface UnboundDriver {
+  /** The parent device's name: `namespace0.0`, `pfn0.1`. */
+  device: string;
+  /** The driver's name on the nd bus, whose `bind` gives the device back: `nd_pmem`. */
+  driver: string;
+}
+
 export interface DeviceRecord {
   device: string;
   devPath: string | null;
@@ -58,6 +66,8 @@ export interface DeviceRecord {
   nextAttempt?: string;
   /** Damage the scan worked around, such as a super block copy that had to be skipped. */
   notes?: string[];
+  /** Reported devices: the driver the daemon unbound so that no domain maps the region. */
+  unbound?: UnboundDriver;
 }
 
 export interface DaemonState {

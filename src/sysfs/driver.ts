@@ -1,0 +1,54 @@
+// The one place sysfs is written: the nd bus's driver binding of a pmem block device's parent
+// device (the namespace in raw mode, the pfn device in fsdax mode). Xen refuses a region any
+// domain still maps, and the pmem driver maps the whole namespace while it is bound, so the daemon
+// unbinds it right before the add, and binds it again when Xen refuses the region.
+
+import { writeFile } from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
+import { basename, join } from 'node:path';
+
+import { messageOf } from '../core/errno.js';
+import type { SysfsRoots } from './types.js';
+
+/** A parent device and the driver it was bound to. */
+export interface DriverBinding {
+  device: string;
+  driver: string;
+}
+
+function driverFile(roots: SysfsRoots, driver: string, file: 'bind' | 'unbind'): string {
+  return join(roots.sysRoot, 'bus', 'nd', 'drivers', driver, file);
+}
+
+/** The block device's parent and its driver, as sysfs links them now. */
+export function parentBinding(roots: SysfsRoots, blockName: string): DriverBinding {
+  const parent = realpathSync.native(join(roots.sysRoot, 'block', blockName, 'device'));
+  return { device: basename(parent), driver: basename(realpathSync.native(join(parent, 'driver'))) };
+}
+
+async function write(path: string, device: string, what: string): Promise<void> {
+  try {
+    // One write(2) of the name; the kernel compares it with sysfs_streq, so the newline is fine,
+    // and appending keeps a fixture tree's file a record of every write.
+    await writeFile(path, `${device}\n`, { flag: 'a' });
+  } catch (error) {
+    throw new Error(`cannot ${what} ${device} (writing ${path}): ${messageOf(error)}`);
+  }
+}
+
+export function sysfsDrivers(roots: SysfsRoots) {
+  return {
+    async unbind(blockName: string): Promise<DriverBinding> {
+      let binding: DriverBinding;
+      try {
+        binding = parentBinding(roots, blockName);
+      } catch (error) {
+        throw new Error(`cannot find the driver of ${blockName}'s parent device: ${messageOf(error)}`);
+      }
+      await write(driverFile(roots, binding.driver, 'unbind'), binding.device, `unbind ${binding.driver} from`);
+      return binding;
+    },
+    unbindAgain: (binding: DriverBinding) => write(driverFile(roots, binding.driver, 'unbind'), binding.device, `unbind ${binding.driver} from`),
+    bind: (binding: DriverBinding) => write(driverFile(roots, binding.driver, 'bind'), binding.device, `bind ${binding.driver} to`),
+  };
+}
