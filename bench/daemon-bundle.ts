@@ -1,4 +1,4 @@
-// Which xen-pmemd the benchmarks run: the installed one. `xen-pmem install` and the Debian
+// Which xen-pmemd the benchmarks run: the installed one. `install.js install` and the Debian
 // package both run dist/runtime's bundle (packaging/runtime.ts) with the node flags of its
 // runtime.json, not the compiled tree under dist/src, which loads each of ~60 modules on its own.
 // The replaying daemon of item 4 is bundled here with the same options, so it runs the same code.

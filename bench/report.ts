@@ -175,7 +175,7 @@ export function renderMarkdown(results: BenchResults): string {
         'start→READY is InactiveExitTimestampMonotonic → ActiveEnterTimestampMonotonic (a Type=notify unit',
         'becomes active at READY=1); exec→READY starts at ExecMainStartTimestampMonotonic. systemd-udevd is',
         'started by the boot transaction; xen-pmemd by the scenario (`systemctl enable --now`, after',
-        '`xen-pmem install`, as the lab installs it at run time), with the boot NVDIMM to coldplug. One boot; ms.',
+        '`install.js install`, as the lab installs it at run time), with the boot NVDIMM to coldplug. One boot; ms.',
         '',
         '| unit | start→READY | exec→READY |',
         '|---|---:|---:|',

@@ -139,7 +139,7 @@ function report(run: DemoRun, nvdimms: Nvdimm[]): void {
   out(`  Xen ${run.xenVersion} from Debian's source with the XENPF_pmem_add patch series of hypervisor/ (docs/hypervisor.md),`);
   out(`  Dom0 kernel ${result.kernelRelease ?? '?'} (PV), systemd as PID 1, all under QEMU (TCG). NVDIMMs are QEMU nvdimm`);
   out('  devices backed by sparse files on the host. Installed in the Dom0 as the README says, from the checkout');
-  out(`  ${repositoryDir()} (the guest sees the host's files): \`xen-pmem install\`, then \`systemctl enable --now xen-pmemd\`.`);
+  out(`  ${repositoryDir()} (the guest sees the host's files): \`node dist/packaging/install.js install\`, then \`systemctl enable --now xen-pmemd\`.`);
   if (result.install) {
     out(`  (install took ${(result.install.command.ms / 1000).toFixed(1)} s, enable --now ${(result.install.enable.ms / 1000).toFixed(1)} s: the daemon is`);
     out('   Type=notify and tells systemd it is ready only once every NVDIMM present at start is decided.)');

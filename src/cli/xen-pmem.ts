@@ -9,15 +9,13 @@ import { ToolMissingError } from '../io/tools.js';
 import { TOOL_VERSION } from '../version.js';
 import { CommandError, EXIT_OK, EXIT_USAGE_OR_IO, type Command, type CommandIO } from './command.js';
 import { inspectCommand } from './commands/inspect.js';
-import { installCommand } from './commands/install.js';
-import { uninstallCommand } from './commands/uninstall.js';
 import { listCommand } from './commands/list.js';
 import { setupCommand } from './commands/setup.js';
 import { statusCommand } from './commands/status.js';
 import { wipeCommand } from './commands/wipe.js';
 
 export const COMMANDS: Command[] = [
-  setupCommand, inspectCommand, wipeCommand, listCommand, statusCommand, installCommand, uninstallCommand,
+  setupCommand, inspectCommand, wipeCommand, listCommand, statusCommand,
 ];
 
 function usage(): string {
