@@ -76,7 +76,7 @@ function rig(host: DaemonHost, options: { config?: Config; ports?: Partial<Daemo
 }
 
 function recordOf(controller: Controller, device: string): DeviceRecord {
-  const record = controller.snapshot().devices.find((each) => each.device === device);
+  const record = controller.status.snapshot().devices.find((each) => each.device === device);
   assert.ok(record, `a record for ${device}`);
   return record;
 }
@@ -131,8 +131,7 @@ describe('I/O errors on the device', { skip }, () => {
         },
       },
     });
-    await controller.probeHypervisor();
-    await controller.coldplug();
+    await controller.start();
     const failing = recordOf(controller, 'pmem0');
     assert.deepEqual([failing.state, failing.reason], ['retrying', 'io-error']);
     assert.match(failing.message, /^pmem0: cannot read .*\/pmem0: EIO: i\/o error, read$/);
@@ -163,7 +162,7 @@ describe('I/O errors on the device', { skip }, () => {
         openReader: async (devPath) => faultyReader(await openDevice(devPath, 'read'), (offset) => (faulty && offset === backupAt ? errnoError('EIO', 'i/o error, read') : null)),
       },
     });
-    await controller.coldplug();
+    await controller.start();
     assert.deepEqual(stateOf(controller, 'pmem0'), ['retrying', 'io-error']);
     assert.deepEqual(addsFor(host, spfnOf(0)), []);
     faulty = false;
@@ -177,7 +176,7 @@ describe('I/O errors on the device', { skip }, () => {
       config: testConfig({ retry: { initialMs: 5000, maxMs: 5000 } }),
       ports: { openReader: async () => { throw errnoError('EIO', 'i/o error, open'); } },
     });
-    await controller.coldplug();
+    await controller.start();
     assert.deepEqual(stateOf(controller, 'pmem0'), ['retrying', 'io-error']);
     assert.equal(host.regionAdds().length, 0);
   });
@@ -209,7 +208,7 @@ describe('I/O errors on the device', { skip }, () => {
     await rm(host.devPath('pmem0'));
     await symlink(mapped, host.devPath('pmem0'));
     const { controller } = rig(host, { config: testConfig({ retry: { initialMs: 5000, maxMs: 5000 } }) });
-    await controller.coldplug();
+    await controller.start();
     assert.deepEqual(stateOf(controller, 'pmem0'), ['retrying', 'io-error']);
     assert.match(recordOf(controller, 'pmem0').message, /input\/output error|EIO/i);
     assert.equal(host.regionAdds().length, 0);
@@ -245,8 +244,7 @@ describe('devices that vanish', { skip }, () => {
         }),
       },
     });
-    controller.handleEvent(blockEvent('pmem0', 'add'));
-    await controller.idle();
+    await controller.handleEvent(blockEvent('pmem0', 'add'));
     const record = recordOf(controller, 'pmem0');
     assert.deepEqual([record.state, record.reason], ['removed', 'removed']);
     assert.equal(record.nextAttempt, undefined);
@@ -272,18 +270,17 @@ describe('devices that vanish', { skip }, () => {
         },
       },
     });
-    controller.handleEvent(blockEvent('pmem0', 'add'));
+    const added = controller.handleEvent(blockEvent('pmem0', 'add'));
     await waitFor('the first scan to start', () => opens === 1);
     gone = true;
-    controller.handleEvent(blockEvent('pmem0', 'remove'));
+    const removed = controller.handleEvent(blockEvent('pmem0', 'remove'));
     release();
-    await controller.idle();
+    await Promise.all([added, removed]);
     assert.deepEqual(stateOf(controller, 'pmem0'), ['removed', 'removed']);
     assert.equal(host.regionAdds().length, 0);
 
     gone = false;
-    controller.handleEvent(blockEvent('pmem0', 'add'));
-    await controller.idle();
+    await controller.handleEvent(blockEvent('pmem0', 'add'));
     assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
     assert.deepEqual(addsFor(host, spfnOf(0)), ['OK']);
   });
@@ -293,6 +290,7 @@ describe('devices that vanish', { skip }, () => {
     let gone = false;
     const real = host.openBridge();
     let controller!: Controller;
+    let removal: Promise<void> | null = null;
     const rigged = rig(host, {
       ports: {
         readByBlockName: async (name) => (gone ? null : readPmemByBlockName(host.roots, name)),
@@ -300,19 +298,20 @@ describe('devices that vanish', { skip }, () => {
         bridge: bridgeWithReport(real, async (request) => {
             // The NVDIMM is pulled while Xen works on the add; udev tells the daemon afterwards.
             gone = true;
-            setImmediate(() => controller.handleEvent(blockEvent('pmem0', 'remove')));
+            setImmediate(() => { removal = controller.handleEvent(blockEvent('pmem0', 'remove')); });
             return real.report(request);
           }),
       },
     });
     controller = rigged.controller;
-    await controller.coldplug();
-    await controller.idle();
+    await controller.start();
+    await waitFor('the remove event handed over', () => removal !== null);
+    await removal;
     const record = recordOf(controller, 'pmem0');
     assert.deepEqual([record.state, record.reason], ['removed', 'removed-while-reported']);
     assert.equal(record.layout?.request.spfn, spfnOf(0));
     assert.equal(rigged.log.entries.find((entry) => entry.fields.reason === 'removed-while-reported')?.level, 'error');
-    assert.deepEqual(controller.snapshot().ledger.map((entry) => [entry.device, entry.status]), [['pmem0', 'reported']]);
+    assert.deepEqual(controller.status.snapshot().ledger.map((entry) => [entry.device, entry.status]), [['pmem0', 'reported']]);
     assert.deepEqual(addsFor(host, spfnOf(0)), ['OK']);
   });
 });
@@ -394,15 +393,13 @@ describe('every answer from the hypervisor', { skip }, () => {
       const port = scriptedPort(() => (healed ? ok : row.result));
       const bridge = new HypercallBridge(() => ({ kind: 'opened', port }));
       const { controller, log } = rig(host, { config: testConfig({ retry: { initialMs: 100, maxMs: 200 } }), ports: { bridge } });
-      await controller.probeHypervisor();
-      controller.handleEvent(blockEvent('pmem0', 'add'));
-      await controller.idle();
+      await controller.handleEvent(blockEvent('pmem0', 'add'));
 
       const record = recordOf(controller, 'pmem0');
       assert.deepEqual([record.state, record.reason], [row.state, row.reason], record.message);
       assert.ok(!record.message.includes('\n') && stackTraceLines(record.message).length === 0, record.message);
       assert.match(record.message, /region 0x100000000-0x10fffffff/, 'the sentence names the region');
-      const ledger = controller.snapshot().ledger;
+      const ledger = controller.status.snapshot().ledger;
       if (row.state === 'reported') assert.deepEqual(ledger.map((entry) => entry.status), ['reported']);
       else assert.deepEqual(ledger, [], 'a refused or failed add leaves no entry behind');
       const level = log.entries.find((entry) => entry.fields.device === 'pmem0')?.level;
@@ -410,18 +407,16 @@ describe('every answer from the hypervisor', { skip }, () => {
 
       // The daemon keeps working: the next device is decided as usual.
       healed = true;
-      controller.handleEvent(blockEvent('pmem1', 'add'));
-      await controller.idle();
+      await controller.handleEvent(blockEvent('pmem1', 'add'));
       assert.deepEqual(stateOf(controller, 'pmem1'), ['reported', 'reported']);
       if (row.state === 'retrying') {
         await waitFor('the retry of pmem0', () => recordOf(controller, 'pmem0').state === 'reported');
       } else if (row.state !== 'reported') {
         // Not retried on its own: an event (an operator's `udevadm trigger`) decides it again.
-        controller.handleEvent(blockEvent('pmem0'));
-        await controller.idle();
+        await controller.handleEvent(blockEvent('pmem0'));
       }
       assert.equal(recordOf(controller, 'pmem0').state, 'reported');
-      assert.deepEqual(controller.snapshot().ledger.map((entry) => [entry.device, entry.status]).sort(), [['pmem0', 'reported'], ['pmem1', 'reported']]);
+      assert.deepEqual(controller.status.snapshot().ledger.map((entry) => [entry.device, entry.status]).sort(), [['pmem0', 'reported'], ['pmem1', 'reported']]);
       assert.equal(port.taken, 2, 'each device taken once');
       if (row.state === 'reported') assert.equal(port.adds, 2, 'nothing sent twice');
       else assert.ok(port.adds >= 3, `pmem0 sent again only after the fault: ${port.adds} adds`);
@@ -448,8 +443,7 @@ describe('every answer from the hypervisor', { skip }, () => {
       const bridge = host.openBridge();
       const log = recordingLogger();
       const controller = new Controller(testConfig({ retry: { initialMs: 60_000, maxMs: 60_000 } }), host.ports({ log, bridge }), null);
-      await controller.probeHypervisor();
-      await controller.coldplug();
+      await controller.start();
       await controller.stop();
       assert.deepEqual(stateOf(controller, 'pmem0'), expected, `mode ${mode}`);
       assert.deepEqual(host.regionAdds().map((call) => call.result), adds, `mode ${mode}: region adds`);
@@ -490,8 +484,7 @@ describe('a slow hypervisor', { skip }, () => {
     const { controller } = rig(host);
     const watch = loopWatch();
     try {
-      await controller.probeHypervisor();
-      await controller.coldplug();
+      await controller.start();
     } finally {
       watch.stop();
     }
@@ -517,11 +510,9 @@ describe('a slow hypervisor', { skip }, () => {
         },
       },
     });
-    await controller.probeHypervisor();
-    await controller.coldplug();
+    await controller.start();
     const devices = [0, 1, 2, 3, 4, 5].map((id) => `pmem${id}`);
     assert.deepEqual(groups.map((group) => [...group].sort()), [devices.map((d) => `pending ${d}`), devices.map((d) => `reported ${d}`)]);
-    assert.equal(journal.syncs, 2, 'one fdatasync per group');
     // Every pending line was on disk before the first hypercall of its group: the log of calls
     // comes after both syncs' first, and each region was added once.
     for (const id of [0, 1, 2, 3, 4, 5]) assert.deepEqual(addsFor(host, spfnOf(id)), ['OK']);
@@ -550,14 +541,13 @@ describe('a slow hypervisor', { skip }, () => {
           }),
       },
     });
-    await controller.probeHypervisor();
-    await controller.coldplug();
+    await controller.start();
     assert.deepEqual(stateOf(controller, 'pmem1'), ['reported', 'reported']);
 
     await host.prepare('pmem0');
     const watch = loopWatch();
     try {
-      controller.handleEvent(blockEvent('pmem0'));
+      const slow = controller.handleEvent(blockEvent('pmem0'));
       await waitFor('the slow add to begin', () => addStarted > 0);
       const sent = performance.now();
       controller.handleEvent(blockEvent('pmem1'));
@@ -569,7 +559,7 @@ describe('a slow hypervisor', { skip }, () => {
       assert.equal(pmem0Decided, false, 'the held add was still under way');
       assert.equal(host.regionAdds().filter((call) => call.spfn === spfnOf(0)).length, 0, 'Xen has not answered pmem0 yet');
       await writeFile(release, '');
-      await controller.idle();
+      await slow;
     } finally {
       watch.stop();
     }
@@ -605,8 +595,7 @@ describe('a slow hypervisor', { skip }, () => {
           }),
       },
     });
-    await controller.probeHypervisor();
-    await controller.coldplug();
+    await controller.start();
     const [refused, taken] = asked;
     const device = (spfn: bigint | undefined): string => (spfn === GiB4 >> 12n ? 'pmem0' : 'pmem1');
     assert.notEqual(refused, taken, 'the second add was the other device, judged after the first was answered');
@@ -631,8 +620,7 @@ describe('a slow hypervisor', { skip }, () => {
           }),
       },
     });
-    await first.controller.probeHypervisor();
-    const coldplug = first.controller.coldplug();
+    const coldplug = first.controller.start();
     await waitFor('the slow add to begin', () => addStarted);
     let stopped = false;
     const stopping = first.controller.stop().then(() => { stopped = true; });
@@ -653,8 +641,7 @@ describe('a slow hypervisor', { skip }, () => {
 
     host.useXenInProcess();
     const second = rig(host, { previous: onDisk.state });
-    await second.controller.probeHypervisor();
-    await second.controller.coldplug();
+    await second.controller.start();
     assert.deepEqual(['pmem0', 'pmem1', 'pmem2'].map((device) => stateOf(second.controller, device)), [['reported', 'reported-earlier'], ['reported', 'reported'], ['reported', 'reported']]);
     for (const id of [0, 1, 2]) assert.deepEqual(addsFor(host, spfnOf(id)), ['OK']);
   });
@@ -676,8 +663,7 @@ describe('a state directory that cannot be written', { skip }, () => {
         },
       },
     });
-    await controller.probeHypervisor();
-    await controller.coldplug();
+    await controller.start();
     assert.deepEqual(stateOf(controller, 'pmem0'), ['retrying', 'state-unwritable']);
     assert.equal(host.regionAdds().length, 0, 'no add without the exactly-once record on disk');
     await waitFor('a retry that tries to write the record first', () => attempts.filter((each) => each === 'pending').length >= 2);
@@ -701,8 +687,7 @@ describe('a state directory that cannot be written', { skip }, () => {
         },
       },
     });
-    await first.controller.probeHypervisor();
-    await first.controller.coldplug();
+    await first.controller.start();
     assert.deepEqual(stateOf(first.controller, 'pmem0'), ['reported', 'reported'], 'Xen took it, so it is reported');
     assert.ok(first.log.entries.some((entry) => entry.level === 'error' && entry.fields.reason === 'state-unwritable'), 'the lost record is logged as an error');
     await first.controller.stop();
@@ -711,8 +696,7 @@ describe('a state directory that cannot be written', { skip }, () => {
     assert.deepEqual(previous?.ledger.map((entry) => entry.status), ['pending'], 'the journal still says pending');
 
     const second = rig(host, { previous, ports: { bridge: host.openBridge() } });
-    await second.controller.probeHypervisor();
-    await second.controller.coldplug();
+    await second.controller.start();
     assert.deepEqual(stateOf(second.controller, 'pmem0'), ['reported', 'reported-before-restart']);
     assert.deepEqual(addsFor(host, spfnOf(0)), ['OK'], 'one add: Xen listed the pending one, so nothing was sent again');
     assert.equal(host.xenRegions().length, 1);

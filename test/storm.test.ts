@@ -202,15 +202,15 @@ describe(`an event storm: ${STORM_EVENTS.toLocaleString('en')} random events ove
       },
     }), null);
     try {
-      await controller.probeHypervisor();
       const coldplugStarted = performance.now();
-      await controller.coldplug();
+      await controller.start();
       t.diagnostic(`coldplug of ${keys.length} devices in ${Math.round(performance.now() - coldplugStarted)} ms`);
 
       const random = xorshift32(SEED);
       const pick = <T>(items: readonly T[]): T => items[random() % items.length]!;
       const started = performance.now();
       let delivered = 0;
+      const handled: Promise<void>[] = [];
       while (delivered < STORM_EVENTS) {
         const burst = 1 + (random() % 40);
         for (let i = 0; i < burst && delivered < STORM_EVENTS; i++, delivered++) {
@@ -231,7 +231,7 @@ describe(`an event storm: ${STORM_EVENTS.toLocaleString('en')} random events ove
           } else {
             event = { action, subsystem: 'block', sysname: key, syspath: `/sys/devices/x/block/${key}`, devtype: 'disk' };
           }
-          controller.handleEvent(event);
+          handled.push(controller.handleEvent(event));
         }
         const pause = random() % 4;
         if (pause === 0) await new Promise((resolve) => setImmediate(resolve));
@@ -240,18 +240,18 @@ describe(`an event storm: ${STORM_EVENTS.toLocaleString('en')} random events ove
       // The storm ends with every device back, as after a burst of hotplug the machine settles.
       for (const [id, key] of keys.entries()) {
         present.add(key);
-        controller.handleEvent(/^pmem\d+$/.test(key)
+        handled.push(controller.handleEvent(/^pmem\d+$/.test(key)
           ? { action: 'add', subsystem: 'block', sysname: key, syspath: `/sys/devices/x/block/${key}`, devtype: 'disk' }
-          : { action: 'bind', subsystem: 'nd', sysname: `namespace${id}.0`, syspath: host.tree.namespaces.get(`namespace${id}.0`)!.namespaceDir });
+          : { action: 'bind', subsystem: 'nd', sysname: `namespace${id}.0`, syspath: host.tree.namespaces.get(`namespace${id}.0`)!.namespaceDir }));
       }
-      await controller.idle();
+      await Promise.all(handled);
       const elapsed = performance.now() - started;
       t.diagnostic(`${delivered} events in ${Math.round(elapsed)} ms; ${scans} scans`);
 
       assert.equal(overlapped, 0, 'no device was ever scanned twice at once');
       assert.ok(scans < delivered, `bursts collapse: ${scans} scans for ${delivered} events`);
       const calls = host.xenCalls();
-      const records = new Map(controller.snapshot().devices.map((each) => [each.device, each]));
+      const records = new Map(controller.status.snapshot().devices.map((each) => [each.device, each]));
       for (const [id, k] of kinds.entries()) {
         const key = keys[id]!;
         const record = records.get(key);

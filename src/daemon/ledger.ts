@@ -145,8 +145,6 @@ export async function loadLedger(dir: string): Promise<LedgerLoad> {
  */
 export class LedgerJournal {
   private fd: number | null = null;
-  /** fdatasync calls made, for the benchmark's syncs per batch. */
-  syncs = 0;
 
   constructor(readonly dir: string) {}
 
@@ -158,7 +156,6 @@ export class LedgerJournal {
     try {
       while (written < line.length) written += writeSync(fd, line, written, line.length - written);
       fdatasyncSync(fd);
-      this.syncs++;
     } catch (error) {
       // Nothing of a failed group is acted on: a pending line that reached the file anyway is
       // what a crash before the hypercall leaves, and a restart's confirming add is then the

@@ -19,8 +19,8 @@ import { DEFAULT_CONFIG_PATH, type Config } from './config.js';
 import { loadConfig } from './config-file.js';
 import { Controller } from './controller.js';
 import { Lifecycle } from './lifecycle.js';
-import { UdevListener } from './listener.js';
 import type { EventSource } from './ports.js';
+import type { Component } from './lifecycle.js';
 import { createLogger, loadPino, type DaemonLogger } from './log.js';
 import { METRICS_DIR, MetricsWriter, textfileWriter, unreachableBecause } from './metrics.js';
 import { createNotifier } from './notify.js';
@@ -133,7 +133,7 @@ export async function runDaemon(launch: DaemonLaunch): Promise<number> {
   const metrics = new MetricsWriter({ source: controller.status, write: textfileWriter(join(stateDir, METRICS_DIR)), log, version: TOOL_VERSION });
   const unreachable = await unreachableBecause(stateDir);
   if (unreachable) log.notice({ reason: 'metrics-unreachable' }, `node_exporter cannot read the metrics file: ${unreachable} (the unit sets RuntimeDirectoryMode=0711; restart xen-pmemd)`);
-  const listener = new UdevListener(launch.events(), (event) => controller.handleEvent(event), log);
+  const listener = udevListener(launch.events(), (event) => { void controller.handleEvent(event); }, log);
   const daemon = new Lifecycle([metrics, listener, controller], log, notifier, () => controller.summary());
   // A SIGTERM during coldplug (a slow hypervisor can make it long) stops it there.
   const stopEarly = stopRequested.then(() => 'stop' as const);
@@ -163,4 +163,26 @@ function loadDeviceLocks(log: DaemonLogger): FlockPort | null {
     log.warn({ reason: 'locks-unavailable' }, `devices are read without the block-device lock: ${(error as Error).message}`);
     return null;
   }
+}
+
+/**
+ * The udev listener as a component: it starts listening before the controller's coldplug lists
+ * the devices, so a device that appears in between is not missed. Without udev the daemon still
+ * decides what coldplug finds; it says so and goes on. Its stop only ends the delivery (the event
+ * source keeps its sockets until the process ends).
+ */
+function udevListener(events: EventSource, onEvent: Parameters<EventSource['start']>[0], log: DaemonLogger): Component {
+  return {
+    name: 'udev',
+    async start() {
+      try {
+        events.start(onEvent);
+      } catch (error) {
+        log.error({ reason: 'udev-unavailable' }, `cannot listen for udev events (${(error as Error).message}); hotplugged pmem will not be seen until restart`);
+      }
+    },
+    async stop() {
+      events.stop();
+    },
+  };
 }
