@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type * as Zod from 'zod';
 
 import { errorCode } from '../core/errno.js';
-import { STATE_VERSION, type DaemonState } from '../format/records.js';
+import { DEVICE_STATES, STATE_VERSION, type DaemonState, type SameShape } from '../format/records.js';
 import { stateToText } from '../format/serializers.js';
 import { LEDGER_FILE, loadLedger, loadRecordSchemas, recordSchemas } from './ledger.js';
 
@@ -37,7 +37,7 @@ function buildStateSchema() {
     devices: z.array(z.object({
       device: z.string(), devPath: z.string().nullable(), namespace: z.string().nullable(), mode: z.string().nullable(),
       region: z.string().nullable(),
-      state: z.enum(['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed']),
+      state: z.enum(DEVICE_STATES),
       reason: z.string(), message: z.string(), since: z.string(),
       layout: layoutSchema.optional(), interface: z.string().optional(), nextAttempt: z.string().optional(), notes: z.array(z.string()).optional(),
       unbound: z.object({ device: z.string(), driver: z.string() }).optional(),
@@ -47,6 +47,10 @@ function buildStateSchema() {
 }
 
 let stateSchema: ReturnType<typeof buildStateSchema> | null = null;
+
+/** Compile-time: what the schema reads is exactly what the daemon writes (src/format/records.ts). */
+const STATE_SCHEMA_IS_DAEMON_STATE: SameShape<Zod.output<ReturnType<typeof buildStateSchema>>, DaemonState> = true;
+void STATE_SCHEMA_IS_DAEMON_STATE;
 
 /** Loads zod and the record schemas; parseState needs them. */
 export async function loadStateSchemas(): Promise<void> {

@@ -1,14 +1,18 @@
 // The records the daemon keeps about each device and each report to the hypervisor, as the
 // daemon holds them, state.json stores them and `xen-pmem status` and `list` show them: types
 // (and the version of state.json's shape); the serializers beside this module write them out,
-// src/daemon/ makes them.
+// src/daemon/ makes them. The schemas that read them back (src/daemon/state-store.ts, ledger.ts)
+// are checked against these types at compile time with `SameShape`: a field added here and not
+// there, or there and not here, fails the build.
 
 import type { PmemReport } from '../xen/interface.js';
 
 /** The version of state.json's shape; a reader refuses any other. */
 export const STATE_VERSION = 1;
 
-export type DeviceState = 'absent' | 'rejected' | 'reported' | 'unsupported' | 'retrying' | 'failed' | 'removed';
+/** Every state a device can be in, listed once (docs/daemon.md, "States"); the type, the state file's schema and the metrics take it from here. */
+export const DEVICE_STATES = ['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed'] as const;
+export type DeviceState = (typeof DEVICE_STATES)[number];
 
 /** A physical range in bytes. */
 export interface ByteRange {
@@ -71,7 +75,7 @@ export interface DeviceRecord {
 }
 
 export interface DaemonState {
-  version: number;
+  version: typeof STATE_VERSION;
   pid: number;
   startedAt: string;
   updatedAt: string;
@@ -81,3 +85,16 @@ export interface DaemonState {
   devices: DeviceRecord[];
   ledger: LedgerEntry[];
 }
+
+/**
+ * The shape of a type for `SameShape`: every property required, leaves as they are, arrays by
+ * their elements. Two types of the same shape have the same fields at every depth, optional or not.
+ */
+type Shape<T> = T extends bigint | string | number | boolean | null | undefined
+  ? T
+  : T extends readonly (infer E)[]
+    ? Shape<E>[]
+    : { [K in keyof T]-?: Shape<Exclude<T[K], undefined>> };
+
+/** `true` when A and B have the same fields at every depth (a schema's output and a record type). */
+export type SameShape<A, B> = [Shape<A>] extends [Shape<B>] ? ([Shape<B>] extends [Shape<A>] ? true : false) : false;

@@ -18,7 +18,7 @@ import type { PmemNamespaceModel } from '../sysfs/types.js';
 import { deviceKey } from '../sysfs/types.js';
 import type { PmemReport } from '../xen/interface.js';
 import { interfaceFor, interfaceNamed } from '../xen/interfaces/index.js';
-import type { ByteRange, DaemonState, DeviceRecord, PhysicalLayout } from './records.js';
+import { DEVICE_STATES, type ByteRange, type DaemonState, type DeviceRecord, type PhysicalLayout } from './records.js';
 import { pfnText, type Comparison, type DeviceBesideXen, type XenView } from './xen-view.js';
 
 export interface JsonOptions {
@@ -425,7 +425,7 @@ export interface MetricsView {
   version: string;
 }
 
-const DEVICE_STATES: readonly DaemonState['devices'][number]['state'][] = ['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed'];
+
 
 /** A label value as the text format wants it: backslash, double quote and newline escaped. */
 function labelValue(value: string): string {
