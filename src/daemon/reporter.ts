@@ -23,6 +23,7 @@ import { messageOf } from '../core/errno.js';
 import { rangesOverlap } from '../core/units.js';
 import type { Verdict } from '../core/validate.js';
 import type { LedgerEntry, PhysicalLayout, UnboundDriver } from '../format/records.js';
+import { layoutText } from '../format/serializers.js';
 import type { SupportedPmemNamespace } from '../sysfs/types.js';
 import type { BridgeAnswer, Capability, HeldRegion, PmemReport, Query, RuleCheck } from '../xen/interface.js';
 import { interfaceNamed } from '../xen/interfaces/index.js';
@@ -207,7 +208,7 @@ export class ExactlyOnceReporter {
     if (!entry) return null;
     this.confirmedByXen.delete(entry);
     return { ...outcome, reason: 'reported-before-restart', catalog: 'reported-before-restart', severity: 'notice', interface: entry.interface,
-      message: `${key}: region reported to Xen by a run that stopped before recording Xen's answer: Xen lists it with exactly this layout` };
+      message: `${key}: ${layoutText(layout)} was reported to Xen by a run that stopped before recording Xen's answer: Xen lists it with exactly these frames` };
   }
 
   /**
