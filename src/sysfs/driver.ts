@@ -3,8 +3,7 @@
 // domain still maps, and the pmem driver maps the whole namespace while it is bound, so the daemon
 // unbinds it right before the add, and binds it again when Xen refuses the region.
 
-import { writeFile } from 'node:fs/promises';
-import { realpathSync } from 'node:fs';
+import { closeSync, openSync, realpathSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
 import { messageOf } from '../core/errno.js';
@@ -26,13 +25,21 @@ export function parentBinding(roots: SysfsRoots, blockName: string): DriverBindi
   return { device: basename(parent), driver: basename(realpathSync.native(join(parent, 'driver'))) };
 }
 
-async function write(path: string, device: string, what: string): Promise<void> {
+/**
+ * One write(2) of the name; the kernel compares it with sysfs_streq, so the newline is fine, and
+ * appending keeps a fixture tree's file a record of every write. Synchronous, as the sysfs reads
+ * are (src/sysfs/model.ts): the kernel answers at once, and the promise API's three thread-pool
+ * round trips (open, write, close) per device made a coldplug of 512 reports 0.7 s slower.
+ */
+function write(path: string, device: string, what: string): void {
+  let fd: number | null = null;
   try {
-    // One write(2) of the name; the kernel compares it with sysfs_streq, so the newline is fine,
-    // and appending keeps a fixture tree's file a record of every write.
-    await writeFile(path, `${device}\n`, { flag: 'a' });
+    fd = openSync(path, 'a');
+    writeSync(fd, `${device}\n`);
   } catch (error) {
     throw new Error(`cannot ${what} ${device} (writing ${path}): ${messageOf(error)}`);
+  } finally {
+    if (fd !== null) closeSync(fd);
   }
 }
 
@@ -45,10 +52,14 @@ export function sysfsDrivers(roots: SysfsRoots) {
       } catch (error) {
         throw new Error(`cannot find the driver of ${blockName}'s parent device: ${messageOf(error)}`);
       }
-      await write(driverFile(roots, binding.driver, 'unbind'), binding.device, `unbind ${binding.driver} from`);
+      write(driverFile(roots, binding.driver, 'unbind'), binding.device, `unbind ${binding.driver} from`);
       return binding;
     },
-    unbindAgain: (binding: DriverBinding) => write(driverFile(roots, binding.driver, 'unbind'), binding.device, `unbind ${binding.driver} from`),
-    bind: (binding: DriverBinding) => write(driverFile(roots, binding.driver, 'bind'), binding.device, `bind ${binding.driver} to`),
+    async unbindAgain(binding: DriverBinding): Promise<void> {
+      write(driverFile(roots, binding.driver, 'unbind'), binding.device, `unbind ${binding.driver} from`);
+    },
+    async bind(binding: DriverBinding): Promise<void> {
+      write(driverFile(roots, binding.driver, 'bind'), binding.device, `bind ${binding.driver} to`);
+    },
   };
 }
