@@ -35,6 +35,8 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -164,66 +166,93 @@ static const char *errno_name(int error)
 
 /*
  * Without TEST_XEN_STATE the regions live in this process only, which is what a single test
- * needs; with it they survive a "restart" of the daemon the way Xen's own table does.
+ * needs; with it they survive a "restart" of the daemon the way Xen's own table does. The file is
+ * append-only, one line per change ("added" and six PFNs, "enomem-given", "ebusy-given"), each
+ * written with one write(2), so a daemon killed in the middle of a call leaves whole lines; each
+ * call reads only what was appended since the last (a thousand adds would otherwise parse and
+ * rewrite the whole table a thousand times). A file that shrank or was replaced is read afresh;
+ * one that is gone is an empty hypervisor (a test's reboot).
  */
 static struct hypervisor_state memory_state;
 
-static void load_state(struct hypervisor_state *state)
+static struct {
+    int known;
+    dev_t dev;
+    ino_t ino;
+    off_t offset;
+} seen;
+
+static void apply_line(struct hypervisor_state *state, const char *line)
 {
-    const char *path = getenv("TEST_XEN_STATE");
-    if (!path || !*path) {
-        *state = memory_state;
-        return;
-    }
-    memset(state, 0, sizeof(*state));
-    FILE *file = fopen(path, "r");
-    if (!file)
-        return;
-    char line[256];
-    while (fgets(line, sizeof(line), file)) {
-        struct layout r;
-        if (strncmp(line, "enomem-given", 12) == 0)
-            state->enomem_given = 1;
-        else if (strncmp(line, "ebusy-given", 11) == 0)
-            state->ebusy_given = 1;
-        else if (sscanf(line, "added %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64,
-                        &r.spfn, &r.epfn, &r.rsv_spfn, &r.rsv_epfn, &r.data_spfn, &r.data_epfn) == 6 &&
-                 state->nr_added < MAX_REGIONS)
-            state->added[state->nr_added++] = r;
-    }
-    fclose(file);
+    struct layout r;
+    if (strncmp(line, "enomem-given", 12) == 0)
+        state->enomem_given = 1;
+    else if (strncmp(line, "ebusy-given", 11) == 0)
+        state->ebusy_given = 1;
+    else if (sscanf(line, "added %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64,
+                    &r.spfn, &r.epfn, &r.rsv_spfn, &r.rsv_epfn, &r.data_spfn, &r.data_epfn) == 6 &&
+             state->nr_added < MAX_REGIONS)
+        state->added[state->nr_added++] = r;
 }
 
-static void save_state(const struct hypervisor_state *state)
+/* The hypervisor's state as it is now; every platform op runs under xenpf_lock. */
+static struct hypervisor_state *load_state(void)
+{
+    const char *path = getenv("TEST_XEN_STATE");
+    struct stat st;
+    if (!path || !*path)
+        return &memory_state;
+    if (stat(path, &st) != 0) {
+        memset(&memory_state, 0, sizeof(memory_state));
+        seen.known = 0;
+        return &memory_state;
+    }
+    if (!seen.known || st.st_dev != seen.dev || st.st_ino != seen.ino || st.st_size < seen.offset) {
+        memset(&memory_state, 0, sizeof(memory_state));
+        seen.known = 1, seen.dev = st.st_dev, seen.ino = st.st_ino, seen.offset = 0;
+    }
+    if (st.st_size == seen.offset)
+        return &memory_state;
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return &memory_state;
+    char line[256];
+    if (fseeko(file, seen.offset, SEEK_SET) == 0) {
+        while (fgets(line, sizeof(line), file)) {
+            size_t length = strlen(line);
+            if (length == 0 || line[length - 1] != '\n')
+                break; /* a line still being written: read it next time */
+            apply_line(&memory_state, line);
+            seen.offset += (off_t)length;
+        }
+    }
+    fclose(file);
+    return &memory_state;
+}
+
+/* Records one change: appended to the file (and read back by load_state), or kept in memory. */
+static void record_change(const char *line)
 {
     const char *path = getenv("TEST_XEN_STATE");
     if (!path || !*path) {
-        memory_state = *state;
+        apply_line(&memory_state, line);
         return;
     }
-    /*
-     * Written beside the file and renamed over it: a daemon killed in the middle of a call must
-     * not leave a truncated file behind, or this hypervisor would forget regions a real Xen keeps.
-     */
-    char partial[4096];
-    if (snprintf(partial, sizeof(partial), "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof(partial))
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd < 0)
         return;
-    FILE *file = fopen(partial, "w");
-    if (!file)
-        return;
-    if (state->enomem_given)
-        fputs("enomem-given\n", file);
-    if (state->ebusy_given)
-        fputs("ebusy-given\n", file);
-    for (unsigned i = 0; i < state->nr_added; i++) {
-        const struct layout *r = &state->added[i];
-        fprintf(file, "added %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 "\n",
-                r->spfn, r->epfn, r->rsv_spfn, r->rsv_epfn, r->data_spfn, r->data_epfn);
-    }
-    if (fclose(file) == 0)
-        rename(partial, path);
-    else
-        remove(partial);
+    ssize_t written = write(fd, line, strlen(line));
+    (void)written;
+    close(fd);
+    load_state();
+}
+
+static void record_added(const struct layout *r)
+{
+    char line[256];
+    snprintf(line, sizeof(line), "added %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 "\n",
+             r->spfn, r->epfn, r->rsv_spfn, r->rsv_epfn, r->data_spfn, r->data_epfn);
+    record_change(line);
 }
 
 static uint64_t read_u64_le(const unsigned char *bytes)
@@ -393,30 +422,26 @@ static long pmem_add(unsigned char *op, int *reason)
         read_u64_le(u), read_u64_le(u + 8), read_u64_le(u + 16),
         read_u64_le(u + 24), read_u64_le(u + 32), read_u64_le(u + 40),
     };
-    /* Static, not on the stack: koffi's asynchronous calls run on a small stack, and every
-     * platform op runs under xenpf_lock. */
-    static struct hypervisor_state state;
+    /* Not on the stack: koffi's asynchronous calls run on a small one; platform ops hold xenpf_lock. */
+    const struct hypervisor_state *state = load_state();
     int error, rule;
     long ret = 0;
 
-    load_state(&state);
-    rule = broken_rule(&add, &state, reason, &error);
+    rule = broken_rule(&add, state, reason, &error);
     if (rule)
         ret = -error;
     /* Exhaustion and contention come after validation, as in Xen's add path. */
     else if (mode_is("ebusy"))
         *reason = R_mapped, ret = -EBUSY;
-    else if (mode_is("ebusy-once") && !state.ebusy_given) {
-        state.ebusy_given = 1;
-        save_state(&state);
+    else if (mode_is("ebusy-once") && !state->ebusy_given) {
+        record_change("ebusy-given\n");
         *reason = R_busy, ret = -EBUSY;
-    } else if ((mode_is("enomem-once") && !state.enomem_given) || state.nr_added == MAX_REGIONS) {
-        state.enomem_given = 1;
-        save_state(&state);
+    } else if ((mode_is("enomem-once") && !state->enomem_given) || state->nr_added == MAX_REGIONS) {
+        if (!state->enomem_given)
+            record_change("enomem-given\n");
         *reason = R_no_memory, ret = -ENOMEM;
     } else {
-        state.added[state.nr_added++] = add;
-        save_state(&state);
+        record_added(&add);
     }
     /*
      * The slow add: Xen has decided (and, for a success, holds the region) but its answer has not
@@ -437,17 +462,14 @@ static long pmem_region(unsigned char *op, int *reason)
 {
     unsigned char *u = op + PMEM_U;
     uint32_t index = read_u32_le(u);
-    /* Static, not on the stack: koffi's asynchronous calls run on a small stack, and every
-     * platform op runs under xenpf_lock. */
-    static struct hypervisor_state state;
+    const struct hypervisor_state *state = load_state();
     long ret = 0;
 
-    load_state(&state);
-    write_u32_le(u + 4, state.nr_added);
-    if (index >= state.nr_added) {
+    write_u32_le(u + 4, state->nr_added);
+    if (index >= state->nr_added) {
         *reason = R_no_such_region, ret = -ENOENT;
     } else {
-        const struct layout *r = &state.added[index];
+        const struct layout *r = &state->added[index];
         write_u64_le(u + 8, r->spfn);
         write_u64_le(u + 16, r->epfn);
         write_u64_le(u + 24, r->rsv_spfn);
@@ -462,7 +484,7 @@ static long pmem_region(unsigned char *op, int *reason)
         write_u64_le(u + 72, r->data_epfn - r->data_spfn);
     }
     log_line("platform_op cmd=%d sub=region index=0x%" PRIx32 " nr_regions=%u mode=%s ret=%ld %s reason=%d",
-             XENPF_PMEM, index, state.nr_added, mode(), ret, errno_name(ret < 0 ? (int)-ret : 0), *reason);
+             XENPF_PMEM, index, state->nr_added, mode(), ret, errno_name(ret < 0 ? (int)-ret : 0), *reason);
     return ret;
 }
 
@@ -470,15 +492,12 @@ static long pmem_owner(unsigned char *op, int *reason)
 {
     unsigned char *u = op + PMEM_U;
     uint64_t pfn = read_u64_le(u);
-    /* Static, not on the stack: koffi's asynchronous calls run on a small stack, and every
-     * platform op runs under xenpf_lock. */
-    static struct hypervisor_state state;
+    const struct hypervisor_state *state = load_state();
     long ret = -EINVAL;
 
     *reason = R_not_data;
-    load_state(&state);
-    for (unsigned i = 0; i < state.nr_added; i++) {
-        if (pfn >= state.added[i].data_spfn && pfn < state.added[i].data_epfn) {
+    for (unsigned i = 0; i < state->nr_added; i++) {
+        if (pfn >= state->added[i].data_spfn && pfn < state->added[i].data_epfn) {
             /* No domain holds a frame here: no run at or after pfn. */
             write_u64_le(u + 8, 0);
             write_u64_le(u + 16, 0);
