@@ -46,11 +46,11 @@ export interface NotifySender {
  */
 export interface DriverPort {
   /**
-   * Unbinds the driver of the block device's parent (the realpath of /sys/block/<name>/device):
-   * writes the parent's name to its driver's `unbind`. The block device goes away. Rejects with
-   * a sentence when it cannot.
+   * Unbinds the driver of the block device's parent (what /sys/block/<name>/device links to; the
+   * block device's `syspath` is its real sysfs directory): writes the parent's name to its
+   * driver's `unbind`. The block device goes away. Rejects with a sentence when it cannot.
    */
-  unbind(blockName: string): Promise<UnboundDriver>;
+  unbind(block: { name: string; syspath: string }): Promise<UnboundDriver>;
   /** Writes the device's name to the driver's `unbind` (a device Xen holds, bound again). */
   unbindAgain(unbound: UnboundDriver): Promise<void>;
   /** Gives the device back to its driver (`bind`), after Xen refused the region. */

@@ -63,7 +63,7 @@ export interface ReporterPorts {
 interface Job {
   key: string;
   /** The block device whose parent is unbound before the add. */
-  blockName: string;
+  block: { name: string; syspath: string };
   layout: PhysicalLayout;
   confirming: boolean;
   /** The ledger entry: a new one whose pending line the batch writes, or the one a crash left pending. */
@@ -196,7 +196,7 @@ export class ExactlyOnceReporter {
       if (this.stopping) return notSentOutcome(key, layout);
       const known = this.ledger.find((e) => e.uuid === layout.uuid && sameRequest(e.request, layout.request));
       const entry: LedgerEntry = known ?? { interface: via, device: key, uuid: layout.uuid, request: layout.request, status: 'pending', at: this.ports.now().toISOString() };
-      return this.enqueue(key, model.block.name, layout, judgement.confirming, entry, known === undefined);
+      return this.enqueue(key, model.block, layout, judgement.confirming, entry, known === undefined);
     }
   }
 
@@ -233,10 +233,10 @@ export class ExactlyOnceReporter {
     return undefined;
   }
 
-  private enqueue(key: string, blockName: string, layout: PhysicalLayout, confirming: boolean, entry: LedgerEntry, fresh: boolean): Promise<Outcome> {
+  private enqueue(key: string, block: { name: string; syspath: string }, layout: PhysicalLayout, confirming: boolean, entry: LedgerEntry, fresh: boolean): Promise<Outcome> {
     let resolve!: (outcome: Outcome) => void;
     const done = new Promise<Outcome>((settle) => { resolve = settle; });
-    const job: Job = { key, blockName, layout, confirming, entry, fresh, resolve, done };
+    const job: Job = { key, block, layout, confirming, entry, fresh, resolve, done };
     this.queued.push(job);
     this.unsettled.add(job);
     this.pumping ??= this.pump();
@@ -344,7 +344,7 @@ export class ExactlyOnceReporter {
     const { key, layout, entry } = job;
     let unbound: UnboundDriver;
     try {
-      unbound = await this.ports.drivers.unbind(job.blockName);
+      unbound = await this.ports.drivers.unbind(job.block);
     } catch (error) {
       return { state: 'retrying', reason: 'unbind-failed', catalog: 'retrying', severity: 'error', layout, interface: entry.interface,
         message: `${key}: not reported: the Dom0 must stop mapping the region first, and ${messageOf(error)}` };

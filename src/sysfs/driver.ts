@@ -3,8 +3,8 @@
 // domain still maps, and the pmem driver maps the whole namespace while it is bound, so the daemon
 // unbinds it right before the add, and binds it again when Xen refuses the region.
 
-import { closeSync, openSync, realpathSync, writeSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { closeSync, openSync, readlinkSync, writeSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 
 import { messageOf } from '../core/errno.js';
 import type { SysfsRoots } from './types.js';
@@ -19,10 +19,15 @@ function driverFile(roots: SysfsRoots, driver: string, file: 'bind' | 'unbind'):
   return join(roots.sysRoot, 'bus', 'nd', 'drivers', driver, file);
 }
 
-/** The block device's parent and its driver, as sysfs links them now. */
-export function parentBinding(roots: SysfsRoots, blockName: string): DriverBinding {
-  const parent = realpathSync.native(join(roots.sysRoot, 'block', blockName, 'device'));
-  return { device: basename(parent), driver: basename(realpathSync.native(join(parent, 'driver'))) };
+/**
+ * The block device's parent and its driver, as sysfs links them now: the block device's `device`
+ * link names the parent (the same device as the realpath of /sys/block/<name>/device), and the
+ * parent's `driver` link names its driver. `syspath` is the block device's real sysfs directory
+ * (the model's), so two readlink(2) calls do what two realpath walks over the tree did.
+ */
+export function parentBinding(syspath: string): DriverBinding {
+  const parent = resolve(syspath, readlinkSync(join(syspath, 'device')));
+  return { device: basename(parent), driver: basename(readlinkSync(join(parent, 'driver'))) };
 }
 
 /**
@@ -45,12 +50,12 @@ function write(path: string, device: string, what: string): void {
 
 export function sysfsDrivers(roots: SysfsRoots) {
   return {
-    async unbind(blockName: string): Promise<DriverBinding> {
+    async unbind(block: { name: string; syspath: string }): Promise<DriverBinding> {
       let binding: DriverBinding;
       try {
-        binding = parentBinding(roots, blockName);
+        binding = parentBinding(block.syspath);
       } catch (error) {
-        throw new Error(`cannot find the driver of ${blockName}'s parent device: ${messageOf(error)}`);
+        throw new Error(`cannot find the driver of ${block.name}'s parent device: ${messageOf(error)}`);
       }
       write(driverFile(roots, binding.driver, 'unbind'), binding.device, `unbind ${binding.driver} from`);
       return binding;
