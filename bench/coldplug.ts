@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { installedDaemon } from './daemon-bundle.js';
+import { fixtureDaemon } from './daemon-bundle.js';
 import { showFirst, type BenchHost } from './hosts.js';
 import { listenForNotifications } from './notify-listener.js';
 
@@ -105,8 +105,8 @@ export async function daemonColdplug(bench: BenchHost, count: number): Promise<D
   const notify = await listenForNotifications(join(host.dir, `notify-${process.pid}-${runs++}.sock`));
   try {
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...host.xenEnv(), NOTIFY_SOCKET: notify.path };
-    // The bundle and node flags of the installed launcher, so the bench measures what runs in Dom0.
-    const daemon = installedDaemon();
+    // The installed bundle's code and node flags, over the fixture tree, so the bench measures what runs in Dom0.
+    const daemon = await fixtureDaemon();
     const args = [...daemon.nodeFlags, daemon.script, '--sys-root', host.roots.sysRoot, '--dev-root', host.roots.devRoot,
       '--state-dir', host.stateDir, '--config', join(host.dir, 'no-config.json')];
     const started = process.hrtime.bigint();

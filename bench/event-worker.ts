@@ -19,6 +19,7 @@ import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promi
 import pino from 'pino';
 
 import { Controller, type DaemonPorts } from '../src/daemon/controller.js';
+import type { DeviceEvent } from '../src/daemon/ports.js';
 import { createLogger, loadPino, type DaemonLogger, type LogFields } from '../src/daemon/log.js';
 import type { SysfsTree } from '../fixtures/sysfs-tree.js';
 import { DaemonHost, testConfig } from '../fixtures/daemon-host.js';
@@ -96,10 +97,14 @@ function timedPorts(host: DaemonHost, tracker: LatencyTracker, deviceBySpfn: Map
     },
     bridge: {
       capability: () => bridge.capability(),
-      report: async (request, alreadyReported) => {
+      check: (report, added) => bridge.check(report, added),
+      held: () => bridge.held(),
+      describe: (report) => bridge.describe(report),
+      interfaceName: () => bridge.interfaceName(),
+      report: async (request) => {
         const device = deviceBySpfn.get(request.spfn);
         hooks.addStarted?.(device);
-        const answer = await bridge.report(request, alreadyReported);
+        const answer = await bridge.report(request);
         if (device !== undefined) tracker.hypercallMade(device, performance.now());
         return answer;
       },
@@ -118,11 +123,24 @@ function hostFrom(spec: WorkerHost): DaemonHost {
   return host;
 }
 
-async function settle(controller: Controller): Promise<void> {
-  await controller.idle();
+/** The events handed to the controller whose work is not done yet (handleEvent resolves when it is). */
+const inFlight = new Set<Promise<void>>();
+
+function handOver(controller: Controller, event: DeviceEvent): void {
+  const work = controller.handleEvent(event).finally(() => inFlight.delete(work));
+  inFlight.add(work);
+}
+
+/** Until every event handed over has been acted on (retries that fire meanwhile included when they come from them). */
+async function drained(): Promise<void> {
+  while (inFlight.size > 0) await Promise.all([...inFlight]);
+}
+
+async function settle(): Promise<void> {
+  await drained();
   // State writes are not work the controller waits for; let the last one land.
   await sleep(100);
-  await controller.idle();
+  await drained();
 }
 
 function measure(events: number): MemoryCheckpoint {
@@ -155,16 +173,16 @@ async function runMix(
     }
     for (const planned of burst.events.slice(0, total - sent)) {
       tracker.eventSent(planned, burst.kind, performance.now(), idle);
-      controller.handleEvent(planned.event);
+      handOver(controller, planned.event);
       sent++;
     }
     if ((await onProgress(sent)) === false) break;
     // Half the bursts find the daemon idle; the others land while the last one is being decided.
     idle = (coin++ & 1) === 0;
-    if (idle) await controller.idle();
+    if (idle) await drained();
     else await nextTurn();
   }
-  await settle(controller);
+  await settle();
   return sent;
 }
 
@@ -182,7 +200,6 @@ async function latency(spec: WorkerHost, total: number, seed: number): Promise<L
   const present = new Set<string>();
   for (const device of spec.devices) await setPresent(host, device, false);
   const controller = new Controller(testConfig(), timedPorts(host, tracker, deviceBySpfn), null);
-  await controller.probeHypervisor();
   const started = performance.now();
   try {
     const pluggedIn = new Set<string>();
@@ -207,16 +224,15 @@ async function memory(spec: WorkerHost, total: number, seed: number, every: numb
   const started = performance.now();
   const present = new Set(spec.devices);
   try {
-    await controller.probeHypervisor();
-    await controller.coldplug();
-    await settle(controller);
+    await controller.start();
+    await settle();
     const afterColdplug = measure(0);
     const checkpoints: MemoryCheckpoint[] = [];
     let nextCheckpoint = every;
     const sent = await runMix(host, controller, tracker, spec, present, total, seed, async (sent) => {
       if (sent < nextCheckpoint) return true;
       nextCheckpoint += every;
-      await settle(controller);
+      await settle();
       checkpoints.push(measure(sent));
       return performance.now() - started < budgetMs;
     });
@@ -280,15 +296,14 @@ async function slow(spec: WorkerHost, rounds: number, seed: number, delayMs: num
   ports.listNamespaces = async () => (await list()).filter((model) => !out.has(model.block?.name ?? ''));
   const controller = new Controller(testConfig(), ports, null);
   const started = performance.now();
-  await controller.probeHypervisor();
   const coldplugStarted = performance.now();
-  await controller.coldplug();
+  await controller.start();
   const coldplug = {
     devices: spec.devices.length - held.length,
-    reported: controller.snapshot().devices.filter((record) => record.state === 'reported').length,
+    reported: controller.status.snapshot().devices.filter((record) => record.state === 'reported').length,
     ledgerWrites, ledgerLines, ms: performance.now() - coldplugStarted,
   };
-  await settle(controller);
+  await settle();
   const present = spec.devices.filter((device) => !held.includes(device));
 
   let worstLoopGapMs = 0;
@@ -309,7 +324,7 @@ async function slow(spec: WorkerHost, rounds: number, seed: number, delayMs: num
   const send = (planned: PlannedEvent, name: string): void => {
     group.set(planned.device, name);
     tracker.eventSent(planned, 'change', performance.now(), false);
-    controller.handleEvent(planned.event);
+    handOver(controller, planned.event);
   };
   try {
     for (let round = 0; round < rounds; round++) {
@@ -322,7 +337,7 @@ async function slow(spec: WorkerHost, rounds: number, seed: number, delayMs: num
       for (const planned of hotplugEvents(slowDevice)) send(planned, 'slow');
       const waitUntil = performance.now() + 10_000;
       while (!addsBegun.includes(slowDevice)) {
-        if (performance.now() > waitUntil) { const record = controller.snapshot().devices.find((each) => each.device === slowDevice); throw new Error(`${slowDevice}'s add never began: ${record ? `${record.state} ${record.reason}: ${record.message}` : 'no record'}`); }
+        if (performance.now() > waitUntil) { const record = controller.status.snapshot().devices.find((each) => each.device === slowDevice); throw new Error(`${slowDevice}'s add never began: ${record ? `${record.state} ${record.reason}: ${record.message}` : 'no record'}`); }
         await sleep(1);
       }
       // During the add: a change event for another device every few milliseconds, and once the
@@ -343,7 +358,7 @@ async function slow(spec: WorkerHost, rounds: number, seed: number, delayMs: num
         eventsDuringCalls++;
         await sleep(2 + Math.floor(random() * 6));
       }
-      await controller.idle();
+      await drained();
       present.push(slowDevice, queued);
     }
   } finally {
@@ -351,7 +366,7 @@ async function slow(spec: WorkerHost, rounds: number, seed: number, delayMs: num
     clearInterval(keepAlive);
     delete process.env.TEST_XEN_SLOW_SPFN;
   }
-  await settle(controller);
+  await settle();
   const oks = new Map<bigint, number>();
   for (const call of host.regionAdds()) if (call.result === 'OK') oks.set(call.spfn!, (oks.get(call.spfn!) ?? 0) + 1);
   const duplicateAdds = [...oks.values()].filter((count) => count > 1).length;

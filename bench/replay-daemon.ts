@@ -4,7 +4,7 @@
 // per turn of the event loop, as node-udev delivers them (one poll callback per netlink message).
 // Bundled by the bench with the runtime's options (bench/memory.ts), so it is the same code.
 //
-//   node [daemon flags] replay-daemon.mjs --replay '<JSON: devices, prepared, sysRoot, seed>' [xen-pmemd options]
+//   node [daemon flags] replay-daemon.mjs --replay '<JSON: devices, prepared, sysRoot, seed>' --sys-root DIR --dev-root DIR [xen-pmemd options]
 //
 // Control, on stdin and stderr: after each `go N` line the replay sends N more events, waits until
 // no event is in flight, and writes `replay: sent TOTAL heap USED TOTAL external EXTERNAL
@@ -15,6 +15,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 
 import type { DeviceEvent, EventSource } from '../src/daemon/ports.js';
 import { runDaemon } from '../src/daemon/run-daemon.js';
+import { splitRoots } from '../fixtures/daemon-launcher.js';
 import { eventMix, type Burst } from './events.js';
 import { setPresentIn } from './presence.js';
 
@@ -63,5 +64,5 @@ function replaySource(spec: ReplaySpec): EventSource {
 
 const at = process.argv.indexOf('--replay');
 const spec = JSON.parse(process.argv[at + 1]!) as ReplaySpec;
-const args = process.argv.slice(2).filter((_, index) => index !== at - 2 && index !== at - 1);
-runDaemon({ args, env: process.env, events: () => replaySource(spec) }).then((code) => { process.exitCode = code; });
+const { roots, args } = splitRoots(process.argv.slice(2).filter((_, index) => index !== at - 2 && index !== at - 1));
+runDaemon({ args, env: process.env, events: () => replaySource(spec), roots }).then((code) => { process.exitCode = code; });

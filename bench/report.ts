@@ -175,7 +175,7 @@ export function renderMarkdown(results: BenchResults): string {
         'start→READY is InactiveExitTimestampMonotonic → ActiveEnterTimestampMonotonic (a Type=notify unit',
         'becomes active at READY=1); exec→READY starts at ExecMainStartTimestampMonotonic. systemd-udevd is',
         'started by the boot transaction; xen-pmemd by the scenario (`systemctl enable --now`, after',
-        '`xen-pmem install`, as the lab installs it at run time), with the boot NVDIMM to coldplug. One boot; ms.',
+        '`install.js install`, as the lab installs it at run time), with the boot NVDIMM to coldplug. One boot; ms.',
         '',
         '| unit | start→READY | exec→READY |',
         '|---|---:|---:|',
@@ -218,6 +218,16 @@ export function renderMarkdown(results: BenchResults): string {
       'that turn together, before the first of their hypercalls, then all the answers together. Before, each',
       'line was its own write and fdatasync: two per reported device.',
       '',
+      ...(slow.groupCommit ? [
+        'Whether it still pays, from one device to 1024: the ledger\'s own appends (one write and one fdatasync',
+        'each) for N devices\' pending and answer lines, one append per line against one per group, in a fresh',
+        'file on tmpfs (what a Dom0\'s /run is) and on this machine\'s disk; ms, median (min–max).',
+        '',
+        '| where | devices | one line at a time | in two groups | saved |',
+        '|---|---:|---:|---:|---:|',
+        ...slow.groupCommit.map((row) => `| ${row.where} | ${row.devices} | ${showSpread(row.perLineMs, '', 3)} | ${showSpread(row.groupedMs, '', 3)} | ${(row.perLineMs.median - row.groupedMs.median).toFixed(3)} |`),
+        '',
+      ] : []),
       slow.crash
         ? `Crash test (\`npm run crash-test\`, ${slow.crash.kills} kill -9s, test/storm.test.ts): ${slow.crash.passed ? 'passed' : '**failed**'} in ${(slow.crash.wallMs / 1000).toFixed(0)} s: ${slow.crash.summary}.`
         : 'Crash test: not run in this run.',

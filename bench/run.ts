@@ -29,6 +29,7 @@ import { describeMachine, type Machine } from './machine.js';
 import { renderMarkdown } from './report.js';
 import { pairedRatios, quantile, spread, type Spread } from './stats.js';
 import { crashTest, type CrashTestFigure } from './crash-test.js';
+import { groupCommit, type GroupCommitRow } from './group-commit.js';
 import type { SlowResult } from './event-worker.js';
 import { daemonMemoryRun, IDLE_MS } from './memory.js';
 import { latencyRun, slowRun } from './workers.js';
@@ -143,6 +144,8 @@ export interface SlowFigures {
   ledgerWrites: number;
   ledgerLines: number;
   crash: CrashTestFigure | null;
+  /** The ledger's appends per line against per group, on tmpfs and on disk (bench/group-commit.ts). */
+  groupCommit?: GroupCommitRow[];
 }
 
 export interface Goal {
@@ -319,6 +322,8 @@ async function slowHypervisor(bench: BenchHost, runs: number, rounds: number, cr
   const of = (group: string, q: number): Spread => spread(results.map((result) => quantile(result.timings.filter(([name]) => name === group).map(([, ms]) => ms), q)));
   const count = (group: string): number => results.reduce((sum, result) => sum + result.timings.filter(([name]) => name === group).length, 0);
   const first = results[0]!;
+  const commits = await groupCommit(bench.host.dir, runs === 1 ? 1 : 5);
+  for (const row of commits) progress(`group commit, ${row.where}, ${row.devices} devices: ${row.perLineMs.median.toFixed(2)} ms one line at a time, ${row.groupedMs.median.toFixed(2)} ms in two groups`);
   progress(`crash test: ${crashKills} kills`);
   const crash = crashKills > 0 ? await crashTest(crashKills) : null;
   if (crash) progress(`crash test: ${crash.passed ? 'passed' : 'FAILED'}: ${crash.summary}`);
@@ -342,6 +347,7 @@ async function slowHypervisor(bench: BenchHost, runs: number, rounds: number, cr
     ledgerWrites: first.coldplug.ledgerWrites,
     ledgerLines: first.coldplug.ledgerLines,
     crash,
+    groupCommit: commits,
   };
 }
 

@@ -181,7 +181,7 @@ function report(run: DemoRun, nvdimms: Nvdimm[]): void {
   out(`  (docs/hypervisor.md). Dom0: ${system?.os ?? '?'} (Debian ${system?.debianVersion ?? '?'}), kernel ${result.kernelRelease ?? '?'} (PV),`);
   out(`  ${system?.systemd ?? 'systemd'} as PID 1, node ${system?.node ?? '?'}; all under QEMU (TCG). NVDIMMs are QEMU nvdimm`);
   out('  devices backed by sparse files on the host. Installed in the Dom0 as the README says, from the checkout');
-  out(`  ${repositoryDir()} (the guest sees it at the same path): \`xen-pmem install\`, then \`systemctl enable --now xen-pmemd\`.`);
+  out(`  ${repositoryDir()} (the guest sees it at the same path): \`node dist/packaging/install.js install\`, then \`systemctl enable --now xen-pmemd\`.`);
   if (result.install) {
     out(`  (install took ${(result.install.command.ms / 1000).toFixed(1)} s, enable --now ${(result.install.enable.ms / 1000).toFixed(1)} s: the daemon is`);
     out('   Type=notify and tells systemd it is ready only once every NVDIMM present at start is decided.)');

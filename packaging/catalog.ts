@@ -1,7 +1,7 @@
 // Writes the journal message catalog into dist/catalog/xen-pmem.catalog (npm run build runs this
 // after tsc), rendered from the one table of ids and texts, src/daemon/catalog.ts. Nothing
 // generated is committed; the Debian package installs the file in /usr/lib/systemd/catalog and
-// `xen-pmem install` in /usr/local/lib/systemd/catalog.
+// `node dist/packaging/install.js install` in /usr/local/lib/systemd/catalog.
 
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

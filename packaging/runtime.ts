@@ -1,5 +1,5 @@
 // Builds dist/runtime: the directory every installation of xen-pmem runs from, whether
-// `xen-pmem install` copies it to <prefix>/lib/xen-pmem or the Debian package ships it as
+// `node dist/packaging/install.js install` copies it to <prefix>/lib/xen-pmem or the Debian package ships it as
 // /usr/lib/xen-pmem. It holds two bundles (the CLI and the daemon, with their shared code in
 // chunks), the native packages node cannot bundle (node-udev and koffi, with what they load at
 // run time, and nothing else of theirs), and runtime.json naming the launchers.

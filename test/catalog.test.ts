@@ -251,16 +251,20 @@ describe('MESSAGE_ID on the journal lines', () => {
     const lines = async (capability: ReturnType<ExactlyOnceReporter['capability']> & object | null, dryRun: boolean): Promise<LogEntry[]> => {
       const log = recordingLogger();
       const reporter = new ExactlyOnceReporter({
-        bridge: { capability: async () => capability!, report: async () => ({ kind: 'reported' }) },
+        bridge: {
+          capability: async () => capability!, report: async () => ({ kind: 'reported', already: false }), check: () => ({ ok: true }),
+          held: async () => ({ kind: 'answered', value: [] }), describe: () => '', interfaceName: () => 'xenpf-pmem',
+        },
+        drivers: { unbind: async () => ({ device: 'namespace0.0', driver: 'nd_pmem' }), unbindAgain: async () => {}, bind: async () => {} },
         recordLedger: async () => {},
         log,
         now: () => new Date(),
-      }, dryRun, []);
+      }, dryRun, [], true);
       await reporter.probe();
       return log.entries;
     };
     const idOf = (entries: LogEntry[]): unknown[] => entries.map((entry) => entry.fields[MESSAGE_ID_FIELD]);
-    assert.deepEqual(idOf(await lines({ kind: 'pmem-add', xenVersion: '4.17.7' }, false)), [messageIdOf('hypervisor-supported')]);
+    assert.deepEqual(idOf(await lines({ kind: 'xenpf-pmem', xenVersion: '4.17.7' }, false)), [messageIdOf('hypervisor-supported')]);
     assert.deepEqual(idOf(await lines({ kind: 'unsupported', reason: 'enosys', message: 'no' }, false)), [messageIdOf('hypervisor-unsupported')]);
     assert.deepEqual(idOf(await lines(null, true)), [messageIdOf('hypervisor-not-asked')]);
   });
@@ -303,7 +307,7 @@ describe('MESSAGE_ID on the journal lines', () => {
       assert.deepEqual(byId('absent'), ['pmem1']);
       assert.deepEqual(byId('rejected-device'), ['namespace2.0']);
       assert.deepEqual(byId('rejected-config'), ['pmem3']);
-      assert.deepEqual(byId('hypervisor-supported'), ['pmem-add']);
+      assert.deepEqual(byId('hypervisor-supported'), ['xenpf-pmem']);
     });
   });
 });

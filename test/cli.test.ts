@@ -52,6 +52,7 @@ async function cliInProcess(args: string[]): Promise<CliResult> {
     ask: async () => null,
     env: {},
     flock: processIO.flock,
+    xencall: processIO.xencall,
   });
   return { code, stdout, stderr };
 }

@@ -15,13 +15,13 @@ import { loadState, StateStore, type DaemonState, type DeviceRecord } from '../s
 import { LedgerJournal } from '../src/daemon/ledger.js';
 import { openDevice } from '../src/io/device.js';
 import type { DeviceReader } from '../src/io/ports.js';
-import { readPmemByBlockName } from '../src/sysfs/model.js';
+import { listPmemNamespaces, readPmemByBlockName } from '../src/sysfs/model.js';
 import { HypercallBridge } from '../src/xen/bridge.js';
 import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { flipByte } from './helpers/damage.js';
 import { mockSetTimeout } from './helpers/mock-timers.js';
 import {
-  makeDaemonHost, recordingLogger, recordingNotifier, show, testConfig, waitFor,
+  bridgeWithReport, makeDaemonHost, recordingLogger, recordingNotifier, show, testConfig, waitFor,
   type DaemonHost, type RecordingLogger, type XenEnvOptions,
 } from '../fixtures/daemon-host.js';
 
@@ -62,8 +62,8 @@ function rig(host: DaemonHost, options: { config?: Config; ports?: Partial<Daemo
 }
 
 function recordOf(controller: Controller, device: string): DeviceRecord {
-  const record = controller.snapshot().devices.find((each) => each.device === device);
-  assert.ok(record, `a record for ${device}; have ${controller.snapshot().devices.map((each) => each.device).join(', ')}`);
+  const record = controller.status.snapshot().devices.find((each) => each.device === device);
+  assert.ok(record, `a record for ${device}; have ${controller.status.snapshot().devices.map((each) => each.device).join(', ')}`);
   return record;
 }
 
@@ -143,8 +143,7 @@ describe('coldplug', () => {
     await host.prepare('pmem1');
     await host.blank('pmem2');
     const { controller, log } = rig(host);
-    await controller.probeHypervisor();
-    await controller.coldplug();
+    await controller.start();
 
     const warnings = log.entries.filter((entry) => entry.level === 'warn' || entry.level === 'error');
     assert.deepEqual(warnings.map((entry) => [entry.fields.device, entry.fields.state, entry.fields.reason]).sort(), [
@@ -161,8 +160,7 @@ describe('coldplug', () => {
     await host.prepare('pmem0');
     flipByte(join(host.roots.devRoot, 'pmem0'), 0x100000n + 100n);
     const { controller, log } = rig(host);
-    await controller.probeHypervisor();
-    await controller.coldplug();
+    await controller.start();
 
     assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
     const record = recordOf(controller, 'pmem0');
@@ -172,7 +170,7 @@ describe('coldplug', () => {
     assert.deepEqual(lines, [['warn', 'superblock-copy-damaged'], ['notice', 'reported']]);
   });
 
-  test('decides every present device before coldplug() resolves', async () => {
+  test('decides every present device before start() resolves', async () => {
     const host = await makeHost('coldplug', [
       rawRegion(0),
       { id: 1, start: GiB4 + SIZE, size: SIZE, namespaces: [{ id: 0, mode: 'fsdax' }] },
@@ -185,9 +183,8 @@ describe('coldplug', () => {
     // Slow reads, so that a coldplug that did not wait would resolve with devices undecided.
     const readers = countingReaders({ readDelayMs: 15 });
     const { controller, ports } = rig(host, { ports: { openReader: readers.openReader } });
-    await controller.probeHypervisor();
 
-    const decidedAtResolve = await controller.coldplug().then(() => controller.snapshot());
+    const decidedAtResolve = await controller.start().then(() => controller.status.snapshot());
 
     assert.deepEqual(decidedAtResolve.devices.map((each) => [each.device, each.state, each.reason]), [
       ['namespace3.0', 'rejected', 'devdax-mode'],
@@ -212,11 +209,11 @@ describe('coldplug', () => {
     const host = await makeHost('coldplug-gone', [rawRegion(0)]);
     await host.prepare('pmem0');
     const first = rig(host);
-    await first.controller.coldplug();
+    await first.controller.start();
     await first.controller.stop();
     const previous = await loadedState(host);
     const second = rig(host, { previous, ports: { readByBlockName: async () => null, listNamespaces: async () => [] } });
-    await second.controller.coldplug();
+    await second.controller.start();
     assert.deepEqual(stateOf(second.controller, 'pmem0'), ['removed', 'removed-while-reported']);
   });
 });
@@ -231,11 +228,12 @@ describe('events', () => {
     const { controller } = rig(host, { ports: { openReader: readers.openReader } });
 
     // Half the burst before the first scan starts, half while it is held open.
-    for (let i = 0; i < 25; i++) controller.handleEvent(blockEvent('pmem0', i === 0 ? 'add' : 'change'));
+    const handled: Promise<void>[] = [];
+    for (let i = 0; i < 25; i++) handled.push(controller.handleEvent(blockEvent('pmem0', i === 0 ? 'add' : 'change')));
     await waitFor('the first scan to start', () => readers.opened.length === 1);
-    for (let i = 0; i < 25; i++) controller.handleEvent(i % 2 === 0 ? blockEvent('pmem0') : blockEvent('pmem0p1'));
+    for (let i = 0; i < 25; i++) handled.push(controller.handleEvent(i % 2 === 0 ? blockEvent('pmem0') : blockEvent('pmem0p1')));
     releaseFirstScan();
-    await controller.idle();
+    await Promise.all(handled);
 
     assert.ok(readers.opened.length >= 1 && readers.opened.length <= 2, `${readers.opened.length} scans`);
     assert.equal(host.regionAdds().length, 1, 'exactly one pmem_add carried the region');
@@ -257,16 +255,15 @@ describe('events', () => {
     let seed = 7;
     // xorshift32: a reproducible schedule, so a failure can be replayed.
     const next = () => { seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5; return seed >>> 0; };
+    const handled: Promise<void>[] = [];
     for (let i = 0; i < 60; i++) {
       const pick = next() % 4;
-      if (pick === 0) controller.handleEvent(blockEvent('pmem0'));
-      else if (pick === 1) controller.handleEvent(blockEvent('pmem0p1'));
-      else if (pick === 2) controller.handleEvent({ action: 'change', subsystem: 'nd', sysname: 'namespace0.0', syspath: namespaceDir });
+      if (pick === 0) handled.push(controller.handleEvent(blockEvent('pmem0')));
+      else if (pick === 1) handled.push(controller.handleEvent(blockEvent('pmem0p1')));
+      else if (pick === 2) handled.push(controller.handleEvent({ action: 'change', subsystem: 'nd', sysname: 'namespace0.0', syspath: namespaceDir }));
       else await new Promise((resolve) => setTimeout(resolve, next() % 12));
     }
-    await controller.idle();
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    await controller.idle();
+    await Promise.all(handled);
 
     assert.ok(readers.opened.length >= 2, `events kept the device busy (${readers.opened.length} scans)`);
     assert.equal(readers.maxInFlight.get(host.devPath('pmem0')), 1, 'never two scans of pmem0 at once');
@@ -279,14 +276,13 @@ describe('events', () => {
     await host.prepare('pmem0');
     const readers = countingReaders();
     const { controller } = rig(host, { ports: { openReader: readers.openReader } });
-    await controller.coldplug();
+    await controller.start();
     assert.deepEqual(readers.opened, [host.devPath('pmem0')]);
 
-    controller.handleEvent({ action: 'add', subsystem: 'block', sysname: 'pmem0p1', syspath: '/sys/devices/x/block/pmem0/pmem0p1', devtype: 'partition' });
-    await controller.idle();
+    await controller.handleEvent({ action: 'add', subsystem: 'block', sysname: 'pmem0p1', syspath: '/sys/devices/x/block/pmem0/pmem0p1', devtype: 'partition' });
 
     assert.deepEqual(readers.opened, [host.devPath('pmem0'), host.devPath('pmem0')]);
-    assert.deepEqual(controller.snapshot().devices.map((each) => each.device), ['pmem0'], 'no record for the partition');
+    assert.deepEqual(controller.status.snapshot().devices.map((each) => each.device), ['pmem0'], 'no record for the partition');
     assert.equal(host.regionAdds().length, 1);
   });
 
@@ -295,9 +291,8 @@ describe('events', () => {
     await host.prepare('pmem0');
     const readers = countingReaders();
     const { controller } = rig(host, { ports: { openReader: readers.openReader } });
-    controller.handleEvent({ action: 'bind', subsystem: 'nd', sysname: 'namespace0.0', syspath: host.namespaceOf('pmem0').namespaceDir });
-    await waitFor('the scan the nd event leads to', () => readers.opened.length === 1);
-    await controller.idle();
+    await controller.handleEvent({ action: 'bind', subsystem: 'nd', sysname: 'namespace0.0', syspath: host.namespaceOf('pmem0').namespaceDir });
+    assert.equal(readers.opened.length, 1, 'the scan the nd event leads to');
     assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
   });
 
@@ -317,16 +312,17 @@ describe('events', () => {
       // The daemon runs and has seen nothing of this region yet: no coldplug.
       const { controller } = rig(host, { ports: { openReader: readers.openReader } });
       const namespaceDir = host.namespaceOf('pmem1').namespaceDir;
+      const handled: Promise<void>[] = [];
       for (const event of order) {
         const [action, subsystem, sysname] = event.split(' ') as [string, string, string];
         const syspath = sysname === 'namespace1.0' ? namespaceDir : sysname === 'pmem1' ? `${namespaceDir}/block/pmem1` : `/sys/devices/ndbus0/${sysname}`;
-        controller.handleEvent(subsystem === 'block' ? { action, subsystem, sysname, syspath, devtype: 'disk' } : { action, subsystem, sysname, syspath });
+        handled.push(controller.handleEvent(subsystem === 'block' ? { action, subsystem, sysname, syspath, devtype: 'disk' } : { action, subsystem, sysname, syspath }));
       }
-      await controller.idle();
+      await Promise.all(handled);
       assert.deepEqual(stateOf(controller, 'pmem1'), ['reported', 'reported'], `order ${index}: ${order.join(', ')}`);
       assert.equal(successfulAdds(host), 1, `order ${index}: one add in all`);
       assert.ok(readers.opened.length >= 1 && readers.opened.length <= 2, `order ${index}: ${readers.opened.length} scans (a burst costs at most two)`);
-      assert.deepEqual(controller.snapshot().devices.map((each) => each.device), ['pmem1'], `order ${index}: records only for the disk`);
+      assert.deepEqual(controller.status.snapshot().devices.map((each) => each.device), ['pmem1'], `order ${index}: records only for the disk`);
     }
   });
 
@@ -343,10 +339,7 @@ describe('events', () => {
         },
       },
     });
-    controller.handleEvent(blockEvent('pmem0', 'add'));
-    await controller.idle();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    await controller.idle();
+    await controller.handleEvent(blockEvent('pmem0', 'add'));
 
     assert.deepEqual(stateOf(controller, 'pmem0'), ['removed', 'removed']);
     assert.equal(recordOf(controller, 'pmem0').nextAttempt, undefined, 'no retry scheduled');
@@ -360,11 +353,16 @@ describe('events', () => {
     const host = await makeHost('removed-reported', [rawRegion(0)]);
     await host.prepare('pmem0');
     let gone = false;
-    const { controller, log } = rig(host, { ports: { readByBlockName: async (name) => (gone ? null : readPmemByBlockName(host.roots, name)) } });
-    await controller.coldplug();
+    // The NVDIMM goes away: its block device and its namespace.
+    const { controller, log } = rig(host, {
+      ports: {
+        readByBlockName: async (name) => (gone ? null : readPmemByBlockName(host.roots, name)),
+        listNamespaces: async () => (gone ? [] : listPmemNamespaces(host.roots)),
+      },
+    });
+    await controller.start();
     gone = true;
-    controller.handleEvent(blockEvent('pmem0', 'remove'));
-    await controller.idle();
+    await controller.handleEvent(blockEvent('pmem0', 'remove'));
     const record = recordOf(controller, 'pmem0');
     assert.deepEqual([record.state, record.reason], ['removed', 'removed-while-reported']);
     assert.equal(record.layout?.request.spfn, 0x100000n, 'the layout Xen still holds stays on record');
@@ -380,11 +378,10 @@ describe('answers from the hypervisor', () => {
     await host.prepare('pmem0');
     // A retry slower than coldplug's last state write, so the retrying state can be seen first.
     const { controller, log } = rig(host, { config: testConfig({ retry: { initialMs: 300, maxMs: 300 } }) });
-    await controller.probeHypervisor();
-    await controller.coldplug();
+    await controller.start();
 
     const retrying = recordOf(controller, 'pmem0');
-    assert.deepEqual([retrying.state, retrying.reason], ['retrying', 'enomem']);
+    assert.deepEqual([retrying.state, retrying.reason], ['retrying', 'no-memory']);
     assert.ok(retrying.nextAttempt, 'the next attempt is on record');
     await waitFor('the retry to report pmem0', () => recordOf(controller, 'pmem0').state === 'reported');
 
@@ -400,28 +397,40 @@ describe('answers from the hypervisor', () => {
   });
 
   test('a retrying device has one retry pending: the one its record announces', async (t) => {
-    const host = await makeHost('one-retry', [rawRegion(0)], { mode: 'eagain' });
+    const host = await makeHost('one-retry', [rawRegion(0)], { mode: 'ebusy' });
     await host.prepare('pmem0');
     let releaseFirstScan!: () => void;
     const firstScanHeld = new Promise<void>((resolve) => { releaseFirstScan = resolve; });
     const readers = countingReaders({ beforeOpen: (_path, call) => (call === 1 ? firstScanHeld : Promise.resolve()) });
     const { controller } = rig(host, { config: testConfig({ retry: { initialMs: 40, maxMs: 1000 } }), ports: { openReader: readers.openReader } });
-    controller.handleEvent(blockEvent('pmem0', 'add'));
+    const first = controller.handleEvent(blockEvent('pmem0', 'add'));
     await waitFor('the first scan to start', () => readers.opened.length === 1);
-    // An event during the first pass makes a second pass; both end in retrying (EAGAIN), the
-    // first with a 40 ms delay, the second with 80 ms (doubled).
-    controller.handleEvent(blockEvent('pmem0'));
+    // An event during the first pass makes a second pass; both end in retrying (EBUSY mapped),
+    // the first with a 40 ms delay, the second with 80 ms (doubled).
+    const second = controller.handleEvent(blockEvent('pmem0'));
     mockSetTimeout(t.mock.timers);
     releaseFirstScan();
-    await controller.idle();
+    await Promise.all([first, second]);
     assert.equal(readers.opened.length, 2);
-    assert.deepEqual(host.regionAdds().map((call) => call.result), ['EAGAIN', 'EAGAIN']);
+    assert.deepEqual(host.regionAdds().map((call) => call.result), ['EBUSY', 'EBUSY']);
+    const announced = recordOf(controller, 'pmem0').nextAttempt;
 
+    // setTimeout is mocked here, so waiting goes by turns of the loop, never by the clock: a retry
+    // that fired opens the device within a few of them.
+    const turns = async (count = 20): Promise<void> => { for (let i = 0; i < count; i++) await new Promise((resolve) => setImmediate(resolve)); };
+    const until = async (what: string, condition: () => boolean): Promise<void> => {
+      for (let turn = 0; !condition(); turn++) {
+        if (turn > 100_000) assert.fail(`${what} never came`);
+        await turns(1);
+      }
+    };
     t.mock.timers.tick(40);
-    await controller.idle();
+    await turns();
     assert.equal(readers.opened.length, 2, 'the first pass\'s retry was superseded by the second\'s');
     t.mock.timers.tick(40);
-    await controller.idle();
+    await until('the announced retry', () => readers.opened.length === 3);
+    await until('its outcome', () => recordOf(controller, 'pmem0').nextAttempt !== announced);
+    await turns();
     assert.equal(readers.opened.length, 3, 'the announced retry runs once');
   });
 
@@ -430,41 +439,39 @@ describe('answers from the hypervisor', () => {
   // proven pmem_add at the next question, but nobody asked it again, so the change event below
   // left pmem0 unsupported/probe-failed and no add reached Xen until the daemon was restarted.
   // On that code this test fails at the first assertion after the change event.
-  test('a denied probe is asked again: EPERM, then the RFC hypervisor, a change event, and the add is made', async () => {
+  test('a denied probe is asked again: EPERM, then the pmem hypervisor, a change event, and the add is made', async () => {
     const host = await makeHost('denial-lifted', [rawRegion(0)], { mode: 'eperm' });
     await host.prepare('pmem0');
     const { controller, log } = rig(host);
-    await controller.probeHypervisor();
-    await controller.coldplug();
+    await controller.start();
     assert.deepEqual(stateOf(controller, 'pmem0'), ['unsupported', 'probe-failed']);
     assert.equal(host.regionAdds().length, 0);
 
     // The denial is lifted (the hypervisor reads its mode on every call).
-    host.useXenInProcess({ mode: 'rfc' });
-    controller.handleEvent(blockEvent('pmem0'));
-    await controller.idle();
+    host.useXenInProcess({ mode: 'pmem' });
+    await controller.handleEvent(blockEvent('pmem0'));
 
     assert.deepEqual(stateOf(controller, 'pmem0'), ['reported', 'reported']);
     assert.deepEqual(host.regionAdds().map((call) => call.result), ['OK']);
-    assert.deepEqual(controller.snapshot().capability, { kind: 'pmem-add', xenVersion: '4.8-pmem-rfc' });
-    assert.ok(log.entries.some((entry) => entry.fields.capability === 'pmem-add'), 'the new capability is said once it is proven');
+    assert.deepEqual(controller.status.snapshot().capability, { kind: 'xenpf-pmem', xenVersion: '4.17.7-pmem' });
+    assert.ok(log.entries.some((entry) => entry.fields.capability === 'xenpf-pmem'), 'the new capability is said once it is proven');
 
     // Proven now: later decisions never probe again.
-    const probes = () => host.xenCalls().filter((call) => call.op === 'platform_op' && call.spfn === 0n).length;
+    const probes = () => host.xenCalls().filter((call) => call.op === 'platform_op' && / index=0xffffffff /.test(call.line)).length;
     const provenAfter = probes();
-    controller.handleEvent(blockEvent('pmem0'));
-    await controller.idle();
+    await controller.handleEvent(blockEvent('pmem0'));
     assert.equal(probes(), provenAfter, 'no probe on the success path');
     assert.deepEqual(host.regionAdds().map((call) => call.result), ['OK']);
   });
 
-  test('op 64 as another operation: unsupported, and no region is ever sent', async () => {
+  test('upstream Xen 4.20 (op 64 is XENPF_get_dom0_console, no op 67): unsupported, and no region is ever sent', async () => {
     const host = await makeHost('dom0-console', [rawRegion(0)], { mode: 'dom0-console' });
     await host.prepare('pmem0');
     const { controller } = rig(host);
-    await controller.probeHypervisor();
-    await controller.coldplug();
-    assert.deepEqual(stateOf(controller, 'pmem0'), ['unsupported', 'cmd-64-is-another-operation']);
+    await controller.start();
+    assert.deepEqual(stateOf(controller, 'pmem0'), ['unsupported', 'enosys']);
+    assert.match(recordOf(controller, 'pmem0').message, /Xen 4\.20\.4 does not implement XENPF_pmem \(platform op 67\)/);
+    assert.ok(host.xenCalls().every((call) => call.cmd !== 64), 'op 64 is never sent');
     assert.equal(host.regionAdds().length, 0);
     assert.deepEqual((await loadedState(host)).ledger, []);
   });
@@ -474,15 +481,14 @@ describe('answers from the hypervisor', () => {
     await host.prepare('pmem0');
     const { controller, log } = rig(host, {
       config: testConfig({ dryRun: true }),
-      ports: { bridge: new HypercallBridge(null, { dryRun: true }) },
+      ports: { bridge: new HypercallBridge(() => assert.fail('a dry run opens no libxencall')) },
     });
-    await controller.probeHypervisor();
-    await controller.coldplug();
+    await controller.start();
     const record = recordOf(controller, 'pmem0');
     assert.deepEqual([record.state, record.reason], ['unsupported', 'dry-run']);
     assert.match(record.message, /spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100e00 data_spfn=0x100e00 data_epfn=0x10fe00/);
     assert.equal(host.xenCalls().length, 0);
-    assert.deepEqual(controller.snapshot().ledger, []);
+    assert.deepEqual(controller.status.snapshot().ledger, []);
     assert.ok(!log.entries.some((entry) => /not a Xen Dom0/.test(entry.message)), 'a dry run is not mistaken for a missing Dom0');
   });
 });
@@ -492,25 +498,23 @@ describe('exactly once across restarts', () => {
     const host = await makeHost('restart', [rawRegion(0)]);
     await host.prepare('pmem0');
     const first = rig(host);
-    await first.controller.probeHypervisor();
-    await first.controller.coldplug();
+    await first.controller.start();
     await first.controller.stop();
     assert.equal(host.regionAdds().length, 1);
 
     const second = rig(host, { previous: await loadedState(host), ports: { bridge: host.openBridge() } });
-    await second.controller.probeHypervisor();
-    await second.controller.coldplug();
+    await second.controller.start();
 
     assert.deepEqual(stateOf(second.controller, 'pmem0'), ['reported', 'reported-earlier']);
     assert.equal(host.regionAdds().length, 1, 'no new pmem_add in the hypervisor log');
     assert.equal(host.xenRegions().length, 1);
   });
 
-  test('a pending entry left by a crash after the hypercall is confirmed, not reported twice', async () => {
+  test('a pending entry left by a crash after the hypercall is confirmed by Xen\'s list, not reported twice', async () => {
     const host = await makeHost('crash-after', [rawRegion(0)]);
     await host.prepare('pmem0');
     const first = rig(host);
-    await first.controller.coldplug();
+    await first.controller.start();
     await first.controller.stop();
     // The crash: Xen took the add, the answer never reached the state file.
     const crashed = await loadedState(host);
@@ -518,20 +522,20 @@ describe('exactly once across restarts', () => {
     await new StateStore(host.stateDir).save(crashed);
 
     const second = rig(host, { previous: crashed, ports: { bridge: host.openBridge() } });
-    await second.controller.coldplug();
+    await second.controller.start();
 
     assert.deepEqual(stateOf(second.controller, 'pmem0'), ['reported', 'reported-before-restart']);
-    assert.deepEqual(host.regionAdds().map((call) => [call.result, call.rule]), [['OK', 0], ['EINVAL', 5]]);
+    assert.deepEqual(host.regionAdds().map((call) => [call.result, call.rule]), [['OK', 0]], 'Xen listed it: no second add');
     assert.equal(host.xenRegions().length, 1, 'Xen holds the region once');
     const ledger = (await loadedState(host)).ledger;
     assert.deepEqual(ledger.map((entry) => [entry.device, entry.status]), [['pmem0', 'reported']]);
   });
 
-  test('a pending entry left by a crash before the hypercall is reported by the confirming add', async () => {
+  test('a pending entry left by a crash before the hypercall: Xen does not list it, so it is added once', async () => {
     const host = await makeHost('crash-before', [rawRegion(0)]);
     await host.prepare('pmem0');
     const first = rig(host);
-    await first.controller.coldplug();
+    await first.controller.start();
     await first.controller.stop();
     const crashed = await loadedState(host);
     crashed.ledger[0]!.status = 'pending';
@@ -539,11 +543,28 @@ describe('exactly once across restarts', () => {
     await rm(host.xenStatePath);
 
     const second = rig(host, { previous: crashed, ports: { bridge: host.openBridge() } });
-    await second.controller.coldplug();
+    await second.controller.start();
 
     assert.deepEqual(stateOf(second.controller, 'pmem0'), ['reported', 'reported']);
     assert.equal(host.xenRegions().length, 1);
-    assert.equal(second.controller.snapshot().ledger.length, 1, 'the entry was completed, not duplicated');
+    assert.equal(second.controller.status.snapshot().ledger.length, 1, 'the entry was completed, not duplicated');
+  });
+
+  test('a pending entry and Xen cannot be asked what it holds: the add is sent again, and EEXIST already_added confirms it', async () => {
+    const host = await makeHost('crash-no-list', [rawRegion(0)]);
+    await host.prepare('pmem0');
+    const first = rig(host);
+    await first.controller.start();
+    await first.controller.stop();
+    const crashed = await loadedState(host);
+    crashed.ledger[0]!.status = 'pending';
+    const real = host.openBridge();
+    const bridge = { ...bridgeWithReport(real, (request) => real.report(request)), held: async () => ({ kind: 'unavailable' as const, reason: 'query-failed', message: 'no answer' }) };
+    const second = rig(host, { previous: crashed, ports: { bridge } });
+    await second.controller.start();
+    assert.deepEqual(stateOf(second.controller, 'pmem0'), ['reported', 'reported-before-restart']);
+    assert.deepEqual(host.regionAdds().map((call) => call.result), ['OK', 'EEXIST']);
+    assert.equal(host.xenRegions().length, 1);
   });
 
   test('state dir unwritable: no hypercall, the device retries with state-unwritable', async () => {
@@ -556,19 +577,17 @@ describe('exactly once across restarts', () => {
     const { controller, log } = rig(host, {
       ports: { saveState: (state) => store.save(state), recordLedger: (steps) => journal.append(steps) },
     });
-    await controller.probeHypervisor();
-    await controller.coldplug();
+    await controller.start();
 
     const record = recordOf(controller, 'pmem0');
     assert.deepEqual([record.state, record.reason], ['retrying', 'state-unwritable']);
     assert.match(record.message, /not reported, because the exactly-once record could not be written: .*ENOTDIR/);
     assert.equal(host.regionAdds().length, 0, 'no pmem_add without the record on disk');
-    assert.deepEqual(controller.snapshot().ledger, []);
+    assert.deepEqual(controller.status.snapshot().ledger, []);
     assert.ok(log.entries.some((entry) => entry.level === 'error' && entry.fields.reason === 'state-unwritable'));
 
     // A retry while the directory is still unwritable makes no call either.
-    await new Promise((resolve) => setTimeout(resolve, 60));
-    await controller.idle();
+    await waitFor('a retry', () => log.entries.filter((entry) => entry.fields.reason === 'state-unwritable' && entry.fields.device === 'pmem0').length >= 2);
     assert.equal(host.regionAdds().length, 0);
   });
 
@@ -578,7 +597,7 @@ describe('exactly once across restarts', () => {
     await host.prepare('pmem0');
     await host.prepare('pmem1');
     const { controller } = rig(host);
-    await controller.coldplug();
+    await controller.start();
 
     const outcomes = ['pmem0', 'pmem1'].map((device) => stateOf(controller, device)).sort();
     assert.deepEqual(outcomes, [['rejected', 'overlaps-reported'], ['reported', 'reported']]);

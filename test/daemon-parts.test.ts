@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 
 import { Lifecycle, type Component } from '../src/daemon/lifecycle.js';
 import type { DeviceEvent } from '../src/daemon/ports.js';
-import { routeEvent } from '../src/daemon/router.js';
+import { routeEvent } from '../src/daemon/controller.js';
 import type { Outcome } from '../src/daemon/decide.js';
 import { STATUS_SPACING_MS, StatusPublisher } from '../src/daemon/status-publisher.js';
 import { recordingLogger, recordingNotifier } from '../fixtures/daemon-host.js';

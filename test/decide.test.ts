@@ -10,14 +10,15 @@ import { judge, type Verdict } from '../src/core/validate.js';
 import type { Config } from '../src/daemon/config.js';
 import { configSchema } from '../src/daemon/config-schema.js';
 import {
-  admit, interpretAnswer, judgeForXen, mapToPhysical, removalOutcome,
-  type Judgement, type LedgerEntry, type Outcome, type PhysicalLayout,
+  admit, dryRunOutcome, interpretAnswer, judgeForXen, mapToPhysical, removalOutcome,
+  type Judgement, type LedgerEntry, type Outcome, type PhysicalLayout, type XenHoldings,
 } from '../src/daemon/decide.js';
 import { openDevice } from '../src/io/device.js';
 import { scanDevice } from '../src/io/scan.js';
-import { openXencall } from '../src/native/libxencall.js';
 import { isSupportedPmem, listPmemNamespaces, type PmemNamespaceModel, type SupportedPmemNamespace } from '../src/sysfs/model.js';
 import { HypercallBridge, type BridgeAnswer, type Capability } from '../src/xen/bridge.js';
+import type { PmemReport } from '../src/xen/interface.js';
+import { checkPmemAddLikeXen } from '../src/xen/interfaces/xenpf-pmem.js';
 import { makeDaemonHost, show, type DaemonHost } from '../fixtures/daemon-host.js';
 import type { CatalogName } from '../src/daemon/catalog.js';
 import { ENTRIES_OF_STATE } from './helpers/catalog-families.js';
@@ -28,7 +29,12 @@ const REGION_START = 0x1_0000_0000n;
 const REGION_SIZE = 256n * MiB;
 const NAMESPACE_UUID = '7c0f6a52-3d4e-4b1a-9e8f-0a1b2c3d4e5f';
 const OTHER_UUID = '11111111-2222-4333-8444-555555555555';
-const PMEM_ADD: Capability = { kind: 'pmem-add', xenVersion: '4.8-pmem-rfc' };
+const PMEM: Capability = { kind: 'xenpf-pmem', xenVersion: '4.17.7-pmem' };
+
+/** What Xen holds for judgeForXen: this ledger, and the regions Xen listed that it does not explain. */
+function holdings(ledger: LedgerEntry[] = [], listed: PmemReport[] = []): XenHoldings {
+  return { ledger, listed, check: checkPmemAddLikeXen };
+}
 
 const hosts: DaemonHost[] = [];
 async function host(label: string, spec: SysfsTreeSpec): Promise<DaemonHost> {
@@ -94,7 +100,7 @@ function layoutOf(model: SupportedPmemNamespace, verdict: Extract<Verdict, { sta
 }
 
 function ledgerEntry(layout: PhysicalLayout, status: LedgerEntry['status'], device = 'pmem0'): LedgerEntry {
-  return { interface: 'pmem-add', device, uuid: layout.uuid, request: { ...layout.request }, status, at: '2026-11-21T10:00:00.000Z' };
+  return { interface: 'xenpf-pmem', device, uuid: layout.uuid, request: { ...layout.request }, status, at: '2026-11-21T10:00:00.000Z' };
 }
 
 // A labelled raw namespace filling a 256 MiB region at 4 GiB: block byte 0 at 0x100000000.
@@ -167,7 +173,7 @@ describe('admit: before any I/O', () => {
 describe('judgeForXen: from a scan verdict to what to do', () => {
   test('absent: no super block', async () => {
     const blank: Verdict = { status: 'absent', message: 'no xen-pmem super block at 0x100000 or 0xff00000', partitions: [] };
-    const outcome = outcomeOf(judgeForXen(model, blank, [], PMEM_ADD));
+    const outcome = outcomeOf(judgeForXen(model, blank, holdings(), PMEM));
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['absent', 'no-superblock', 'info']);
     assert.match(outcome.message, /^pmem0: no xen-pmem super block \(no xen-pmem super block at 0x100000 or 0xff00000\)$/);
     assert.equal(outcome.layout, undefined);
@@ -178,7 +184,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     const fixture = freshDevice(REGION_SIZE + 2n * MiB, { namespaceUuid: NAMESPACE_UUID });
     const verdict = judge({ ...withBothCopies(fixture, {}), deviceSize: REGION_SIZE, namespaceUuid: NAMESPACE_UUID });
     assert.equal(verdict.status, 'invalid');
-    const outcome = outcomeOf(judgeForXen(model, verdict, [], PMEM_ADD));
+    const outcome = outcomeOf(judgeForXen(model, verdict, holdings(), PMEM));
     assert.equal(outcome.state, 'rejected');
     assert.equal(outcome.reason, verdict.status === 'invalid' ? verdict.reason : '');
     assert.equal(outcome.severity, 'error');
@@ -187,13 +193,13 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
 
   test('rejected: a super block bound to another namespace', async () => {
     const verdict = judge({ ...freshDevice(REGION_SIZE, { namespaceUuid: OTHER_UUID }).input, namespaceUuid: NAMESPACE_UUID });
-    const outcome = outcomeOf(judgeForXen(model, verdict, [], PMEM_ADD));
+    const outcome = outcomeOf(judgeForXen(model, verdict, holdings(), PMEM));
     assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'namespace-mismatch']);
   });
 
   test('rejected: a region whose start is not 2 MiB aligned', async () => {
     const shifted: SupportedPmemNamespace = { ...model, block: { ...model.block, physStart: REGION_START + PAGE_BYTES } };
-    const outcome = outcomeOf(judgeForXen(shifted, validVerdict(REGION_SIZE), [], PMEM_ADD));
+    const outcome = outcomeOf(judgeForXen(shifted, validVerdict(REGION_SIZE), holdings(), PMEM));
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['rejected', 'region-misaligned', 'error']);
     assert.match(outcome.message, /region 0x100001000-0x110000fff \(start 0x100001000, size 0x10000000\) is not in whole 2 MiB superpages/);
   });
@@ -201,7 +207,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
   test('rejected: a region whose size is not 2 MiB aligned', async () => {
     const size = REGION_SIZE - 4n * PAGE_BYTES;
     const short: SupportedPmemNamespace = { ...model, block: { ...model.block, size } };
-    const outcome = outcomeOf(judgeForXen(short, validVerdict(size), [], PMEM_ADD));
+    const outcome = outcomeOf(judgeForXen(short, validVerdict(size), holdings(), PMEM));
     assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'region-misaligned']);
     assert.match(outcome.message, /size 0xfffc000\)/);
   });
@@ -210,10 +216,10 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     const layout = layoutOf(model, validVerdict(REGION_SIZE));
     // Another reservation whose region ends 2 MiB into ours.
     const other: LedgerEntry = {
-      interface: 'pmem-add', device: 'pmem7', uuid: OTHER_UUID, status: 'reported', at: '2026-11-21T10:00:00.000Z',
+      interface: 'xenpf-pmem', device: 'pmem7', uuid: OTHER_UUID, status: 'reported', at: '2026-11-21T10:00:00.000Z',
       request: { spfn: 0xffe00n, epfn: 0x100200n, rsvSpfn: 0xffe00n, rsvEpfn: 0xfff00n, dataSpfn: 0xfff00n, dataEpfn: 0x100200n },
     };
-    const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [other], PMEM_ADD));
+    const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), holdings([other]), PMEM));
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['rejected', 'overlaps-reported', 'error']);
     assert.match(outcome.message, /region 0x100000000-0x10fffffff overlaps \[0xffe00, 0x100200\) reported for pmem7 \(reservation 11111111-2222-4333-8444-555555555555\)/);
     assert.deepEqual(outcome.layout?.request, layout.request);
@@ -222,7 +228,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
   test('rejected: a pending entry of another device counts as reported too', async () => {
     const layout = layoutOf(model, validVerdict(REGION_SIZE));
     const other: LedgerEntry = { ...ledgerEntry(layout, 'pending', 'pmem3'), uuid: OTHER_UUID };
-    const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [other], PMEM_ADD));
+    const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), holdings([other]), PMEM));
     assert.equal(outcome.reason, 'overlaps-reported');
   });
 
@@ -238,7 +244,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     test(`rejected before any hypercall: Xen rule ${rule} (${what})`, async () => {
       const verdict = validVerdict(REGION_SIZE);
       const bent = { ...verdict, superblock: { ...verdict.superblock, ...change(REGION_SIZE) } };
-      const outcome = outcomeOf(judgeForXen(model, bent, [], PMEM_ADD));
+      const outcome = outcomeOf(judgeForXen(model, bent, holdings(), PMEM));
       assert.equal(outcome.state, 'rejected');
       assert.equal(outcome.reason, `xen-rule-${rule}`);
       assert.match(outcome.message, new RegExp(`^pmem0: Xen would refuse this layout \\(rule ${rule}\\): `));
@@ -247,7 +253,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
 
   test('report: a valid layout with Xen proven to implement pmem_add', async () => {
     const verdict = validVerdict(REGION_SIZE);
-    const report = reportOf(judgeForXen(model, verdict, [], PMEM_ADD));
+    const report = reportOf(judgeForXen(model, verdict, holdings(), PMEM));
     assert.equal(report.confirming, false);
     assert.equal(report.layout.uuid, verdict.superblock.uuid);
   });
@@ -255,7 +261,7 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
   test('reported, reported-earlier: the ledger says this very layout was reported', async () => {
     const verdict = validVerdict(REGION_SIZE);
     const layout = layoutOf(model, verdict);
-    const outcome = outcomeOf(judgeForXen(model, verdict, [ledgerEntry(layout, 'reported')], PMEM_ADD));
+    const outcome = outcomeOf(judgeForXen(model, verdict, holdings([ledgerEntry(layout, 'reported')]), PMEM));
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['reported', 'reported-earlier', 'info']);
     assert.match(outcome.message, /region 0x100000000-0x10fffffff was reported to Xen at 2026-11-21T10:00:00\.000Z; Xen keeps it until reboot/);
     assert.deepEqual(outcome.layout, layout);
@@ -265,15 +271,38 @@ describe('judgeForXen: from a scan verdict to what to do', () => {
     const verdict = validVerdict(REGION_SIZE);
     const layout = layoutOf(model, verdict);
     const stale = { ...ledgerEntry(layout, 'reported'), uuid: OTHER_UUID };
-    const outcome = outcomeOf(judgeForXen(model, verdict, [stale], PMEM_ADD));
+    const outcome = outcomeOf(judgeForXen(model, verdict, holdings([stale]), PMEM));
     assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'overlaps-reported']);
   });
 
   test('a pending ledger entry for this layout is confirmed by a new add', async () => {
     const verdict = validVerdict(REGION_SIZE);
     const layout = layoutOf(model, verdict);
-    const report = reportOf(judgeForXen(model, verdict, [ledgerEntry(layout, 'pending')], PMEM_ADD));
+    const report = reportOf(judgeForXen(model, verdict, holdings([ledgerEntry(layout, 'pending')]), PMEM));
     assert.equal(report.confirming, true);
+  });
+
+  test('reported-earlier: Xen lists exactly this layout although the ledger is gone', async () => {
+    const verdict = validVerdict(REGION_SIZE);
+    const layout = layoutOf(model, verdict);
+    const outcome = outcomeOf(judgeForXen(model, verdict, holdings([], [layout.request]), PMEM));
+    assert.deepEqual([outcome.state, outcome.reason], ['reported', 'reported-earlier']);
+    assert.match(outcome.message, /Xen already holds region 0x100000000-0x10fffffff with exactly this layout/);
+  });
+
+  test('rejected: Xen lists a region that overlaps this one with another layout', async () => {
+    const verdict = validVerdict(REGION_SIZE);
+    const layout = layoutOf(model, verdict);
+    const outcome = outcomeOf(judgeForXen(model, verdict, holdings([], [{ ...layout.request, rsvEpfn: layout.request.rsvEpfn + 0x200n, dataSpfn: layout.request.dataSpfn + 0x200n }]), PMEM));
+    assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'overlaps-reported']);
+    assert.match(outcome.message, /overlaps \[0x100000, 0x110000\), which Xen holds with another layout/);
+  });
+
+  test('a dry run (no capability) judges by the rules and reports nothing', async () => {
+    const report = reportOf(judgeForXen(model, validVerdict(REGION_SIZE), holdings(), null));
+    const outcome = dryRunOutcome('pmem0', report.layout, 'XENPF_pmem add spfn=0x100000');
+    assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['unsupported', 'dry-run', 'notice']);
+    assert.match(outcome.message, /^pmem0: dry run, would report region 0x100000000-0x10fffffff .*: no hypercall made: XENPF_pmem add spfn=0x100000$/);
   });
 
 });
@@ -286,15 +315,14 @@ describe('unsupported: what the hypervisor probe says, through the real bridge',
   });
 
   const modes: [string, string, RegExp][] = [
-    ['enosys', 'enosys', /Xen 4\.17\.7 does not implement XENPF_pmem_add/],
-    ['dom0-console', 'cmd-64-is-another-operation', /here op 64 is another operation/],
-    ['dom0-console-headless', 'cmd-64-is-another-operation', /with ENODEV/],
+    ['enosys', 'enosys', /Xen 4\.17\.7 does not implement XENPF_pmem \(platform op 67\)/],
+    ['dom0-console', 'enosys', /Xen 4\.20\.4 does not implement XENPF_pmem \(platform op 67\)/],
   ];
   for (const [mode, reason, message] of modes) {
     test(`unsupported, ${reason}: test hypervisor in mode ${mode}`, async () => {
       fixture.useXenInProcess({ mode });
       const capability = await fixture.openBridge().capability();
-      const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [], capability));
+      const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), holdings(), capability));
       assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['unsupported', reason, 'warn']);
       assert.match(outcome.message, /^pmem0: valid layout, region 0x100000000-0x10fffffff, not reported: /);
       assert.match(outcome.message, message);
@@ -305,10 +333,8 @@ describe('unsupported: what the hypervisor probe says, through the real bridge',
 
   test('unsupported, not-dom0: libxencall cannot open', async () => {
     fixture.useXenInProcess({ mode: 'not-dom0' });
-    const opened = openXencall(fixture.library);
-    assert.ok('error' in opened && opened.error === 'not-dom0', 'xencall_open fails');
-    const capability = await new HypercallBridge(null, { dryRun: false, unavailable: opened.message }).capability();
-    const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), [], capability));
+    const capability = await fixture.openBridge().capability();
+    const outcome = outcomeOf(judgeForXen(model, validVerdict(REGION_SIZE), holdings(), capability));
     assert.deepEqual([outcome.state, outcome.reason], ['unsupported', 'not-dom0']);
     assert.match(outcome.message, /xencall_open failed with ENOENT: this is not a Xen Dom0/);
   });
@@ -332,92 +358,81 @@ describe('interpretAnswer: what Xen\'s answer means, answers from the real bridg
   }
 
   test('reported: Xen took the region', async () => {
-    const answer = await fixture.openBridge().report(layout.request, []);
+    const answer = await fixture.openBridge().report(layout.request);
     const outcome = expectOutcome(answer, false, ['reported', 'reported', 'notice']);
     assert.match(outcome.message, /^pmem0: reported region /);
     assert.equal(fixture.xenRegions().length, 1);
   });
 
-  test('rejected: Xen refused the region (EINVAL) on a first attempt', async () => {
-    await fixture.openBridge().report(layout.request, []);
-    const answer = await fixture.openBridge().report(layout.request, []);
-    const outcome = expectOutcome(answer, false, ['rejected', 'overlaps-earlier-add', 'error']);
-    assert.match(outcome.message, /Xen refused region .* with EINVAL/);
+  test('reported-earlier: Xen answers EEXIST already_added for exactly this region', async () => {
+    await fixture.openBridge().report(layout.request);
+    const answer = await fixture.openBridge().report(layout.request);
+    const outcome = expectOutcome(answer, false, ['reported', 'reported-earlier', 'notice']);
+    assert.match(outcome.message, /Xen already holds region .* with exactly this layout \(EEXIST already_added\)/);
+    assert.equal(fixture.xenRegions().length, 1, 'Xen still holds exactly one region');
   });
 
-  test('reported, reported-before-restart: EINVAL while confirming a pending entry is the proof', async () => {
-    await fixture.openBridge().report(layout.request, []);
-    const answer = await fixture.openBridge().report(layout.request, []);
-    assert.equal(answer.kind, 'rejected');
+  test('reported, reported-before-restart: EEXIST while confirming a pending entry is the proof', async () => {
+    await fixture.openBridge().report(layout.request);
+    const answer = await fixture.openBridge().report(layout.request);
     const outcome = expectOutcome(answer, true, ['reported', 'reported-before-restart', 'notice']);
     assert.match(outcome.message, /already added to Xen by a run that stopped before recording it/);
     assert.equal(fixture.xenRegions().length, 1, 'Xen still holds exactly one region');
   });
 
-  test('rejected while confirming when the EINVAL is explained by another rule, not by the overlap', async () => {
-    // The request breaks rule 4 (reserved area one page): Xen's EINVAL says nothing about an
-    // earlier add, so it must not be taken as proof of one.
+  test('rejected while confirming: a refusal is a refusal, whatever the ledger says', async () => {
     const starved = { ...layout.request, rsvEpfn: layout.request.rsvSpfn + 1n };
-    const answer = await fixture.openBridge().report(starved, []);
+    const answer = await fixture.openBridge().report(starved);
     assert.equal(answer.kind, 'rejected');
     const outcome = interpretAnswer('pmem0', { ...layout, request: starved }, answer, true);
     assert.deepEqual([outcome.state, outcome.reason], ['rejected', 'reserved-too-small'], outcome.message);
+    assert.match(outcome.message, /ENOSPC reserved_too_small/);
     assert.equal(fixture.xenRegions().length, 0);
   });
 
-  const retries: [string, string][] = [['enomem-once', 'enomem'], ['eagain', 'eagain']];
+  const retries: [string, string][] = [['enomem-once', 'no-memory'], ['ebusy-once', 'busy']];
   for (const [mode, reason] of retries) {
     test(`retrying, ${reason}: test hypervisor in mode ${mode}`, async () => {
       fixture.useXenInProcess({ mode });
-      const answer = await fixture.openBridge().report(layout.request, []);
+      const answer = await fixture.openBridge().report(layout.request);
       const outcome = expectOutcome(answer, false, ['retrying', reason, 'warn']);
-      assert.match(outcome.message, /^pmem0: Xen is busy with region /);
+      assert.match(outcome.message, /^pmem0: Xen could not take region /);
       assert.equal(fixture.xenRegions().length, 0, 'nothing was added');
     });
   }
 
-  test('retrying, ebusy (no hypervisor mode answers EBUSY, so the bridge\'s answer is written out)', () => {
-    const answer: BridgeAnswer = { kind: 'retry', errno: 16, reason: 'ebusy', message: 'Xen answered XENPF_pmem_add with EBUSY' };
-    expectOutcome(answer, false, ['retrying', 'ebusy', 'warn']);
+  test('retrying, mapped: a domain still maps the region (no hypervisor mode answers it, so the answer is written out)', () => {
+    const answer: BridgeAnswer = { kind: 'retry', errno: 16, reason: 'mapped', message: 'Xen answered XENPF_pmem add with EBUSY mapped' };
+    expectOutcome(answer, false, ['retrying', 'mapped', 'warn']);
   });
 
-  test('failed: any other errno (EPERM after the probe proved pmem_add)', async () => {
+  test('failed, eperm: the platform op refused as a whole after the probe proved XENPF_pmem', async () => {
     const bridge = fixture.openBridge();
-    assert.equal((await bridge.capability()).kind, 'pmem-add');
+    assert.equal((await bridge.capability()).kind, 'xenpf-pmem');
     fixture.useXenInProcess({ mode: 'eperm' });
-    const answer = await bridge.report(layout.request, []);
+    const answer = await bridge.report(layout.request);
     const outcome = expectOutcome(answer, false, ['failed', 'eperm', 'error']);
-    assert.match(outcome.message, /^pmem0: reporting region .* failed: Xen answered XENPF_pmem_add .* with EPERM$/);
+    assert.match(outcome.message, /^pmem0: reporting region .* failed: Xen answered XENPF_pmem add .* with EPERM before XENPF_pmem answered/);
   });
 
-  test('failed is not softened while confirming: only EINVAL proves an earlier add', async () => {
-    const bridge = fixture.openBridge();
-    await bridge.capability();
-    fixture.useXenInProcess({ mode: 'eperm' });
-    expectOutcome(await bridge.report(layout.request, []), true, ['failed', 'eperm', 'error']);
+  test('failed: an answer the spec does not list, also while confirming', () => {
+    const answer: BridgeAnswer = { kind: 'error', errno: 5, reason: 'eio', message: 'Xen answered XENPF_pmem add with EIO' };
+    expectOutcome(answer, false, ['failed', 'eio', 'error']);
+    expectOutcome(answer, true, ['failed', 'eio', 'error']);
   });
 
-  test('unsupported answers from the bridge stay unsupported (op 64 is another operation)', async () => {
+  test('unsupported answers from the bridge stay unsupported (upstream Xen without op 67)', async () => {
     fixture.useXenInProcess({ mode: 'dom0-console' });
-    const answer = await fixture.openBridge().report(layout.request, []);
-    expectOutcome(answer, false, ['unsupported', 'cmd-64-is-another-operation', 'warn']);
-    expectOutcome(answer, true, ['unsupported', 'cmd-64-is-another-operation', 'warn']);
+    const answer = await fixture.openBridge().report(layout.request);
+    expectOutcome(answer, false, ['unsupported', 'enosys', 'warn']);
+    expectOutcome(answer, true, ['unsupported', 'enosys', 'warn']);
     assert.equal(fixture.regionAdds().length, 0);
-  });
-
-  test('dry-run: nothing reached Xen, so the state is not reported', async () => {
-    const answer = await fixture.openBridge(true).report(layout.request, []);
-    const outcome = interpretAnswer('pmem0', layout, answer, false);
-    assert.notEqual(outcome.state, 'reported');
-    assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['unsupported', 'dry-run', 'notice']);
-    assert.match(outcome.message, /would report .* spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100e00 data_spfn=0x100e00 data_epfn=0x10fe00/);
-    assert.equal(fixture.xenCalls().length, 0, 'no hypercall at all, not even the probe');
   });
 });
 
 describe('removalOutcome', () => {
   test('removed: a device that was never reported', async () => {
-    for (const previous of [undefined, { state: 'absent' as const }, { state: 'rejected' as const, layout: undefined }]) {
+    for (const previous of [undefined, { state: 'absent' as const, reason: 'no-superblock', message: '' }, { state: 'rejected' as const, reason: 'bad-checksum', message: '', layout: undefined }]) {
       const outcome = catalogued(removalOutcome('pmem0', previous));
       assert.deepEqual([outcome.state, outcome.reason, outcome.severity, outcome.message], ['removed', 'removed', 'info', 'pmem0: removed']);
       assert.equal(outcome.catalog, 'removed');
@@ -426,7 +441,7 @@ describe('removalOutcome', () => {
 
   test('removed, removed-while-reported: an error, because Xen still manages that memory', async () => {
     const layout = layoutOf(model, validVerdict(REGION_SIZE));
-    const outcome = catalogued(removalOutcome('pmem0', { state: 'reported', layout }));
+    const outcome = catalogued(removalOutcome('pmem0', { state: 'reported', reason: 'reported', message: 'pmem0: reported', layout }));
     assert.deepEqual([outcome.state, outcome.reason, outcome.severity], ['removed', 'removed-while-reported', 'error']);
     assert.equal(outcome.catalog, 'removed-after-report');
     assert.equal(outcome.layout, layout);
@@ -435,7 +450,18 @@ describe('removalOutcome', () => {
 
   test('a device that was unsupported when removed is only removed', async () => {
     const layout = layoutOf(model, validVerdict(REGION_SIZE));
-    assert.equal(removalOutcome('pmem0', { state: 'unsupported', layout }).reason, 'removed');
+    assert.equal(removalOutcome('pmem0', { state: 'unsupported', reason: 'enosys', message: '', layout }).reason, 'removed');
+  });
+
+  test('a reported device whose driver the daemon unbound stays reported, with a note', async () => {
+    const layout = layoutOf(model, validVerdict(REGION_SIZE));
+    const unbound = { device: 'namespace0.0', driver: 'nd_pmem' };
+    const outcome = catalogued(removalOutcome('pmem0', { state: 'reported', reason: 'reported', message: 'pmem0: reported it', layout, interface: 'xenpf-pmem', unbound }, true));
+    assert.deepEqual([outcome.state, outcome.reason, outcome.message, outcome.severity], ['reported', 'reported', 'pmem0: reported it', 'info']);
+    assert.deepEqual(outcome.unbound, unbound);
+    assert.deepEqual(outcome.notes, ['Xen holds this region; the Dom0 no longer sees the device (namespace0.0 unbound from nd_pmem before the report)']);
+    // Its namespace gone too: the NVDIMM went away, and that is an error again.
+    assert.equal(removalOutcome('pmem0', { state: 'reported', reason: 'reported', message: '', layout, unbound }, false).reason, 'removed-while-reported');
   });
 });
 

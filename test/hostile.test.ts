@@ -630,6 +630,7 @@ async function inspectInProcess(path: string): Promise<CliResult> {
     ask: async () => null,
     env: {},
     flock: processIO.flock,
+    xencall: processIO.xencall,
   });
   return { code, stdout, stderr };
 }
@@ -662,9 +663,8 @@ describe('hostile corpus: every case refused, with its own reason, and never rep
   }
 
   async function decide(device: Device): Promise<DeviceRecord> {
-    controller.handleEvent(blockEvent(device));
-    await controller.idle();
-    const record = controller.snapshot().devices.find((each) => each.device === device);
+    await controller.handleEvent(blockEvent(device));
+    const record = controller.status.snapshot().devices.find((each) => each.device === device);
     assert.ok(record, `the daemon recorded ${device}`);
     return record;
   }
@@ -702,9 +702,9 @@ describe('hostile corpus: every case refused, with its own reason, and never rep
 
     log = recordingLogger();
     controller = new Controller(testConfig(), host.ports({ log }), null);
-    const capability = await controller.probeHypervisor();
+    const capability = await host.openBridge().capability();
     // Nothing below is "not reported" merely because Xen could not take it.
-    assert.equal(capability?.kind, 'pmem-add', show(capability));
+    assert.equal(capability?.kind, 'xenpf-pmem', show(capability));
   });
 
   after(async () => {
@@ -814,9 +814,8 @@ describe('trust: the allow list by namespace UUID', { skip }, () => {
     const log = recordingLogger();
     const controller = new Controller(testConfig({ allow: { namespaces: [NS_A.toUpperCase()] } }), host.ports({ log, openReader: countingOpen }), null);
     try {
-      await controller.probeHypervisor();
-      await controller.coldplug();
-      const states = Object.fromEntries(controller.snapshot().devices.map((each) => [each.device, [each.state, each.reason]]));
+      await controller.start();
+      const states = Object.fromEntries(controller.status.snapshot().devices.map((each) => [each.device, [each.state, each.reason]]));
       assert.deepEqual(states, {
         pmem0: ['reported', 'reported'],
         pmem1: ['rejected', 'not-allowed'],
@@ -838,8 +837,8 @@ describe('trust: the allow list by namespace UUID', { skip }, () => {
   test('deny wins over allow: an allowed namespace that is also denied is not reported', async () => {
     const controller = new Controller(testConfig({ allow: { namespaces: [NS_B] }, deny: { devices: ['pmem1'] } }), host.ports({ log: recordingLogger() }), null);
     try {
-      await controller.coldplug();
-      const record = controller.snapshot().devices.find((each) => each.device === 'pmem1');
+      await controller.start();
+      const record = controller.status.snapshot().devices.find((each) => each.device === 'pmem1');
       assert.deepEqual([record?.state, record?.reason], ['rejected', 'not-allowed']);
       assert.match(record?.message ?? '', /denied by config \(deny\.devices: pmem1\)/);
       assert.equal(host.regionAdds().filter((call) => call.spfn === (GiB4 + SIZE) >> 12n).length, 0);

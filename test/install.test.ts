@@ -20,14 +20,11 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { installCommand } from '../src/cli/commands/install.js';
-import { uninstallCommand } from '../src/cli/commands/uninstall.js';
-import type { CommandIO } from '../src/cli/command.js';
-import { processIO } from '../src/cli/xen-pmem.js';
-import { realHost, type CommandOutcome, type HostPort } from '../src/install/host.js';
-import { askManagersToReload, install, releaseUnit, uninstall, updateCatalog } from '../src/install/install.js';
+import { realHost, type CommandOutcome, type HostPort } from '../packaging/install/host.js';
+import { askManagersToReload, install, releaseUnit, uninstall, updateCatalog } from '../packaging/install/install.js';
+import { parseManifest } from '../packaging/install/manifest.js';
+import { runInstall, type Output } from '../packaging/install.js';
 import { checkPrefix, checkRoot, InstallError, layoutFor, renderLauncher, renderUnit, shellQuote } from '../src/install/layout.js';
-import { parseManifest } from '../src/install/manifest.js';
 import { parseRuntimeManifest } from '../src/install/runtime-manifest.js';
 
 /** dist/test/install.test.js → the project directory. */
@@ -87,12 +84,12 @@ describe('install paths and generated files', () => {
   it('writes launchers that exec node on the installed script with all arguments', () => {
     assert.equal(
       renderLauncher('xen-pmemd', '/usr/bin/node', '/usr/local/lib/xen-pmem/dist/src/daemon/xen-pmemd.js'),
-      '#!/bin/sh\n# xen-pmemd: written by "xen-pmem install", removed by "xen-pmem uninstall".\n' +
+      '#!/bin/sh\n# xen-pmemd: written by "install.js install", removed by "install.js uninstall".\n' +
         "exec '/usr/bin/node' '/usr/local/lib/xen-pmem/dist/src/daemon/xen-pmemd.js' \"$@\"\n",
     );
     assert.equal(
       renderLauncher('xen-pmemd', '/usr/bin/node', '/usr/local/lib/xen-pmem/dist/src/daemon/xen-pmemd.js', ['--max-semi-space-size=1']),
-      '#!/bin/sh\n# xen-pmemd: written by "xen-pmem install", removed by "xen-pmem uninstall".\n' +
+      '#!/bin/sh\n# xen-pmemd: written by "install.js install", removed by "install.js uninstall".\n' +
         "exec '/usr/bin/node' '--max-semi-space-size=1' '/usr/local/lib/xen-pmem/dist/src/daemon/xen-pmemd.js' \"$@\"\n",
     );
     assert.equal(shellQuote("/opt/it's/node"), "'/opt/it'\\''s/node'");
@@ -306,7 +303,7 @@ describe('install and uninstall into a staging root', () => {
     assert.throws(
       () => install({ projectDir: project, prefix: '/opt/xp', root, host: fakeHost(false, false) }),
       (error: unknown) =>
-        error instanceof InstallError && error.code === 'would-overwrite' && error.message.endsWith('69-xen-pmem.rules exists and was not written by xen-pmem install: move it away first (installed under another prefix? run xen-pmem uninstall --prefix with that prefix)'),
+        error instanceof InstallError && error.code === 'would-overwrite' && error.message.endsWith('69-xen-pmem.rules exists and was not written by install.js install: move it away first (installed under another prefix? run install.js uninstall --prefix with that prefix)'),
     );
     assert.deepEqual(tree(root), before);
     rmSync(join(root, 'etc'), { recursive: true });
@@ -339,10 +336,10 @@ describe('install and uninstall into a staging root', () => {
   });
 });
 
-function collectingIO(): CommandIO & { outLines: string[]; errLines: string[] } {
+function collectingIO(): Output & { outLines: string[]; errLines: string[] } {
   const outLines: string[] = [];
   const errLines: string[] = [];
-  return { outLines, errLines, out: (t) => void outLines.push(t), err: (t) => void errLines.push(t), ask: async () => null, env: {}, flock: processIO.flock };
+  return { outLines, errLines, out: (t) => void outLines.push(t), err: (t) => void errLines.push(t) };
 }
 
 function namespaceSkip(): string | false {
@@ -358,7 +355,7 @@ function builtProjectSkip(): string | false {
   return false;
 }
 
-describe('xen-pmem install / uninstall of this project', { skip: builtProjectSkip() }, () => {
+describe('install.js install / uninstall of this project', { skip: builtProjectSkip() }, () => {
   let root: string;
   before(() => {
     root = mkdtempSync(join(tmpdir(), 'xen-pmem-root-'));
@@ -367,7 +364,7 @@ describe('xen-pmem install / uninstall of this project', { skip: builtProjectSki
 
   it('installs a tree that runs on its own, then uninstalls to nothing', async (t) => {
     const io = collectingIO();
-    assert.equal(await installCommand.run(['--root', root], io), 0, io.errLines.join('\n'));
+    assert.equal(runInstall(['install', '--root', root], io, PROJECT_DIR), 0, io.errLines.join('\n'));
     assert.match(io.outLines[0]!, /^installed \d+ files for \/usr\/local below /);
     const libDir = join(root, 'usr/local/lib/xen-pmem');
     assert.ok(!existsSync(join(libDir, 'node_modules/typescript')), 'typescript is a dev dependency');
@@ -405,11 +402,27 @@ describe('xen-pmem install / uninstall of this project', { skip: builtProjectSki
     }
 
     const out = collectingIO();
-    assert.equal(await uninstallCommand.run(['--root', root], out), 0, out.errLines.join('\n'));
+    assert.equal(runInstall(['uninstall', '--root', root], out, PROJECT_DIR), 0, out.errLines.join('\n'));
     assert.deepEqual(tree(root), []);
   });
 
-  it('rejects a relative --root as a usage error naming the reason code', async () => {
-    await assert.rejects(installCommand.run(['--root', 'stage'], collectingIO()), /root "stage" must be an absolute path \[root-invalid\]/);
+  it('rejects a relative --root as a usage error naming the reason code', () => {
+    const io = collectingIO();
+    assert.equal(runInstall(['install', '--root', 'stage'], io, PROJECT_DIR), 2);
+    assert.match(io.errLines.join('\n'), /^install\.js install: root "stage" must be an absolute path \[root-invalid\]$/);
+  });
+
+  it('runs from the checkout as a script: node dist/packaging/install.js', () => {
+    const run = spawnSync(process.execPath, [join(PROJECT_DIR, 'dist/packaging/install.js'), 'install', '--root', join(root, 'absent')], { encoding: 'utf8' });
+    assert.equal(run.status, 2);
+    assert.match(run.stderr, /^install\.js install: .*\[root-invalid\]\n$/);
+    const help = spawnSync(process.execPath, [join(PROJECT_DIR, 'dist/packaging/install.js'), '--help'], { encoding: 'utf8' });
+    assert.match(help.stdout, /^Usage: node dist\/packaging\/install\.js install\|uninstall /);
+  });
+
+  it('is no command of the installed xen-pmem: it needs the checkout it copies from', () => {
+    const run = spawnSync(process.execPath, [join(PROJECT_DIR, 'dist/runtime/xen-pmem.mjs'), 'install'], { encoding: 'utf8' });
+    assert.equal(run.status, 2);
+    assert.match(run.stderr, /unknown command "install"/);
   });
 });

@@ -158,7 +158,7 @@ export function daemonPage(context: PageContext): RenderedPage {
           ...tagged(bold(`${DEFAULT_STATE_DIR}/${LEDGER_FILE}`), 'What was reported to Xen this boot; kept when the daemon stops and when the package is removed.'),
           ...tagged(bold(`${DEFAULT_STATE_DIR}/${STATE_FILE}`), 'Each device\'s record, for xen-pmem status.'),
           ...tagged(bold(`${DEFAULT_STATE_DIR}/${METRICS_DIR}/${METRICS_FILE}`), `The daemon's state in Prometheus' text format, for node_exporter's textfile collector (--collector.textfile.directory=${DEFAULT_STATE_DIR}/${METRICS_DIR}): devices by state, rejections by reason, reports, what the hypervisor implements, xen_pmem_up. Rewritten whole after decisions and every ${REFRESH_MS / 1000} s; readable by every user.`),
-          ...tagged(bold(`${CATALOG_DIR_PACKAGED}/${CATALOG_FILE_NAME}`), 'The journal message catalog (xen-pmem install puts it in /usr/local/lib/systemd/catalog).'),
+          ...tagged(bold(`${CATALOG_DIR_PACKAGED}/${CATALOG_FILE_NAME}`), 'The journal message catalog (installing from a checkout puts it in /usr/local/lib/systemd/catalog).'),
           ...tagged(bold(`${UNIT_DIR}/${UNIT_NAME}`), 'The systemd unit, with its sandbox.'),
           ...tagged(bold(`${RULES_DIR}/${RULE_NAME}`), 'The udev rule that starts the unit for a pmem disk.'),
         ],

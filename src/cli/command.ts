@@ -2,6 +2,7 @@
 // `src/cli/commands/` and are listed in the table in `src/cli/xen-pmem.ts`.
 
 import type { FlockPort } from '../io/ports.js';
+import type { PortOpening } from '../xen/ports.js';
 
 export const EXIT_OK = 0;
 /** The device holds no valid super block (absent or invalid), or the daemon is not running. */
@@ -17,6 +18,8 @@ export interface CommandIO {
   env: NodeJS.ProcessEnv;
   /** libc's flock, for the device locks of setup and wipe; loaded by the first command that locks. */
   flock(): Promise<FlockPort>;
+  /** The hypercall port, for `status` to ask Xen what it holds; loaded only by that command. */
+  xencall(): Promise<PortOpening>;
 }
 
 export interface Command {

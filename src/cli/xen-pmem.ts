@@ -2,21 +2,20 @@
 // `xen-pmem`: the operator's command. Each sub-command is one file in ./commands; this file is
 // the table and the one place that turns failures into a single line on stderr and an exit code.
 
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { DeviceOpenError } from '../io/device.js';
 import { ToolMissingError } from '../io/tools.js';
 import { TOOL_VERSION } from '../version.js';
 import { CommandError, EXIT_OK, EXIT_USAGE_OR_IO, type Command, type CommandIO } from './command.js';
 import { inspectCommand } from './commands/inspect.js';
-import { installCommand } from './commands/install.js';
-import { uninstallCommand } from './commands/uninstall.js';
 import { listCommand } from './commands/list.js';
 import { setupCommand } from './commands/setup.js';
 import { statusCommand } from './commands/status.js';
 import { wipeCommand } from './commands/wipe.js';
 
 export const COMMANDS: Command[] = [
-  setupCommand, inspectCommand, wipeCommand, listCommand, statusCommand, installCommand, uninstallCommand,
+  setupCommand, inspectCommand, wipeCommand, listCommand, statusCommand,
 ];
 
 function usage(): string {
@@ -87,6 +86,15 @@ export const processIO: CommandIO = {
   // The composition root builds the one native port commands use; the commands that never lock
   // a device never load koffi.
   flock: async () => (await import('../native/libc.js')).loadLibc(),
+  xencall: async () => {
+    const { LIBXENCALL_ENV, openXencall } = await import('../native/libxencall.js');
+    const library = process.env[LIBXENCALL_ENV];
+    // Outside a Dom0 libxencall would print a line of its own on stderr before failing.
+    if (!library && !existsSync('/dev/xen/privcmd')) {
+      return { kind: 'unavailable', reason: 'not-dom0', message: 'there is no /dev/xen/privcmd: this is not a Xen Dom0 (or xen-privcmd is not loaded)' };
+    }
+    return openXencall(library);
+  },
 };
 
 // Run only when executed, not when the tests import the table.

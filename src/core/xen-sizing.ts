@@ -1,5 +1,5 @@
 // How much of a pmem region Xen needs for its own management structures. Two answers on purpose:
-// the hypervisor's acceptance check (what XENPF_pmem_add enforces) and the planner's size (what Xen
+// the hypervisor's acceptance check (what XENPF_pmem's add enforces, rule 4) and the planner's size (what Xen
 // can consume at most, wherever the region lies). See docs/superblock.md, "Sizing the reserved area".
 
 import { alignUp, HUGE_PAGE_BYTES, PAGE_BYTES } from './units.js';
@@ -23,8 +23,8 @@ export const XEN_X86_64_COSTS: PerPageCosts = {
 };
 
 /**
- * The RFC hypervisor's rule 4, bit for bit: (32 * pages) >> 12 pages of page_info plus
- * (8 * pages) >> 12 pages of M2P. A reserved area below this is refused with -EINVAL.
+ * XENPF_pmem's rule 4, bit for bit: (32 * pages) >> 12 pages of page_info plus (8 * pages) >> 12
+ * pages of M2P. A reserved area below this is refused with -ENOSPC reserved_too_small.
  */
 export function xenMinimumReservedPages(totalPages: bigint): bigint {
   return ((32n * totalPages) >> 12n) + ((8n * totalPages) >> 12n);

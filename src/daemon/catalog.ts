@@ -41,9 +41,9 @@ export const CATALOG = {
     subject: 'pmem region of @PMEM_DEVICE@ found reported by an earlier run',
     body: [
       'An earlier run of xen-pmemd reported @PMEM_DEVICE@ but stopped (it crashed or was killed) before it '
-      + 'recorded Xen\'s answer. This run sent the same report again to find out: Xen refused it because the '
-      + 'region overlaps one it already holds, which proves the earlier report. The region is in Xen\'s hands '
-      + 'and is now recorded.',
+      + 'recorded Xen\'s answer. This run asked Xen which regions it holds, and Xen lists this one with exactly '
+      + 'the same frames (or, when Xen could not be asked, answered the same report with EEXIST already_added), '
+      + 'which proves the earlier report. The region is in Xen\'s hands and is now recorded.',
       'Nothing needs to be done for the device. Look for why the earlier run stopped: journalctl -u xen-pmemd -b.',
     ],
   },
@@ -51,9 +51,9 @@ export const CATALOG = {
     id: '1ff33102889340e4ac389d1712d188f5',
     subject: 'pmem region of @PMEM_DEVICE@ already reported in this boot',
     body: [
-      'The record in /run/xen-pmem shows that the region of @PMEM_DEVICE@, with this very layout, was reported '
-      + 'to Xen earlier in this boot by a run of the daemon before a restart or an upgrade. Xen keeps it until '
-      + 'reboot, so nothing was sent.',
+      'The record in /run/xen-pmem, or Xen\'s own list of the regions it holds, shows that the region of '
+      + '@PMEM_DEVICE@, with this very layout, was reported to Xen earlier in this boot by a run of the daemon '
+      + 'before a restart or an upgrade. Xen keeps it until reboot, so nothing was sent again.',
       'Nothing needs to be done.',
     ],
   },
@@ -73,10 +73,11 @@ export const CATALOG = {
     body: [
       'The layout on @PMEM_DEVICE@ is valid, but the hypervisor does not implement the operation pmem is '
       + 'reported with, so nothing was sent (reason @PMEM_REASON@: "enosys" is upstream Xen\'s answer, '
-      + '"cmd-64-is-another-operation" that of Xen 4.18 and later, "not-dom0" means the daemon cannot make '
-      + 'hypercalls here, "probe-failed" that the answer was not conclusive). The hypervisor\'s own line '
-      + 'at the daemon\'s start says the same once.',
-      'Boot a hypervisor that implements XENPF_pmem_add for the device to be reported; until then Dom0 can '
+      + '"op-67-is-another-operation" a hypervisor that gives platform op 67 to something else, "not-dom0" '
+      + 'means the daemon cannot make hypercalls here, "probe-failed" that the answer was not conclusive, '
+      + '"unsupported-caller" that Xen takes pmem only from a PV hardware domain). The hypervisor\'s own '
+      + 'line at the daemon\'s start says the same once.',
+      'Boot a hypervisor that implements XENPF_pmem (platform op 67) for the device to be reported; until then Dom0 can '
       + 'use the device\'s data partitions itself.',
     ],
   },
@@ -158,11 +159,13 @@ export const CATALOG = {
     id: '6cf45897604340ec9d113d59056a9be1',
     subject: 'Xen refused the report of @PMEM_DEVICE@ (@PMEM_REASON@)',
     body: [
-      'The hypervisor refused the report of @PMEM_DEVICE@ with EINVAL: one of its rules fails, as the message '
-      + 'explains, or the region overlaps memory Xen already manages (added by something other than this '
-      + 'daemon). Nothing was added.',
-      'Compare the ranges in the message with the hypervisor\'s log (xl dmesg). The daemon does not send the '
-      + 'report again by itself; the device\'s next event or a restart of xen-pmemd does.',
+      'The hypervisor refused the report of @PMEM_DEVICE@ (EINVAL, ENOSPC or EPERM) and said why: the reason '
+      + '@PMEM_REASON@ is Xen\'s own (not-pmem, firmware-memory, known-memory, overlaps-added-region, '
+      + 'reserved-too-small, reserved-exhausted, not-permitted, ...), as the message explains. Nothing was '
+      + 'added, and the namespace was bound to its driver again.',
+      'Compare the ranges in the message with the hypervisor\'s log (xl dmesg). A reserved area too small '
+      + 'for Xen\'s tables needs "xen-pmem setup" again. The daemon does not send the report again by itself; '
+      + 'the device\'s next event or a restart of xen-pmemd does.',
     ],
   },
   'retrying': {
@@ -170,7 +173,8 @@ export const CATALOG = {
     subject: '@PMEM_DEVICE@ will be tried again (@PMEM_REASON@)',
     body: [
       'A passing problem kept @PMEM_DEVICE@ from being decided or reported (reason @PMEM_REASON@): Xen was '
-      + 'busy or short of memory (eagain, ebusy, enomem), the device could not be read (io-error), another '
+      + 'busy, a domain still mapped the region, or Xen was short of memory (busy, mapped, other-domain-access, '
+      + 'no-memory), the namespace could not be unbound from its driver (unbind-failed), the device could not be read (io-error), another '
       + 'program held it locked while it wrote a layout (device-locked), or the record of reports in '
       + '/run/xen-pmem could not be written (state-unwritable: no report is made without that record). '
       + 'The daemon tries again by itself, each time after a longer pause; "xen-pmem status" shows when.',
@@ -234,12 +238,12 @@ export const CATALOG = {
     id: '411b652547e24b238783281758027164',
     subject: 'Xen cannot take pmem reports (@PMEM_CAPABILITY@)',
     body: [
-      'The daemon asked the hypervisor whether it implements XENPF_pmem_add; it does not (reason '
-      + '@PMEM_CAPABILITY@: "enosys" on upstream Xen, "cmd-64-is-another-operation" on Xen 4.18 and later, '
-      + 'where that number is another operation, "not-dom0" outside the control domain or without '
+      'The daemon asked the hypervisor whether it implements XENPF_pmem (platform op 67); it does not (reason '
+      + '@PMEM_CAPABILITY@: "enosys" on upstream Xen (4.17, 4.20), "op-67-is-another-operation" where that '
+      + 'number is another operation, "not-dom0" outside the control domain or without '
       + '/dev/xen/privcmd, "probe-failed" when the answer was not conclusive, which is asked again later). '
       + 'Valid pmem devices end "unsupported", with one warning each.',
-      'Run a hypervisor that implements XENPF_pmem_add for the devices to be reported; meanwhile Dom0 can '
+      'Run a hypervisor that implements XENPF_pmem for the devices to be reported; meanwhile Dom0 can '
       + 'use the pmem itself.',
     ],
   },

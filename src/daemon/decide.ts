@@ -4,15 +4,15 @@
 
 import type { Verdict } from '../core/validate.js';
 import { halfOpenRange, hex, hexRange, HUGE_PAGE_BYTES, isAligned, PAGE_BYTES, PAGE_SHIFT, rangesOverlap } from '../core/units.js';
-import type { DeviceState, LedgerEntry, PhysicalLayout } from '../format/records.js';
+import type { DeviceState, LedgerEntry, PhysicalLayout, UnboundDriver } from '../format/records.js';
 import { layoutText } from '../format/serializers.js';
 import { deviceKey, type SupportedPmemNamespace, type PmemNamespaceModel } from '../sysfs/types.js';
-import type { BridgeAnswer, Capability, PmemReport } from '../xen/interface.js';
-import { interfaceFor } from '../xen/interfaces/index.js';
+import type { BridgeAnswer, Capability, PmemReport, RuleCheck } from '../xen/interface.js';
+import { sameLayout } from '../xen/interfaces/xenpf-pmem.js';
 import type { CatalogName } from './catalog.js';
 import { configRefusal, type Config } from './config.js';
 
-export type { DeviceState, LedgerEntry, PhysicalLayout } from '../format/records.js';
+export type { DeviceState, LedgerEntry, PhysicalLayout, UnboundDriver } from '../format/records.js';
 
 /** How loud the journal line for an outcome is. */
 export type Severity = 'debug' | 'info' | 'notice' | 'warn' | 'error';
@@ -29,6 +29,8 @@ export interface Outcome {
   interface?: string;
   /** What the scan noticed on a valid device that the operator should know: a damaged copy. */
   notes?: string[];
+  /** The driver the daemon unbound from the device's parent before the add (docs/daemon.md). */
+  unbound?: UnboundDriver;
 }
 
 export type Judgement =
@@ -48,11 +50,24 @@ export function admit(model: PmemNamespaceModel, config: Config): Outcome | null
 }
 
 /**
- * From a scan verdict to what to do. Checks only the daemon can make: the physical map (4 KiB
- * pages, a 2 MiB-aligned region), what Xen already holds (by this daemon's ledger), and Xen's own
- * rules, so that nothing is sent that the hypervisor would refuse or that could be a second add.
+ * What the daemon knows Xen holds, to judge a layout against: its own ledger, and the regions Xen
+ * listed when it was asked (after a lost ledger) that no ledger entry explains.
  */
-export function judgeForXen(model: SupportedPmemNamespace, verdict: Verdict, ledger: readonly LedgerEntry[], capability: Capability): Judgement {
+export interface XenHoldings {
+  ledger: readonly LedgerEntry[];
+  /** Regions Xen lists that no ledger entry explains (a run whose ledger is gone reported them). */
+  listed: readonly PmemReport[];
+  /** The hypervisor's rules (the bridge's current interface): judged here, once, before any hypercall. */
+  check(report: PmemReport, alreadyAdded: readonly PmemReport[]): RuleCheck;
+}
+
+/**
+ * From a scan verdict to what to do. Checks only the daemon can make: the physical map (4 KiB
+ * pages, a 2 MiB-aligned region), what Xen already holds (the ledger, and Xen's own list when the
+ * ledger was lost), and Xen's own rules, so that nothing is sent that the hypervisor would refuse
+ * or that could be a second add. `capability` null: a dry run, which asks Xen nothing.
+ */
+export function judgeForXen(model: SupportedPmemNamespace, verdict: Verdict, xen: XenHoldings, capability: Capability | null): Judgement {
   const name = model.block.name;
   if (verdict.status === 'absent') {
     return outcome('absent', 'no-superblock', 'absent', `${name}: no xen-pmem super block (${verdict.message})`, 'info');
@@ -62,23 +77,32 @@ export function judgeForXen(model: SupportedPmemNamespace, verdict: Verdict, led
   }
   const mapped = mapToPhysical(model, verdict);
   if ('reason' in mapped) return outcome('rejected', mapped.reason, 'rejected-physical-map', `${name}: ${mapped.message}`, 'error');
+  const region = hexRange(mapped.region.start, mapped.region.size);
 
-  const same = ledger.find((entry) => entry.uuid === mapped.uuid && sameRequest(entry.request, mapped.request));
+  const same = xen.ledger.find((entry) => entry.uuid === mapped.uuid && sameRequest(entry.request, mapped.request));
   if (same?.status === 'reported') {
-    return { kind: 'outcome', outcome: { state: 'reported', reason: 'reported-earlier', catalog: 'reported-earlier', message: `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} was reported to Xen at ${same.at}; Xen keeps it until reboot`, severity: 'info', layout: mapped, interface: same.interface } };
+    return { kind: 'outcome', outcome: { state: 'reported', reason: 'reported-earlier', catalog: 'reported-earlier', message: `${name}: region ${region} was reported to Xen at ${same.at}; Xen keeps it until reboot`, severity: 'info', layout: mapped, interface: same.interface } };
   }
-  const others = ledger.filter((entry) => entry !== same);
+  if (xen.listed.some((held) => sameLayout(held, mapped.request))) {
+    return { kind: 'outcome', outcome: { state: 'reported', reason: 'reported-earlier', catalog: 'reported-earlier', message: `${name}: Xen already holds region ${region} with exactly this layout (an earlier run reported it); Xen keeps it until reboot`, severity: 'info', layout: mapped } };
+  }
+  const others = xen.ledger.filter((entry) => entry !== same);
   const clash = others.find(({ request }) => rangesOverlap(request.spfn, request.epfn, mapped.request.spfn, mapped.request.epfn));
   if (clash) {
     return outcome('rejected', 'overlaps-reported', 'rejected-overlap',
-      `${name}: region ${hexRange(mapped.region.start, mapped.region.size)} overlaps ${halfOpenRange(clash.request.spfn, clash.request.epfn)} reported for ${clash.device} (reservation ${clash.uuid}); Xen has no remove, so a new layout there needs a reboot`, 'error', mapped);
+      `${name}: region ${region} overlaps ${halfOpenRange(clash.request.spfn, clash.request.epfn)} reported for ${clash.device} (reservation ${clash.uuid}); Xen has no remove, so a new layout there needs a reboot`, 'error', mapped);
   }
-  const xenView = interfaceFor(capability).check(mapped.request, others.map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn })));
+  const held = xen.listed.find((each) => rangesOverlap(each.spfn, each.epfn, mapped.request.spfn, mapped.request.epfn));
+  if (held) {
+    return outcome('rejected', 'overlaps-reported', 'rejected-overlap',
+      `${name}: region ${region} overlaps ${halfOpenRange(held.spfn, held.epfn)}, which Xen holds with another layout (reported by an earlier run); Xen has no remove, so a new layout there needs a reboot`, 'error', mapped);
+  }
+  const xenView = xen.check(mapped.request, [...others.map(({ request }) => request), ...xen.listed]);
   if (!xenView.ok) {
     return outcome('rejected', `xen-rule-${xenView.rule}`, 'rejected-xen-rule', `${name}: Xen would refuse this layout (rule ${xenView.rule}): ${xenView.message}`, 'error', mapped);
   }
-  if (capability.kind === 'unsupported') {
-    return outcome('unsupported', capability.reason, 'unsupported', `${name}: valid layout, region ${hexRange(mapped.region.start, mapped.region.size)}, not reported: ${capability.message}`, 'warn', mapped);
+  if (capability?.kind === 'unsupported') {
+    return outcome('unsupported', capability.reason, 'unsupported', `${name}: valid layout, region ${region}, not reported: ${capability.message}`, 'warn', mapped);
   }
   return { kind: 'report', layout: mapped, confirming: same?.status === 'pending' };
 }
@@ -119,33 +143,54 @@ export function mapToPhysical(model: SupportedPmemNamespace, verdict: Extract<Ve
   };
 }
 
-/** What Xen's answer means for the device. `confirming`: an EINVAL for our own range is the proof. */
+/**
+ * What Xen's answer means for the device. `confirming`: a crash left the add pending, and Xen
+ * could not be asked what it holds; its EEXIST (exactly this region) proves the earlier add.
+ */
 export function interpretAnswer(name: string, layout: PhysicalLayout, answer: BridgeAnswer, confirming: boolean): Outcome {
   const where = layoutText(layout);
   const base = { layout };
   switch (answer.kind) {
     case 'reported':
+      if (answer.already && confirming) {
+        return { ...base, state: 'reported', reason: 'reported-before-restart', catalog: 'reported-before-restart', message: `${name}: ${where} was already added to Xen by a run that stopped before recording it (Xen answered EEXIST already_added: it holds exactly this region)`, severity: 'notice' };
+      }
+      if (answer.already) {
+        return { ...base, state: 'reported', reason: 'reported-earlier', catalog: 'reported-earlier', message: `${name}: Xen already holds ${where} with exactly this layout (EEXIST already_added); Xen keeps it until reboot`, severity: 'notice' };
+      }
       return { ...base, state: 'reported', reason: 'reported', catalog: 'reported', message: `${name}: reported ${where} to Xen`, severity: 'notice' };
-    case 'dry-run':
-      // Nothing reached Xen, so the device must not read as reported.
-      return { ...base, state: 'unsupported', reason: 'dry-run', catalog: 'dry-run', message: `${name}: dry run, would report ${where}: ${answer.message}`, severity: 'notice' };
     case 'unsupported':
       return { ...base, state: 'unsupported', reason: answer.reason, catalog: 'unsupported', message: `${name}: ${where} not reported: ${answer.message}`, severity: 'warn' };
     case 'rejected':
-      // Only an overlap proves the earlier add; any other rule the request breaks is its own refusal.
-      if (confirming && answer.reason === 'overlaps-earlier-add') {
-        return { ...base, state: 'reported', reason: 'reported-before-restart', catalog: 'reported-before-restart', message: `${name}: ${where} was already added to Xen by a run that stopped before recording it (Xen refused the confirming add: ${answer.message})`, severity: 'notice' };
-      }
       return { ...base, state: 'rejected', reason: answer.reason, catalog: 'rejected-by-xen', message: `${name}: Xen refused ${where}: ${answer.message}`, severity: 'error' };
     case 'retry':
-      return { ...base, state: 'retrying', reason: answer.reason, catalog: 'retrying', message: `${name}: Xen is busy with ${where}: ${answer.message}`, severity: 'warn' };
+      return { ...base, state: 'retrying', reason: answer.reason, catalog: 'retrying', message: `${name}: Xen could not take ${where} now: ${answer.message}`, severity: 'warn' };
     case 'error':
       return { ...base, state: 'failed', reason: answer.reason, catalog: 'failed', message: `${name}: reporting ${where} failed: ${answer.message}`, severity: 'error' };
   }
 }
 
-/** The journal line when a reported device goes away: Xen still uses its reserved area. */
-export function removalOutcome(name: string, previous: { state: DeviceState; layout?: PhysicalLayout } | undefined): Outcome {
+/** A dry run: the exact add the device would get, and nothing sent. */
+export function dryRunOutcome(name: string, layout: PhysicalLayout, described: string): Outcome {
+  // Nothing reached Xen, so the device must not read as reported.
+  return { layout, state: 'unsupported', reason: 'dry-run', catalog: 'dry-run', message: `${name}: dry run, would report ${layoutText(layout)}: no hypercall made: ${described}`, severity: 'notice' };
+}
+
+/**
+ * The outcome when a device's block device is gone. When the daemon unbound its driver itself
+ * before the add and its namespace is still there (`namespacePresent`), it stays reported, with a
+ * note. Otherwise a reported device's removal is an error (Xen still uses its reserved area), any
+ * other one a plain removal.
+ */
+export function removalOutcome(name: string, previous: { state: DeviceState; reason: string; message: string; layout?: PhysicalLayout; interface?: string; unbound?: UnboundDriver } | undefined, namespacePresent = false): Outcome {
+  if (previous?.state === 'reported' && previous.unbound && namespacePresent) {
+    const { reason, message, layout, unbound } = previous;
+    return {
+      state: 'reported', reason, message, catalog: 'reported', severity: 'info', unbound,
+      ...(layout ? { layout } : {}), ...(previous.interface ? { interface: previous.interface } : {}),
+      notes: [unboundNote(unbound)],
+    };
+  }
   if (previous?.state === 'reported' && previous.layout) {
     const layout = previous.layout;
     return {
@@ -156,10 +201,12 @@ export function removalOutcome(name: string, previous: { state: DeviceState; lay
   return { state: 'removed', reason: 'removed', catalog: 'removed', message: `${name}: removed`, severity: 'info' };
 }
 
-export function sameRequest(a: PmemReport, b: PmemReport): boolean {
-  return a.spfn === b.spfn && a.epfn === b.epfn && a.rsvSpfn === b.rsvSpfn && a.rsvEpfn === b.rsvEpfn
-    && a.dataSpfn === b.dataSpfn && a.dataEpfn === b.dataEpfn;
+/** The note on a reported device whose driver the daemon unbound. */
+export function unboundNote(unbound: UnboundDriver): string {
+  return `Xen holds this region; the Dom0 no longer sees the device (${unbound.device} unbound from ${unbound.driver.split('/').pop()} before the report)`;
 }
+
+export const sameRequest = sameLayout;
 
 function outcome(state: DeviceState, reason: string, catalog: CatalogName, message: string, severity: Severity, layout?: PhysicalLayout): Judgement {
   return { kind: 'outcome', outcome: layout ? { state, reason, catalog, message, severity, layout } : { state, reason, catalog, message, severity } };

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type * as Zod from 'zod';
 
 import { errorCode } from '../core/errno.js';
-import type { LedgerEntry } from '../format/records.js';
+import type { LedgerEntry, SameShape } from '../format/records.js';
 import { storedJson } from '../format/serializers.js';
 import { sameRequest } from './decide.js';
 
@@ -58,6 +58,10 @@ function buildSchemas() {
 }
 
 let schemas: ReturnType<typeof buildSchemas> | null = null;
+
+/** Compile-time: a ledger entry as the schema reads it is exactly the daemon's LedgerEntry. */
+const ENTRY_SCHEMA_IS_LEDGER_ENTRY: SameShape<Zod.output<ReturnType<typeof buildSchemas>['entry']>, LedgerEntry> = true;
+void ENTRY_SCHEMA_IS_LEDGER_ENTRY;
 
 /**
  * Loads zod and builds the schemas of what the ledger and state.json hold; called before the
@@ -145,8 +149,6 @@ export async function loadLedger(dir: string): Promise<LedgerLoad> {
  */
 export class LedgerJournal {
   private fd: number | null = null;
-  /** fdatasync calls made, for the benchmark's syncs per batch. */
-  syncs = 0;
 
   constructor(readonly dir: string) {}
 
@@ -158,7 +160,6 @@ export class LedgerJournal {
     try {
       while (written < line.length) written += writeSync(fd, line, written, line.length - written);
       fdatasyncSync(fd);
-      this.syncs++;
     } catch (error) {
       // Nothing of a failed group is acted on: a pending line that reached the file anyway is
       // what a crash before the hypercall leaves, and a restart's confirming add is then the

@@ -11,18 +11,27 @@
 // another device's add. Only a device whose region overlaps one in a batch waits, for that answer
 // decides its own judgement: a region can never be judged against an add still under way, so
 // nothing can be reported twice.
+//
+// Right before its add, a device's parent (namespace or pfn device) is unbound from its driver: Xen
+// refuses a region any domain still maps. When Xen refuses the region, it is bound again.
+//
+// When the ledger is gone (a new boot, or a lost /run) or a crash left a line pending, Xen is
+// asked what it holds before the first report: a pending add Xen lists with the same six PFNs was
+// made, any other was not; a region Xen lists that no ledger line explains is judged against.
 
 import { messageOf } from '../core/errno.js';
 import { rangesOverlap } from '../core/units.js';
 import type { Verdict } from '../core/validate.js';
-import type { LedgerEntry, PhysicalLayout } from '../format/records.js';
+import type { LedgerEntry, PhysicalLayout, UnboundDriver } from '../format/records.js';
+import { layoutText } from '../format/serializers.js';
 import type { SupportedPmemNamespace } from '../sysfs/types.js';
-import type { BridgeAnswer, Capability, PfnRange, PmemReport } from '../xen/interface.js';
-import { interfaceFor } from '../xen/interfaces/index.js';
-import { interpretAnswer, judgeForXen, sameRequest, type Outcome } from './decide.js';
+import type { BridgeAnswer, Capability, HeldRegion, PmemReport, Query, RuleCheck } from '../xen/interface.js';
+import { interfaceNamed } from '../xen/interfaces/index.js';
+import { dryRunOutcome, interpretAnswer, judgeForXen, sameRequest, type Outcome } from './decide.js';
 import { messageIdOf } from './catalog.js';
 import type { LedgerStep } from './ledger.js';
 import { MESSAGE_ID_FIELD, type DaemonLogger } from './log.js';
+import type { DriverPort } from './ports.js';
 
 /**
  * The bridge as the reporter uses it: the one owner of what the hypervisor implements, and the
@@ -30,11 +39,20 @@ import { MESSAGE_ID_FIELD, type DaemonLogger } from './log.js';
  */
 export interface HypervisorPort {
   capability(): Promise<Capability>;
-  report(request: PmemReport, alreadyReported: PfnRange[]): Promise<BridgeAnswer>;
+  /** The proven interface's rules (the first interface's before any is proven). */
+  check(report: PmemReport, alreadyAdded: readonly PmemReport[]): RuleCheck;
+  report(request: PmemReport): Promise<BridgeAnswer>;
+  /** Every region Xen holds. */
+  held(): Promise<Query<HeldRegion[]>>;
+  /** The add in the interface's own words: `XENPF_pmem add spfn=0x… …`. */
+  describe(report: PmemReport): string;
+  /** The name of the interface reports go through. */
+  interfaceName(): string;
 }
 
 export interface ReporterPorts {
   bridge: HypervisorPort;
+  drivers: DriverPort;
   /** The exactly-once journal: every line of the group on disk (one sync) when it resolves. */
   recordLedger(steps: readonly LedgerStep[]): Promise<void>;
   log: DaemonLogger;
@@ -44,6 +62,8 @@ export interface ReporterPorts {
 /** A device judged to be reported, waiting in a batch for its hypercall. */
 interface Job {
   key: string;
+  /** The block device whose parent is unbound before the add. */
+  block: { name: string; syspath: string };
   layout: PhysicalLayout;
   confirming: boolean;
   /** The ledger entry: a new one whose pending line the batch writes, or the one a crash left pending. */
@@ -67,9 +87,21 @@ export class ExactlyOnceReporter {
   private stopping = false;
   /** The capability the journal was last told of; the bridge owns the answer itself. */
   private told: Capability | null = null;
+  /** Regions Xen listed that no ledger entry explains. */
+  private listed: PmemReport[] = [];
+  /** Xen's list, asked once the ledger cannot be trusted alone; null once it needs no asking. */
+  private reconciling: Promise<void> | null = null;
+  private reconciled: boolean;
+  /** Pending entries Xen listed with the same PFNs: reported by a run that stopped before recording it. */
+  private readonly confirmedByXen = new Set<LedgerEntry>();
 
-  constructor(private readonly ports: ReporterPorts, private readonly dryRun: boolean, ledger: readonly LedgerEntry[]) {
+  /**
+   * `ledgerKnown`: the journal was there and read whole. Without it (a new boot, a lost /run) or
+   * with a pending line in it, Xen is asked what it holds before the first report.
+   */
+  constructor(private readonly ports: ReporterPorts, private readonly dryRun: boolean, ledger: readonly LedgerEntry[], ledgerKnown: boolean) {
     this.ledger = ledger.map((entry) => ({ ...entry, request: { ...entry.request } }));
+    this.reconciled = dryRun || (ledgerKnown && this.ledger.every((entry) => entry.status === 'reported'));
   }
 
   /** The ledger as it stands, for state.json. */
@@ -88,10 +120,50 @@ export class ExactlyOnceReporter {
    */
   async probe(): Promise<Capability | null> {
     if (this.dryRun) {
-      this.ports.log.notice({ capability: 'dry-run', [MESSAGE_ID_FIELD]: messageIdOf('hypervisor-not-asked') }, `dry run: no hypercall is made, not even the probe of the hypervisor; each valid pmem device is logged with the ${interfaceFor(null).title} it would get`);
+      this.ports.log.notice({ capability: 'dry-run', [MESSAGE_ID_FIELD]: messageIdOf('hypervisor-not-asked') }, 'dry run: no hypercall is made, not even the probe of the hypervisor; each valid pmem device is logged with the add it would get');
       return null;
     }
     return this.hypervisorCapability();
+  }
+
+  /**
+   * Asks Xen what it holds, once, before the first judgement after the ledger was lost or left a
+   * line pending: pending adds Xen lists with the same six PFNs are recorded as reported, the
+   * others as dropped (the add never happened); listed regions no entry explains are kept to judge
+   * against. When Xen cannot say, pending adds stay pending and are sent again: Xen's EEXIST
+   * already_added for exactly the same region is then the proof.
+   */
+  private reconcile(): Promise<void> {
+    if (this.reconciled) return Promise.resolve();
+    this.reconciling ??= (async () => {
+      const held = await this.ports.bridge.held();
+      this.reconciled = true;
+      if (held.kind !== 'answered') {
+        this.ports.log.warn({ reason: held.reason }, `cannot ask Xen which pmem regions it holds: ${held.message}; pending reports are sent again, and Xen's EEXIST confirms one it holds`);
+        return;
+      }
+      const regions = held.value.map((region) => region.layout);
+      const steps: LedgerStep[] = [];
+      for (const entry of this.ledger) {
+        if (entry.status !== 'pending') continue;
+        if (regions.some((region) => sameRequest(region, entry.request))) {
+          entry.status = 'reported';
+          this.confirmedByXen.add(entry);
+          steps.push({ op: 'reported', entry });
+        } else {
+          steps.push({ op: 'dropped', entry });
+        }
+      }
+      this.ledger = this.ledger.filter((entry) => entry.status === 'reported');
+      this.listed = regions.filter((region) => !this.ledger.some((entry) => sameRequest(entry.request, region)));
+      if (steps.length > 0) {
+        await this.ports.recordLedger(steps).catch((error: unknown) => {
+          this.ports.log.error({ reason: 'state-unwritable' }, `cannot record what Xen holds in the ledger: ${messageOf(error)}; the next start asks Xen again`);
+        });
+      }
+      this.ports.log.info({ regions: regions.length }, `Xen holds ${regions.length} pmem region${regions.length === 1 ? '' : 's'}; ${steps.filter((step) => step.op === 'reported').length} pending report(s) confirmed, ${steps.filter((step) => step.op === 'dropped').length} found not made`);
+    })();
+    return this.reconciling;
   }
 
   /**
@@ -100,10 +172,13 @@ export class ExactlyOnceReporter {
    */
   async decide(key: string, model: SupportedPmemNamespace, verdict: Verdict): Promise<Outcome> {
     for (;;) {
-      // In a dry run nothing is asked of Xen: judge as if it implemented the first interface, so
-      // that the outcome carries the exact request instead of "not a Dom0".
-      const capability: Capability = this.dryRun ? { kind: interfaceFor(null).name, xenVersion: 'unknown (dry run)' } : await this.hypervisorCapability();
-      const judgement = judgeForXen(model, verdict, this.ledger, capability);
+      // In a dry run nothing is asked of Xen: the layout is judged by the first interface's rules,
+      // so that the outcome carries the exact request instead of "not a Dom0".
+      const capability = this.dryRun ? null : await this.hypervisorCapability();
+      if (capability !== null && capability.kind !== 'unsupported') await this.reconcile();
+      const judgement = judgeForXen(model, verdict, { ledger: this.ledger, listed: this.listed, check: (report, added) => this.ports.bridge.check(report, added) }, capability);
+      const confirmed = judgement.kind === 'outcome' ? this.confirmedOutcome(key, judgement.outcome) : null;
+      if (confirmed) return confirmed;
       // Absent, invalid, not mappable: there is no region, so no add under way can change this.
       if (judgement.kind === 'outcome' && judgement.outcome.layout === undefined) return judgement.outcome;
       const layout = judgement.kind === 'report' ? judgement.layout : judgement.outcome.layout!;
@@ -115,15 +190,25 @@ export class ExactlyOnceReporter {
         continue;
       }
       if (judgement.kind === 'outcome') return judgement.outcome;
-      const via = interfaceFor(capability).name;
-      if (this.dryRun) {
-        return { ...interpretAnswer(key, layout, await this.ports.bridge.report(layout.request, []), false), interface: via };
-      }
+      const via = this.ports.bridge.interfaceName();
+      // The one place a dry run is decided: the exact add, and nothing sent.
+      if (this.dryRun) return { ...dryRunOutcome(key, layout, this.ports.bridge.describe(layout.request)), interface: via };
       if (this.stopping) return notSentOutcome(key, layout);
       const known = this.ledger.find((e) => e.uuid === layout.uuid && sameRequest(e.request, layout.request));
       const entry: LedgerEntry = known ?? { interface: via, device: key, uuid: layout.uuid, request: layout.request, status: 'pending', at: this.ports.now().toISOString() };
-      return this.enqueue(key, layout, judgement.confirming, entry, known === undefined);
+      return this.enqueue(key, model.block, layout, judgement.confirming, entry, known === undefined);
     }
+  }
+
+  /** A device found reported because Xen listed its pending add after a restart: said as such, once. */
+  private confirmedOutcome(key: string, outcome: Outcome): Outcome | null {
+    if (outcome.reason !== 'reported-earlier' || outcome.layout === undefined) return null;
+    const layout = outcome.layout;
+    const entry = [...this.confirmedByXen].find((each) => each.uuid === layout.uuid && sameRequest(each.request, layout.request));
+    if (!entry) return null;
+    this.confirmedByXen.delete(entry);
+    return { ...outcome, reason: 'reported-before-restart', catalog: 'reported-before-restart', severity: 'notice', interface: entry.interface,
+      message: `${key}: ${layoutText(layout)} was reported to Xen by a run that stopped before recording Xen's answer: Xen lists it with exactly these frames` };
   }
 
   /**
@@ -148,10 +233,10 @@ export class ExactlyOnceReporter {
     return undefined;
   }
 
-  private enqueue(key: string, layout: PhysicalLayout, confirming: boolean, entry: LedgerEntry, fresh: boolean): Promise<Outcome> {
+  private enqueue(key: string, block: { name: string; syspath: string }, layout: PhysicalLayout, confirming: boolean, entry: LedgerEntry, fresh: boolean): Promise<Outcome> {
     let resolve!: (outcome: Outcome) => void;
     const done = new Promise<Outcome>((settle) => { resolve = settle; });
-    const job: Job = { key, layout, confirming, entry, fresh, resolve, done };
+    const job: Job = { key, block, layout, confirming, entry, fresh, resolve, done };
     this.queued.push(job);
     this.unsettled.add(job);
     this.pumping ??= this.pump();
@@ -202,15 +287,13 @@ export class ExactlyOnceReporter {
       for (const job of toSend) {
         if (this.stopping) break;
         const { entry } = job;
-        const already = this.ledger.filter((e) => e !== entry).map(({ request }) => ({ spfn: request.spfn, epfn: request.epfn }));
         this.sending = job;
-        let answer: BridgeAnswer;
+        let outcome: Outcome;
         try {
-          answer = await this.ports.bridge.report(job.layout.request, already);
+          outcome = await this.send(job);
         } finally {
           this.sending = null;
         }
-        const outcome: Outcome = { ...interpretAnswer(job.key, job.layout, answer, job.confirming), interface: entry.interface };
         outcomes.set(job, outcome);
         if (outcome.state === 'reported') {
           entry.status = 'reported';
@@ -254,6 +337,30 @@ export class ExactlyOnceReporter {
   }
 
   /**
+   * One device's add: its parent unbound from its driver (no domain may map the region), the
+   * hypercall, and on a refusal its driver bound again so that the operator can fix the layout.
+   */
+  private async send(job: Job): Promise<Outcome> {
+    const { key, layout, entry } = job;
+    let unbound: UnboundDriver;
+    try {
+      unbound = await this.ports.drivers.unbind(job.block);
+    } catch (error) {
+      return { state: 'retrying', reason: 'unbind-failed', catalog: 'retrying', severity: 'error', layout, interface: entry.interface,
+        message: `${key}: not reported: the Dom0 must stop mapping the region first, and ${messageOf(error)}` };
+    }
+    const answer = await this.ports.bridge.report(layout.request);
+    const outcome: Outcome = { ...interpretAnswer(key, layout, answer, job.confirming), interface: entry.interface };
+    if (outcome.state === 'reported') return { ...outcome, unbound };
+    try {
+      await this.ports.drivers.bind(unbound);
+      return { ...outcome, message: `${outcome.message}; ${unbound.device} is bound to ${unbound.driver} again, so the device can be set up anew` };
+    } catch (error) {
+      return { ...outcome, message: `${outcome.message}; binding ${unbound.device} to ${unbound.driver} again failed: ${messageOf(error)}` };
+    }
+  }
+
+  /**
    * What the hypervisor implements, asked of the bridge at every decision: the bridge keeps a
    * definite answer and asks Xen again only after a failed or denied probe, so a denial that is
    * lifted is seen at the next event or retry. The journal hears of each new answer once.
@@ -263,7 +370,7 @@ export class ExactlyOnceReporter {
     if (this.told && sameCapability(this.told, capability)) return capability;
     this.told = capability;
     if (capability.kind !== 'unsupported') {
-      this.ports.log.info({ capability: capability.kind, xenVersion: capability.xenVersion, [MESSAGE_ID_FIELD]: messageIdOf('hypervisor-supported') }, `Xen ${capability.xenVersion} implements ${interfaceFor(capability).title}; valid pmem devices will be reported`);
+      this.ports.log.info({ capability: capability.kind, xenVersion: capability.xenVersion, [MESSAGE_ID_FIELD]: messageIdOf('hypervisor-supported') }, `Xen ${capability.xenVersion} implements ${interfaceNamed(capability.kind)?.title ?? capability.kind}; valid pmem devices will be reported`);
     } else {
       // Notice, not warning: each valid device it affects gets its own warning line, so
       // `journalctl -p warning` shows one line per device, as operators count them.

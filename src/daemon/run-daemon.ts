@@ -3,7 +3,6 @@
 // from the launcher (xen-pmemd.ts gives node-udev's), so that everything else a benchmark measures
 // is the daemon as installed: the same function, modules and start-up.
 
-import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDevice } from '../io/device.js';
@@ -11,20 +10,21 @@ import { openLockedReader } from '../io/lock.js';
 import type { FlockPort } from '../io/ports.js';
 import { loadLibc } from '../native/libc.js';
 import { LIBXENCALL_ENV, openXencall } from '../native/libxencall.js';
+import { sysfsDrivers } from '../sysfs/driver.js';
 import { listPmemNamespaces, readPmemByBlockName, readPmemBySyspath } from '../sysfs/model.js';
-import type { SysfsRoots } from '../sysfs/types.js';
+import { DEFAULT_ROOTS, type SysfsRoots } from '../sysfs/types.js';
 import { TOOL_VERSION } from '../version.js';
 import { HypercallBridge } from '../xen/bridge.js';
 import { DEFAULT_CONFIG_PATH, type Config } from './config.js';
 import { loadConfig } from './config-file.js';
 import { Controller } from './controller.js';
 import { Lifecycle } from './lifecycle.js';
-import { UdevListener } from './listener.js';
 import type { EventSource } from './ports.js';
+import type { Component } from './lifecycle.js';
 import { createLogger, loadPino, type DaemonLogger } from './log.js';
 import { METRICS_DIR, MetricsWriter, textfileWriter, unreachableBecause } from './metrics.js';
 import { createNotifier } from './notify.js';
-import { LEDGER_FILE, LedgerJournal, type LedgerStep } from './ledger.js';
+import { LEDGER_FILE, LedgerJournal } from './ledger.js';
 import { DEFAULT_STATE_DIR, loadPreviousRun, StateStore } from './state-store.js';
 import { DAEMON_HELP, EXIT_CONFIG } from './usage.js';
 
@@ -34,6 +34,8 @@ export interface DaemonLaunch {
   env: NodeJS.ProcessEnv;
   /** Called once, after the configuration is read; started before coldplug. */
   events(): EventSource;
+  /** Where sysfs and /dev are: the host's unless a launcher over a fixture tree says otherwise. */
+  roots?: SysfsRoots;
 }
 
 /** Runs the daemon until SIGTERM; resolves with the exit status of a run that ends early. */
@@ -48,8 +50,6 @@ export async function runDaemon(launch: DaemonLaunch): Promise<number> {
         'dry-run': { type: 'boolean' },
         'log-level': { type: 'string' },
         'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
-        'sys-root': { type: 'string', default: '/sys' },
-        'dev-root': { type: 'string', default: '/dev' },
         help: { type: 'boolean' },
         version: { type: 'boolean' },
       },
@@ -101,25 +101,25 @@ export async function runDaemon(launch: DaemonLaunch): Promise<number> {
   }
 
   const libraryPath = config.xencallLibrary ?? env[LIBXENCALL_ENV];
-  const opened = config.dryRun ? null : openXencall(libraryPath);
-  const port = opened && 'platformOp' in opened ? opened : null;
-  const bridge = new HypercallBridge(port, opened && !('platformOp' in opened) ? { dryRun: config.dryRun, unavailable: opened.message } : { dryRun: config.dryRun });
+  // Opened at the first question to Xen: a dry run asks none, and never loads libxencall.
+  const bridge = new HypercallBridge(() => openXencall(libraryPath));
 
   const flock = loadDeviceLocks(log);
 
-  const roots: SysfsRoots = { sysRoot: values['sys-root'], devRoot: values['dev-root'] };
+  const roots = launch.roots ?? DEFAULT_ROOTS;
   const controller = new Controller(config, {
     listNamespaces: () => listPmemNamespaces(roots),
     readByBlockName: (name) => readPmemByBlockName(roots, name),
     readBySyspath: (syspath) => readPmemBySyspath(roots, syspath),
     openReader: (devPath) => (flock ? openLockedReader(devPath, flock) : openDevice(devPath, 'read')),
     bridge,
+    drivers: sysfsDrivers(roots),
     saveState: (state) => store.save(state),
-    recordLedger: (steps) => holdAfterReport(env, steps) ?? journal.append(steps),
+    recordLedger: (steps) => journal.append(steps),
     log,
     notifier,
     now: () => new Date(),
-  }, previous.state);
+  }, previous.state, previous.ledgerKnown);
 
   // Installed before coldplug: a stop asked for at any moment from here on is orderly.
   const stopRequested = new Promise<void>((resolve) => {
@@ -133,7 +133,7 @@ export async function runDaemon(launch: DaemonLaunch): Promise<number> {
   const metrics = new MetricsWriter({ source: controller.status, write: textfileWriter(join(stateDir, METRICS_DIR)), log, version: TOOL_VERSION });
   const unreachable = await unreachableBecause(stateDir);
   if (unreachable) log.notice({ reason: 'metrics-unreachable' }, `node_exporter cannot read the metrics file: ${unreachable} (the unit sets RuntimeDirectoryMode=0711; restart xen-pmemd)`);
-  const listener = new UdevListener(launch.events(), (event) => controller.handleEvent(event), log);
+  const listener = udevListener(launch.events(), (event) => { void controller.handleEvent(event); }, log);
   const daemon = new Lifecycle([metrics, listener, controller], log, notifier, () => controller.summary());
   // A SIGTERM during coldplug (a slow hypervisor can make it long) stops it there.
   const stopEarly = stopRequested.then(() => 'stop' as const);
@@ -166,18 +166,23 @@ function loadDeviceLocks(log: DaemonLogger): FlockPort | null {
 }
 
 /**
- * A fault hook for the lab's crash test (docs/daemon.md): with XEN_PMEM_TEST_HOLD_AFTER_REPORT set
- * to a file path, and `<path>.armed` present while the path itself is not, the next group of
- * answers that holds a report Xen took is not recorded (the file names its first device); the
- * daemon writes the path and waits there forever, so that a test can
- * kill -9 it between the hypervisor's answer and the ledger. The file makes the hold happen once:
- * the restarted daemon records freely. Arming by a file lets a test choose the report without
- * restarting the daemon.
+ * The udev listener as a component: it starts listening before the controller's coldplug lists
+ * the devices, so a device that appears in between is not missed. Without udev the daemon still
+ * decides what coldplug finds; it says so and goes on. Its stop only ends the delivery (the event
+ * source keeps its sockets until the process ends).
  */
-function holdAfterReport(env: NodeJS.ProcessEnv, steps: readonly LedgerStep[]): Promise<void> | null {
-  const marker = env.XEN_PMEM_TEST_HOLD_AFTER_REPORT;
-  const taken = steps.find((step) => step.op === 'reported');
-  if (!marker || !taken || existsSync(marker) || !existsSync(`${marker}.armed`)) return null;
-  writeFileSync(marker, `${process.pid} ${taken.entry.device}\n`);
-  return new Promise<void>(() => undefined);
+function udevListener(events: EventSource, onEvent: Parameters<EventSource['start']>[0], log: DaemonLogger): Component {
+  return {
+    name: 'udev',
+    async start() {
+      try {
+        events.start(onEvent);
+      } catch (error) {
+        log.error({ reason: 'udev-unavailable' }, `cannot listen for udev events (${(error as Error).message}); hotplugged pmem will not be seen until restart`);
+      }
+    },
+    async stop() {
+      events.stop();
+    },
+  };
 }

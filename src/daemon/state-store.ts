@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type * as Zod from 'zod';
 
 import { errorCode } from '../core/errno.js';
-import { STATE_VERSION, type DaemonState } from '../format/records.js';
+import { DEVICE_STATES, STATE_VERSION, type DaemonState, type SameShape } from '../format/records.js';
 import { stateToText } from '../format/serializers.js';
 import { LEDGER_FILE, loadLedger, loadRecordSchemas, recordSchemas } from './ledger.js';
 
@@ -37,15 +37,20 @@ function buildStateSchema() {
     devices: z.array(z.object({
       device: z.string(), devPath: z.string().nullable(), namespace: z.string().nullable(), mode: z.string().nullable(),
       region: z.string().nullable(),
-      state: z.enum(['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed']),
+      state: z.enum(DEVICE_STATES),
       reason: z.string(), message: z.string(), since: z.string(),
       layout: layoutSchema.optional(), interface: z.string().optional(), nextAttempt: z.string().optional(), notes: z.array(z.string()).optional(),
+      unbound: z.object({ device: z.string(), driver: z.string() }).optional(),
     })),
     ledger: z.array(entry),
   });
 }
 
 let stateSchema: ReturnType<typeof buildStateSchema> | null = null;
+
+/** Compile-time: what the schema reads is exactly what the daemon writes (src/format/records.ts). */
+const STATE_SCHEMA_IS_DAEMON_STATE: SameShape<Zod.output<ReturnType<typeof buildStateSchema>>, DaemonState> = true;
+void STATE_SCHEMA_IS_DAEMON_STATE;
 
 /** Loads zod and the record schemas; parseState needs them. */
 export async function loadStateSchemas(): Promise<void> {
@@ -133,6 +138,8 @@ export interface PreviousRun {
   state: DaemonState | null;
   /** Sentences for the journal about what could not be read. */
   problems: string[];
+  /** The ledger's journal was there and read whole: without it, Xen is asked what it holds. */
+  ledgerKnown: boolean;
 }
 
 /**
@@ -148,9 +155,10 @@ export async function loadPreviousRun(dir: string): Promise<PreviousRun> {
     for (const problem of journal.replayed.problems) problems.push(`${join(dir, LEDGER_FILE)}: ${problem}, skipped`);
   }
   const ledger = journal.kind === 'loaded' ? journal.replayed.entries : [];
-  if (records.kind !== 'loaded' && ledger.length === 0) return { state: null, problems };
+  const ledgerKnown = journal.kind === 'loaded' && journal.replayed.problems.length === 0;
+  if (records.kind !== 'loaded' && ledger.length === 0) return { state: null, problems, ledgerKnown };
   const base: DaemonState = records.kind === 'loaded'
     ? records.state
     : { version: STATE_VERSION, pid: 0, startedAt: '', updatedAt: '', ready: false, capability: null, devices: [], ledger: [] };
-  return { state: { ...base, ledger }, problems };
+  return { state: { ...base, ledger }, problems, ledgerKnown };
 }

@@ -141,6 +141,7 @@ export class StatusPublisher implements Component {
     const via = outcome.interface ?? kept?.interface;
     if (via) record.interface = via;
     if (outcome.notes) record.notes = outcome.notes;
+    if (outcome.unbound) record.unbound = outcome.unbound;
     if (nextAttempt) record.nextAttempt = nextAttempt.toISOString();
     this.records.set(key, record);
 

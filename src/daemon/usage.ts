@@ -11,15 +11,15 @@ export const EXIT_CONFIG = 78;
 export const DAEMON_HELP = `Usage: xen-pmemd [--config PATH] [--dry-run] [--log-level LEVEL]
 
 Finds pmem devices prepared by "xen-pmem setup" (at start and on hotplug), validates them
-and reports their ranges to the Xen hypervisor with XENPF_pmem_add, exactly once.
+and reports their ranges to the Xen hypervisor with XENPF_pmem (platform op 67),
+exactly once. Before each report it unbinds the device's namespace from its driver:
+Xen refuses a region the Dom0 still maps.
 Normally started by systemd (xen-pmemd.service) or by the udev rule on pmem hotplug.
 
   --config PATH      configuration file (default ${DEFAULT_CONFIG_PATH})
   --dry-run          log the hypercalls instead of making them
   --log-level LEVEL  debug, info, warn or error (overrides the config)
   --state-dir DIR    where the exactly-once state lives (default ${DEFAULT_STATE_DIR})
-  --sys-root DIR     sysfs root (default /sys), for tests
-  --dev-root DIR     device root (default /dev), for tests
   --version          print the version and exit
   --help             this text
 

@@ -18,7 +18,8 @@ import type { PmemNamespaceModel } from '../sysfs/types.js';
 import { deviceKey } from '../sysfs/types.js';
 import type { PmemReport } from '../xen/interface.js';
 import { interfaceFor, interfaceNamed } from '../xen/interfaces/index.js';
-import type { ByteRange, DaemonState, DeviceRecord, PhysicalLayout } from './records.js';
+import { DEVICE_STATES, type ByteRange, type DaemonState, type DeviceRecord, type PhysicalLayout } from './records.js';
+import { pfnText, type Comparison, type DeviceBesideXen, type XenView } from './xen-view.js';
 
 export interface JsonOptions {
   /** Sizes as "256.00 MiB", offsets as hex, times as ISO text: `--human`. */
@@ -302,7 +303,7 @@ export function describeListed(listed: ListedNamespace): string {
 // ---- device records and the daemon's state ------------------------------------------------------
 
 /** A device record as `status --json` prints it: addresses as hex strings, sizes in bytes. */
-export function recordToJson(record: DeviceRecord, options: JsonOptions = {}): Record<string, unknown> {
+export function recordToJson(record: DeviceRecord, options: JsonOptions = {}, beside?: DeviceBesideXen): Record<string, unknown> {
   const json: Record<string, unknown> = {
     device: record.device, devPath: record.devPath, namespace: record.namespace, mode: record.mode,
     region: record.region, state: record.state, reason: record.reason, message: record.message, since: record.since,
@@ -311,7 +312,43 @@ export function recordToJson(record: DeviceRecord, options: JsonOptions = {}): R
   if (record.notes) json.notes = record.notes;
   if (record.layout) json.layout = layoutToJson(record.layout, options);
   if (record.interface) json.interface = record.interface;
+  if (record.unbound) json.unbound = { ...record.unbound };
+  if (beside) json.xen = { holds: beside.held !== null, ...(beside.held ? { region: heldToJson(beside.held) } : {}), differences: beside.differences };
   return json;
+}
+
+/** A region Xen holds, as `status --json` shows it: PFNs in hex, counts as numbers. */
+function heldToJson(held: NonNullable<DeviceBesideXen['held']>): Record<string, unknown> {
+  return {
+    pfns: pfnsToJson(held.layout),
+    frameTableChunks: held.frameTableChunks, m2pChunks: held.m2pChunks, compatM2pChunks: held.compatM2pChunks,
+    freeFrames: hex(held.freeFrames),
+    owners: held.owners.map((run) => ({ spfn: hex(run.spfn), epfn: hex(run.epfn), domid: run.domid })),
+  };
+}
+
+/** Xen's part of `status --json`: what it holds, or why it could not be asked. */
+export function xenViewToJson(view: XenView, comparison: Comparison | null): Record<string, unknown> {
+  if (!view.available) return { available: false, reason: view.reason, message: view.message };
+  return {
+    available: true, xenVersion: view.xenVersion,
+    regions: view.regions.map(heldToJson),
+    unexplained: (comparison?.unexplained ?? []).map((each) => each.message),
+  };
+}
+
+/** Xen's part of `xen-pmem status` for people, beside one device. */
+function describeBeside(beside: DeviceBesideXen): string[] {
+  const lines: string[] = [];
+  if (beside.held) {
+    const h = beside.held;
+    lines.push(`  Xen holds ${pfnText(h.layout)}`);
+    lines.push(`           tables in ${h.frameTableChunks} + ${h.m2pChunks} + ${h.compatM2pChunks} chunks of 2 MiB; ${hex(h.freeFrames)} data frames free${h.owners.length > 0 ? `; held: ${h.owners.map((run) => `[${hex(run.spfn)}, ${hex(run.epfn)}) by domain ${run.domid}`).join(', ')}` : ''}`);
+  } else {
+    lines.push('  Xen holds no region of this device');
+  }
+  for (const difference of beside.differences) lines.push(`  DIFFERENCE: ${difference}`);
+  return lines;
 }
 
 /** The daemon's part of `status --json`. */
@@ -339,18 +376,35 @@ function describeRecord(record: DeviceRecord): string[] {
   return lines;
 }
 
-/** `xen-pmem status` for people. */
-export function describeState(state: DaemonState, running: boolean): string {
+/**
+ * `xen-pmem status` for people: the daemon's state (null when it left none) and, when given,
+ * Xen's own view beside it.
+ */
+export function describeState(state: DaemonState | null, running: boolean, xen?: { view: XenView; comparison: Comparison | null }): string {
   const lines = [
-    running
-      ? `xen-pmemd is running (pid ${state.pid}, since ${state.startedAt}${state.ready ? '' : ', still in coldplug'})`
-      : `xen-pmemd is NOT running; last state written by pid ${state.pid} at ${state.updatedAt}:`,
+    state === null
+      ? 'xen-pmemd is NOT running, and left no state (start it with "systemctl start xen-pmemd")'
+      : running
+        ? `xen-pmemd is running (pid ${state.pid}, since ${state.startedAt}${state.ready ? '' : ', still in coldplug'})`
+        : `xen-pmemd is NOT running; last state written by pid ${state.pid} at ${state.updatedAt}:`,
   ];
-  if (state.capability) lines.push(describeCapability(state.capability));
-  if (state.devices.length === 0) lines.push('No pmem devices.');
-  for (const record of state.devices) {
+  if (state?.capability) lines.push(describeCapability(state.capability));
+  if (xen) {
+    lines.push(xen.view.available
+      ? `Xen ${xen.view.xenVersion} holds ${xen.view.regions.length} pmem region${xen.view.regions.length === 1 ? '' : 's'}`
+      : `Xen's view is unavailable: ${xen.view.message}`);
+  }
+  const devices = state?.devices ?? [];
+  if (devices.length === 0) lines.push('No pmem devices.');
+  for (const record of devices) {
     lines.push('');
     lines.push(...describeRecord(record));
+    const beside = xen?.comparison?.devices.get(record.device);
+    if (beside) lines.push(...describeBeside(beside));
+  }
+  for (const each of xen?.comparison?.unexplained ?? []) {
+    lines.push('');
+    lines.push(`DIFFERENCE: ${each.message}`);
   }
   return lines.join('\n');
 }
@@ -371,7 +425,7 @@ export interface MetricsView {
   version: string;
 }
 
-const DEVICE_STATES: readonly DaemonState['devices'][number]['state'][] = ['absent', 'rejected', 'reported', 'unsupported', 'retrying', 'failed', 'removed'];
+
 
 /** A label value as the text format wants it: backslash, double quote and newline escaped. */
 function labelValue(value: string): string {

@@ -28,6 +28,7 @@ export const MANIFEST_NAME = 'install-manifest.json';
 
 /** Reason codes of `InstallError`, stable for scripts and tests. */
 export type InstallErrorCode =
+  | 'usage'
   | 'prefix-invalid'
   | 'root-invalid'
   | 'project-incomplete'
@@ -110,7 +111,7 @@ export function renderLauncher(
   nodePath: string,
   script: string,
   nodeFlags: readonly string[] = [],
-  origin = 'written by "xen-pmem install", removed by "xen-pmem uninstall"',
+  origin = 'written by "install.js install", removed by "install.js uninstall"',
 ): string {
   return [
     '#!/bin/sh',

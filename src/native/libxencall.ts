@@ -5,13 +5,11 @@
 import koffi from 'koffi';
 
 import { errnoName } from '../core/errno.js';
-import type { HypercallPort, HypercallResult } from '../xen/ports.js';
+import type { HypercallResult, PortOpening } from '../xen/ports.js';
 
 /** Hypercall numbers (`__HYPERVISOR_*` in Xen's public/xen.h) of the two calls the port makes. */
 const HYPERVISOR_PLATFORM_OP = 7;
 const HYPERVISOR_XEN_VERSION = 17;
-
-export type XencallUnavailable = { error: 'not-dom0' | 'library-missing'; message: string };
 
 /** Debian's `libxencall1`. */
 export const DEFAULT_LIBXENCALL = 'libxencall.so.1';
@@ -58,16 +56,18 @@ function load(libraryPath: string): XencallFunctions {
 /**
  * Opens libxencall (the default library, or `libraryPath`). Outside a Xen Dom0 `xencall_open`
  * fails because /dev/xen/privcmd does not exist: that comes back as `not-dom0`, never a throw.
+ * The answer is tagged: `opened` with the port, or `unavailable` with the reason and a sentence.
  * The library itself prints one line on stderr when that happens; it has no quiet mode without
  * a logger from libxentoollog, and the line says the same thing.
  */
-export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): HypercallPort | XencallUnavailable {
+export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): PortOpening {
   let fns: XencallFunctions;
   try {
     fns = load(libraryPath);
   } catch (error) {
     return {
-      error: 'library-missing',
+      kind: 'unavailable',
+      reason: 'library-missing',
       message: `cannot load ${libraryPath} (install Debian's libxencall1, or set ${LIBXENCALL_ENV}): ${(error as Error).message}`,
     };
   }
@@ -77,7 +77,8 @@ export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): Hypercall
   const openErrno = koffi.errno();
   if (handle === null) {
     return {
-      error: 'not-dom0',
+      kind: 'unavailable',
+      reason: 'not-dom0',
       message: `xencall_open failed with ${errnoName(openErrno)}: this is not a Xen Dom0 with /dev/xen/privcmd (load xen-privcmd and run as root)`,
     };
   }
@@ -130,7 +131,7 @@ export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): Hypercall
     }
   };
 
-  return {
+  return { kind: 'opened', port: {
     platformOp(op) {
       if (!open) return closed();
       return withBuffer(op, (address, done) => fns.call1.async(handle, HYPERVISOR_PLATFORM_OP, address, done));
@@ -151,5 +152,5 @@ export function openXencall(libraryPath: string = DEFAULT_LIBXENCALL): Hypercall
       closeWhenIdle = true;
       release();
     },
-  };
+  } };
 }

@@ -5,13 +5,16 @@
 import { hex, hexRange } from '../core/units.js';
 import { isUuid, NIL_UUID } from '../core/uuid.js';
 import { claimKindOf, type AttributeRead, type BlockFacts, type ClaimKind, type NamespaceFacts } from './facts.js';
-import type {
-  PmemBlockDevice,
-  PmemMode,
-  PmemNamespaceModel,
-  PmemRegion,
-  Unsupported,
-  UnsupportedCode,
+import {
+  mapsLinearly,
+  NAMESPACE_MODES,
+  type KnownMode,
+  type PmemBlockDevice,
+  type PmemMode,
+  type PmemNamespaceModel,
+  type PmemRegion,
+  type Unsupported,
+  type UnsupportedCode,
 } from './types.js';
 
 export const SECTOR_BYTES = 512n;
@@ -22,24 +25,14 @@ export const SECTOR_BYTES = 512n;
  * keeps working.
  */
 // A Map, not an object literal: attribute text such as "toString" must not find Object's members.
-const MODE_WORDS: ReadonlyMap<string, Exclude<PmemMode, 'unknown'>> = new Map([
-  ['raw', 'raw'],
-  ['memory', 'fsdax'],
-  ['fsdax', 'fsdax'],
-  ['safe', 'sector'],
-  ['sector', 'sector'],
-  ['dax', 'devdax'],
-  ['devdax', 'devdax'],
-]);
+const MODE_WORDS: ReadonlyMap<string, KnownMode> = new Map(
+  (Object.keys(NAMESPACE_MODES) as KnownMode[]).flatMap((mode) => NAMESPACE_MODES[mode].words.map((word) => [word, mode] as const)),
+);
 
 /** Which claim kinds each mode allows; '' means "no holder". */
-const HOLDERS_BY_MODE: Record<Exclude<PmemMode, 'unknown'>, ReadonlyArray<ClaimKind | ''>> = {
-  raw: [''],
-  // '' is the kernel's static memory mode (pages in RAM, no pfn device), seen on legacy e820 pmem.
-  fsdax: ['pfn', ''],
-  sector: ['btt'],
-  devdax: ['dax'],
-};
+function holdersOf(mode: KnownMode): readonly (ClaimKind | '')[] {
+  return NAMESPACE_MODES[mode].holders;
+}
 
 const HEX_ADDRESS = /^(0x[0-9a-fA-F]+|0)$/;
 const DECIMAL = /^[0-9]+$/;
@@ -204,7 +197,7 @@ export function buildNamespaceModel(facts: NamespaceFacts): PmemNamespaceModel {
     claimKind = claimKindOf(holderText);
     if (claimKind === null) {
       verdict.take(unparsable(ns, 'holder', holderText, 'empty or a pfn, btt or dax device name'));
-    } else if (mode !== 'unknown' && !HOLDERS_BY_MODE[mode].includes(claimKind)) {
+    } else if (mode !== 'unknown' && !holdersOf(mode).includes(claimKind)) {
       verdict.note(
         'holder-mismatch',
         `${ns} reports mode ${mode} but is held by ${holderText === '' ? 'no device' : holderText}.`,
@@ -228,8 +221,8 @@ export function buildNamespaceModel(facts: NamespaceFacts): PmemNamespaceModel {
 
   // 3. A namespace without a block device is best described as just that, before its addresses
   // (which a disabled pfn device refuses to give anyway).
-  const mapsLinearly = mode === 'raw' || mode === 'fsdax';
-  if (mapsLinearly && facts.blocks.state === 'listed' && facts.blocks.devices.length === 0) {
+  const linear = mapsLinearly(mode);
+  if (linear && facts.blocks.state === 'listed' && facts.blocks.devices.length === 0) {
     if (facts.size.ok && facts.size.text === '0') {
       verdict.note('no-block-device', `${ns} has no capacity (size 0x0): it is an unconfigured namespace.`);
     } else {
@@ -271,7 +264,7 @@ export function buildNamespaceModel(facts: NamespaceFacts): PmemNamespaceModel {
   let dataStart: bigint | null = null;
   let dataSize: bigint | null = null;
   let dataOwner = ns;
-  if (mapsLinearly && claimKind === 'pfn' && facts.claim !== null && claimName !== null) {
+  if (linear && claimKind === 'pfn' && facts.claim !== null && claimName !== null) {
     dataOwner = claimName;
     const pfn = facts.claim;
     dataStart = pfn.resource === null ? null : verdict.take(parseHexAddress(claimName, 'resource', pfn.resource));
@@ -284,7 +277,7 @@ export function buildNamespaceModel(facts: NamespaceFacts): PmemNamespaceModel {
         );
       }
     }
-  } else if (mapsLinearly && claimKind === '') {
+  } else if (linear && claimKind === '') {
     dataStart = nsStart;
     dataSize = nsSize;
   }
@@ -292,7 +285,7 @@ export function buildNamespaceModel(facts: NamespaceFacts): PmemNamespaceModel {
   // 7. The block device, whose size must be exactly the data range's (in whole sectors, as the
   // kernel's set_capacity truncates).
   let block: PmemBlockDevice | null = null;
-  if (mapsLinearly) {
+  if (linear) {
     block = readBlock(facts, verdict, ns, dataOwner, dataStart, dataSize);
   } else if (facts.blocks.state === 'listed' && facts.blocks.devices.length > 1) {
     verdict.note('ambiguous-block-device', `${ns} has ${facts.blocks.devices.length} block devices: ${blockNames.join(', ')}.`);

@@ -1,7 +1,36 @@
 // The device model the daemon and `xen-pmem list` share. It says where each pmem block device
 // lies in physical memory, or why that cannot be said. See docs/device-model.md.
 
-export type PmemMode = 'raw' | 'fsdax' | 'sector' | 'devdax' | 'unknown';
+import type { ClaimKind } from './facts.js';
+
+/**
+ * The namespace modes, in one table: the words the kernel's `mode` attribute (and ndctl) use for
+ * each, which device may hold the namespace ('' for none), which device the block device hangs
+ * under (the one the daemon unbinds before an add), and whether the block device maps linearly
+ * onto physical memory, which is what a report to Xen needs. A new mode is a row here.
+ */
+export const NAMESPACE_MODES = {
+  /** The block device is the namespace: block byte 0 is the namespace's `resource`. */
+  raw: { words: ['raw'], holders: [''], blockUnder: 'namespace', mapsLinearly: true },
+  /**
+   * A pfn device keeps struct pages (on pmem, or in RAM) before the data: block byte 0 is the pfn
+   * device's `resource`. '' is the kernel's static memory mode (no pfn device), on legacy e820 pmem.
+   */
+  fsdax: { words: ['memory', 'fsdax'], holders: ['pfn', ''], blockUnder: 'pfn', mapsLinearly: true },
+  /** BTT: block offsets go through a translation table; no linear map. */
+  sector: { words: ['safe', 'sector'], holders: ['btt'], blockUnder: 'btt', mapsLinearly: false },
+  /** Device-DAX: a character device, no block device. */
+  devdax: { words: ['dax', 'devdax'], holders: ['dax'], blockUnder: null, mapsLinearly: false },
+} as const satisfies Record<string, { words: readonly string[]; holders: readonly (ClaimKind | '')[]; blockUnder: 'namespace' | ClaimKind | null; mapsLinearly: boolean }>;
+
+export type KnownMode = keyof typeof NAMESPACE_MODES;
+export type PmemMode = KnownMode | 'unknown';
+/** The modes whose block device maps linearly onto physical memory: what can be reported. */
+export type ReportableMode = { [M in KnownMode]: (typeof NAMESPACE_MODES)[M]['mapsLinearly'] extends true ? M : never }[KnownMode];
+
+export function mapsLinearly(mode: PmemMode): mode is ReportableMode {
+  return mode !== 'unknown' && NAMESPACE_MODES[mode].mapsLinearly;
+}
 
 export interface SysfsRoots {
   /** Where sysfs is mounted: `/sys` on a host, a fixture directory in tests. */
@@ -65,7 +94,7 @@ export interface PmemNamespaceModel {
 
 /** What the daemon may hand to Xen: every address known, a block device present. */
 export interface SupportedPmemNamespace extends PmemNamespaceModel {
-  mode: 'raw' | 'fsdax';
+  mode: ReportableMode;
   region: PmemRegion & { start: bigint; size: bigint };
   block: PmemBlockDevice & { physStart: bigint };
   unsupported: null;
@@ -79,7 +108,7 @@ export function deviceKey(model: PmemNamespaceModel): string {
 export function isSupportedPmem(model: PmemNamespaceModel): model is SupportedPmemNamespace {
   return (
     model.unsupported === null &&
-    (model.mode === 'raw' || model.mode === 'fsdax') &&
+    mapsLinearly(model.mode) &&
     model.block !== null &&
     model.block.physStart !== null &&
     model.region.start !== null &&

@@ -1,23 +1,18 @@
 // Policy over the hypercall port: prove which hypervisor interface Xen implements before trusting
-// any answer (walking the table in src/xen/interfaces/), then turn one report's outcome into an
-// answer the daemon can act on. It never throws: whatever goes wrong becomes a tagged answer with
-// a sentence. The bridge is the one owner of what the hypervisor implements. Its answers come as
-// promises, because the hypercalls under them leave the event loop free while Xen works.
+// any answer (walking the table in src/xen/interfaces/), then send adds and ask what Xen holds
+// through that interface. It never throws: whatever goes wrong becomes a tagged answer with a
+// sentence. The bridge is the one owner of what the hypervisor implements and the one place the
+// interface is chosen. Its answers come as promises, because the hypercalls under them leave the
+// event loop free while Xen works. The port is opened at the first question, so a run that asks
+// nothing (a dry run) never loads libxencall.
 
 import { HYPERVISOR_INTERFACES } from './interfaces/index.js';
-import type { BridgeAnswer, Capability, HypervisorInterface, PfnRange, PmemReport } from './interface.js';
-import { XENVER_EXTRAVERSION, XENVER_EXTRAVERSION_BYTES, XENVER_VERSION } from './platform-op.js';
-import type { HypercallPort } from './ports.js';
-import { errnoName } from '../core/errno.js';
+import type { BridgeAnswer, Capability, HeldRegion, HypervisorInterface, OwnerRun, PfnRange, PmemReport, Query, RuleCheck } from './interface.js';
+import { XENVER_EXTRAVERSION, XENVER_EXTRAVERSION_BYTES, XENVER_VERSION } from './xenpf-pmem.js';
+import type { HypercallPort, PortOpening } from './ports.js';
+import { errnoName, messageOf } from '../core/errno.js';
 
 export type { BridgeAnswer, Capability } from './interface.js';
-
-export interface BridgeOptions {
-  /** Log what would be sent and make no hypercall at all, not even the probe. */
-  dryRun: boolean;
-  /** Why there is no port (openXencall's sentence), shown when `port` is null. */
-  unavailable?: string;
-}
 
 function readExtraversion(bytes: Buffer): string {
   const end = bytes.indexOf(0);
@@ -31,13 +26,13 @@ function probeFailed(message: string): Capability {
 }
 
 export class HypercallBridge {
+  private opening: PortOpening | null = null;
   private proven: Capability | null = null;
   /** The probe under way: decisions that ask meanwhile share it rather than probing again. */
   private probing: Promise<Capability> | null = null;
 
   constructor(
-    private readonly port: HypercallPort | null,
-    private readonly options: BridgeOptions,
+    private readonly open: () => PortOpening,
     private readonly interfaces: readonly HypervisorInterface[] = HYPERVISOR_INTERFACES,
   ) {}
 
@@ -55,18 +50,79 @@ export class HypercallBridge {
     return this.probing;
   }
 
+  /** The interface reports go through now: the proven one, else the first of the table. */
+  current(): HypervisorInterface {
+    const proven = this.proven;
+    return (proven && proven.kind !== 'unsupported' ? this.interfaces.find((each) => each.name === proven.kind) : undefined) ?? this.interfaces[0]!;
+  }
+
+  /** The current interface's rules on a report (what the daemon judges a layout by, once). */
+  check(report: PmemReport, alreadyAdded: readonly PmemReport[]): RuleCheck {
+    return this.current().check(report, alreadyAdded);
+  }
+
+  /** The name of the interface reports go through. */
+  interfaceName(): string {
+    return this.current().name;
+  }
+
+  /** An add in the current interface's own words, for logs. */
+  describe(report: PmemReport): string {
+    return this.current().describe(report);
+  }
+
+  /** Reports one region to Xen through the proven interface; never throws. */
+  async report(report: PmemReport): Promise<BridgeAnswer> {
+    try {
+      const ready = await this.ready();
+      if ('reason' in ready) return { kind: 'unsupported', reason: ready.reason, message: ready.message };
+      return await ready.iface.add(ready.port, report);
+    } catch (error) {
+      return { kind: 'error', errno: 0, reason: 'exception', message: `${this.current().title} failed: ${messageOf(error)}` };
+    }
+  }
+
+  /** Every region Xen holds, or why that cannot be known. */
+  held(): Promise<Query<HeldRegion[]>> {
+    return this.query((iface, port) => iface.regions(port));
+  }
+
+  /** Who holds the data frames of `range`, or why that cannot be known. */
+  owners(range: PfnRange): Promise<Query<OwnerRun[]>> {
+    return this.query((iface, port) => iface.owners(port, range));
+  }
+
+  /** Releases the port once the calls under way have answered. */
+  close(): void {
+    if (this.opening?.kind === 'opened') this.opening.port.close();
+  }
+
+  private async query<T>(ask: (iface: HypervisorInterface, port: HypercallPort) => Promise<Query<T>>): Promise<Query<T>> {
+    try {
+      const ready = await this.ready();
+      if ('reason' in ready) return { kind: 'unavailable', reason: ready.reason, message: ready.message };
+      return await ask(ready.iface, ready.port);
+    } catch (error) {
+      return { kind: 'unavailable', reason: 'exception', message: `asking Xen what it holds failed: ${messageOf(error)}` };
+    }
+  }
+
+  private async ready(): Promise<{ iface: HypervisorInterface; port: HypercallPort } | { reason: string; message: string }> {
+    const capability = await this.capability();
+    if (capability.kind === 'unsupported') return capability;
+    // capability() proved an interface, so the port is open.
+    return { iface: this.current(), port: (this.opening as Extract<PortOpening, { kind: 'opened' }>).port };
+  }
+
   private async probe(): Promise<Capability> {
-    if (!this.port) {
-      return {
-        kind: 'unsupported',
-        reason: 'not-dom0',
-        message: this.options.unavailable ?? 'no hypercall interface: this is not a Xen Dom0',
-      };
+    this.opening ??= this.open();
+    if (this.opening.kind !== 'opened') {
+      return { kind: 'unsupported', reason: 'not-dom0', message: this.opening.message };
     }
     try {
-      return await this.probeWith(this.port);
+      return await this.probeWith(this.opening.port);
     } catch (error) {
-      return probeFailed(`probing the hypervisor failed inside libxencall: ${(error as Error).message}`);
+      return probeFailed(`probing the hypervisor failed inside libxencall: ${messageOf(error)}`);
     }
   }
 
@@ -93,46 +149,5 @@ export class HypercallBridge {
       if (presence.reason === 'probe-failed') unproven ??= answer;
     }
     return unproven ?? first ?? probeFailed('no hypervisor interface is known to this bridge');
-  }
-
-  /** The interface reports go through now: the proven one, else the first of the table. */
-  private current(): HypervisorInterface {
-    const proven = this.proven;
-    return (proven && proven.kind !== 'unsupported' ? this.interfaces.find((each) => each.name === proven.kind) : undefined) ?? this.interfaces[0]!;
-  }
-
-  /**
-   * Reports one region to Xen. `alreadyReported` holds the regions this side believes Xen has;
-   * it only shapes the explanation of a refusal. Refusing a request that breaks the rules before
-   * calling is the caller's choice (the interface's `check`); this sends what it is given.
-   */
-  async report(req: PmemReport, alreadyReported: PfnRange[]): Promise<BridgeAnswer> {
-    try {
-      return await this.reportUnguarded(req, alreadyReported);
-    } catch (error) {
-      return { kind: 'error', errno: 0, reason: 'exception', message: `${this.current().title} failed: ${(error as Error).message}` };
-    }
-  }
-
-  private async reportUnguarded(req: PmemReport, alreadyReported: PfnRange[]): Promise<BridgeAnswer> {
-    if (this.options.dryRun) {
-      const iface = this.current();
-      const verdict = iface.check(req, alreadyReported);
-      return {
-        kind: 'dry-run',
-        message: `dry run, no hypercall made: ${iface.title} ${iface.describe(req)}; ${
-          verdict.ok ? 'the pmem hypervisor would accept it' : `the pmem hypervisor would refuse it (rule ${verdict.rule}: ${verdict.message})`
-        }`,
-      };
-    }
-
-    const capability = await this.capability();
-    if (capability.kind === 'unsupported') {
-      return { kind: 'unsupported', reason: capability.reason, message: capability.message };
-    }
-    const iface = this.current();
-    // capability() proved an interface, so a port exists.
-    const result = await iface.send(this.port!, iface.encode(req));
-    return iface.readAnswer(req, result, alreadyReported);
   }
 }

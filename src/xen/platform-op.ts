@@ -1,6 +1,9 @@
-// The wire format of `struct xen_platform_op` for XENPF_pmem_add, as defined by the public pmem
-// RFC for Xen. Pure: no I/O. This module is the spec of those 136 bytes; the pmem_add interface
-// (src/xen/interfaces/pmem-add.ts) and the test hypervisor both follow it.
+// RETIRED. The wire format of XENPF_pmem_add (platform op 64) of the 2016 pmem RFC for Xen. No
+// hypervisor implements it any more (upstream Xen gave op 64 to XENPF_get_dom0_console in 4.18)
+// and nothing in the product sends it: reports go through XENPF_pmem, op 67
+// (src/xen/xenpf-pmem.ts). This module stays only because the lab's scenarios (lab/guest,
+// test/lab) still import it until they move to op 67; test/architecture.test.ts keeps every
+// other module from importing it. Delete it with their last import.
 
 import { hex, U64_MAX } from '../core/units.js';
 import type { PmemReport } from './interface.js';

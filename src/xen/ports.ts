@@ -22,3 +22,8 @@ export interface HypercallPort {
   /** No new call is accepted; the handle is released once the calls under way have answered. */
   close(): void;
 }
+
+/** Opening the port: the port, or why there is none (outside a Dom0, or without libxencall). */
+export type PortOpening =
+  | { kind: 'opened'; port: HypercallPort }
+  | { kind: 'unavailable'; reason: 'not-dom0' | 'library-missing'; message: string };

@@ -17,8 +17,8 @@ import { judgeForXen } from '../../src/daemon/decide.js';
 import type { DeviceReader } from '../../src/io/ports.js';
 import { scanDevice, type ScanOptions } from '../../src/io/scan.js';
 import type { SupportedPmemNamespace } from '../../src/sysfs/types.js';
-import { checkPmemAddLikeXen } from '../../src/xen/interfaces/pmem-add.js';
-import { encodePmemAdd } from '../../src/xen/platform-op.js';
+import { checkPmemAddLikeXen } from '../../src/xen/interfaces/xenpf-pmem.js';
+import { encodeAdd as encodePmemAdd } from '../../src/xen/xenpf-pmem.js';
 import type { MemoryImage } from './image.js';
 import { applyMutation, fuzzPlan, mutationName, namespaceFor, type FuzzPlan } from './mutate.js';
 import { oracle } from './oracle.js';
@@ -118,7 +118,7 @@ export async function checkCase(bases: MemoryImage[], plan: FuzzPlan, stats: Fuz
   if (verdict.status !== 'valid') return null;
 
   // Anything the validator accepts, Xen's own rules must accept as the daemon would send it.
-  const judgement = judgeForXen(modelFor(image, namespaceUuid ?? null), verdict, [], { kind: 'pmem-add', xenVersion: 'fuzz' });
+  const judgement = judgeForXen(modelFor(image, namespaceUuid ?? null), verdict, { ledger: [], listed: [], check: checkPmemAddLikeXen }, { kind: 'xenpf-pmem', xenVersion: 'fuzz' });
   const superpages = isAligned(image.size, HUGE_PAGE_BYTES);
   if (judgement.kind === 'report') {
     const xen = checkPmemAddLikeXen(judgement.layout.request, []);

@@ -1,12 +1,12 @@
 // The hypervisor interfaces the bridge knows, in the order it tries them: the first one the
-// hypervisor proves present is the one reports go through. One today; a second one (the RFC's
-// later sysctl, or whatever Xen upstream settles on) is a module beside pmem-add.ts and an entry
-// here, ahead of pmem-add if it is preferred (docs/hypercall.md, "A second interface").
+// hypervisor proves present is the one reports go through. One today, XENPF_pmem (platform op 67);
+// a second one is a module beside xenpf-pmem.ts and an entry here, ahead of it if it is preferred
+// when both are present (docs/hypercall.md, "A second interface").
 
-import type { Capability, HypervisorInterface, InterfaceName } from '../interface.js';
-import { pmemAdd } from './pmem-add.js';
+import type { Capability, HypervisorInterface } from '../interface.js';
+import { xenpfPmem } from './xenpf-pmem.js';
 
-export const HYPERVISOR_INTERFACES: readonly HypervisorInterface[] = [pmemAdd];
+export const HYPERVISOR_INTERFACES: readonly HypervisorInterface[] = [xenpfPmem];
 
 export function interfaceNamed(name: string): HypervisorInterface | undefined {
   return HYPERVISOR_INTERFACES.find((each) => each.name === name);
@@ -17,6 +17,6 @@ export function interfaceNamed(name: string): HypervisorInterface | undefined {
  * run, which proves nothing), the first of the table, by whose rules a layout is still judged.
  */
 export function interfaceFor(capability: Capability | null): HypervisorInterface {
-  const proven = capability !== null && capability.kind !== 'unsupported' ? interfaceNamed(capability.kind as InterfaceName) : undefined;
+  const proven = capability !== null && capability.kind !== 'unsupported' ? interfaceNamed(capability.kind) : undefined;
   return proven ?? HYPERVISOR_INTERFACES[0]!;
 }

@@ -27,7 +27,7 @@ import {
 } from 'node:fs';
 import { join, posix } from 'node:path';
 
-import { errorCode as errnoCode } from '../core/errno.js';
+import { errorCode as errnoCode } from '../../src/core/errno.js';
 
 import { describeFailure, realHost, type HostPort } from './host.js';
 import {
@@ -45,9 +45,9 @@ import {
   UNIT_TEMPLATE,
   underRoot,
   type InstallLayout,
-} from './layout.js';
+} from '../../src/install/layout.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, serializeManifest, type InstallManifest } from './manifest.js';
-import { parseRuntimeManifest, RUNTIME_MANIFEST, type RuntimeManifest } from './runtime-manifest.js';
+import { parseRuntimeManifest, RUNTIME_MANIFEST, type RuntimeManifest } from '../../src/install/runtime-manifest.js';
 
 export interface InstallOptions {
   /** The built source tree: dist/runtime (made by npm run build), systemd/, udev/. */
@@ -183,7 +183,7 @@ export function uninstall(options: UninstallOptions = {}): InstallReport {
   removeFile(root, layout.manifest);
   for (const dir of sortParentsFirst(manifest.directories).reverse()) {
     const outcome = removeDirectory(root, dir);
-    if (outcome === 'not-empty') notes.push(`kept ${dir}: it holds files that xen-pmem install did not write`);
+    if (outcome === 'not-empty') notes.push(`kept ${dir}: it holds files that install.js install did not write`);
   }
 
   for (const step of [askManagersToReload(root, reload, host), updateCatalog(root, reload, host)]) {
@@ -285,7 +285,7 @@ function refuseForeignFiles(root: string, plan: readonly PlannedFile[], ours: Re
   if (foreign.length === 0) return;
   const first = underRoot(root, foreign[0]!.target);
   const [what, them] = foreign.length > 1 ? [`${first} and ${foreign.length - 1} more files exist that were`, 'them'] : [`${first} exists and was`, 'it'];
-  throw new InstallError('would-overwrite', `${what} not written by xen-pmem install: move ${them} away first (installed under another prefix? run xen-pmem uninstall --prefix with that prefix)`);
+  throw new InstallError('would-overwrite', `${what} not written by install.js install: move ${them} away first (installed under another prefix? run install.js uninstall --prefix with that prefix)`);
 }
 
 function ensureParents(root: string, target: string, created: string[]): void {

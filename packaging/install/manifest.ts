@@ -1,11 +1,11 @@
-// The record of one installation: every file and every directory `xen-pmem install` created,
-// so that `xen-pmem uninstall` removes exactly those and nothing an operator put beside them.
+// The record of one installation: every file and every directory `install.js install` created,
+// so that `install.js uninstall` removes exactly those and nothing an operator put beside them.
 // Paths are the installed system's (without --root), so a tree staged with --root and later
 // booted as / still uninstalls cleanly.
 
 import { z } from 'zod';
 
-import { InstallError } from './layout.js';
+import { InstallError } from '../../src/install/layout.js';
 
 export const MANIFEST_FORMAT = 'xen-pmem-install';
 export const MANIFEST_VERSION = 1;
