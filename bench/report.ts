@@ -240,6 +240,30 @@ export function renderMarkdown(results: BenchResults): string {
 /** Found with `node --cpu-prof` on the daemon at N = 16 and 1024; it names the code, not the figures. */
 const ANALYSIS = `What was done, and what is left (CPU profiles of the daemon on the 16- and 1024-device hosts):
 
+- **This run: XENPF_pmem (op 67), the unbind before each add, the simpler daemon (2026-12-06).**
+  Goal 1 at N = 1024 went from 1.35× blkid (497 ms against 382 ms, run of 2026-12-02) to the figure
+  above, and goal 2's growth from 10,000 to 100,000 events from +0.3 MiB to the figure above: both
+  worse. Two things changed at once. The machine: blkid on the same fixtures took 537–640 ms here
+  against 362–392 ms then, so every figure of this run is slower by about half. And the daemon:
+  CPU profiles (\`--cpu-prof\`) of the coldplug of 1024 devices, the code before these changes
+  (commit 9a66760) and this one, built side by side and run minutes apart on this machine: 675 ms
+  against 1234 ms to READY at first, 1077 ms after the fixes below. Where the difference went:
+  each of the 512 reported devices' parent is now unbound before its add (XENPF_pmem refuses a
+  region the Dom0 still maps: an open, a write and a close of the driver's \`unbind\` per device,
+  open 75 → 136 ms in the profile); the garbage collector 63 → 199 ms (not traced to one
+  allocation yet); state.json serialized more often (storedJson 14 → 46 ms: its writes are spaced
+  100 ms apart, and the coldplug lasts longer). Fixed on the way, each measured: the unbind written
+  through the promise API (three thread-pool round trips per device; now synchronous, as sysfs is
+  read); its parent and driver found with two realpath walks over the tree (now two readlink
+  calls: realpath 126 → 44 ms); the test hypervisor rewriting its whole table of regions at each
+  add (now append-only). What would close goal 1 now: the unbind's write done in the batch for all
+  its devices before the first hypercall rather than one device at a time between them, the
+  garbage traced (a heap profile of the coldplug), state.json's writes spaced by coldplug's end
+  rather than by time. Goal 2's growth: the replay's hotplug bursts end with the namespace's
+  \`bind\` event, and for a device Xen holds that now means an unbind and an error line each time
+  (the operator's bind undone, docs/daemon.md): more work and far more log lines per event than
+  before; not yet confirmed by a heap profile.
+
 - **Done.** The first run of this bench found coldplug quadratic (11.8× blkid) because the whole
   state file was rewritten twice per pmem_add. The exactly-once ledger is now an append-only
   journal (at first one synced line per step of an add; now written in groups, goal 4 below) and state.json is written at most
