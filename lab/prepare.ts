@@ -48,6 +48,8 @@ const HOST_PACKAGES: ReadonlyArray<{ name: string; proves: string }> = [
   { name: 'udev', proves: '/usr/bin/udevadm' },
   { name: 'kmod', proves: '/usr/bin/kmod' },
   { name: 'libxencall1', proves: '/usr/lib/x86_64-linux-gnu/libxencall.so.1' },
+  // libxenctrl, for the lab's XEN_DOMCTL_iomem_permission route (lab/guest/libxenctrl.ts).
+  { name: 'libxenmisc4.17', proves: '/usr/lib/x86_64-linux-gnu/libxenctrl.so.4.17' },
   { name: 'ndctl', proves: '/usr/bin/ndctl' },
   { name: 'fdisk', proves: '/usr/sbin/sfdisk' },
   { name: 'cpio', proves: '/usr/bin/cpio' },

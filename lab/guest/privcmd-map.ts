@@ -49,6 +49,14 @@ function loadLibc(): Libc {
 
 /** Maps each frame read-only as owned by DOMID_IO and reports what Xen said about it. */
 export function mapIoFrames(frames: readonly bigint[], peekBytes = 16): FrameMapping[] {
+  return mapFrames(frames, DOMID_IO, peekBytes);
+}
+
+/**
+ * Maps each frame read-only as owned by `domid` (DOMID_IO for I/O frames, DOMID_XEN for what Xen
+ * shares with privileged guests, a domain's id for its pages) and reports what Xen said.
+ */
+export function mapFrames(frames: readonly bigint[], domid: number, peekBytes = 16): FrameMapping[] {
   const c = loadLibc();
   const count = frames.length;
   const fd = c.open('/dev/xen/privcmd', O_RDWR | O_CLOEXEC);
@@ -68,7 +76,7 @@ export function mapIoFrames(frames: readonly bigint[], peekBytes = 16): FrameMap
       });
       const batchView = new DataView(koffi.view(batch, 32));
       batchView.setUint32(0, count, true);
-      batchView.setUint16(4, DOMID_IO, true);
+      batchView.setUint16(4, domid, true);
       batchView.setBigUint64(8, koffi.address(base), true);
       batchView.setBigUint64(16, koffi.address(arr), true);
       batchView.setBigUint64(24, koffi.address(err), true);
