@@ -190,14 +190,6 @@ describe('the layering of src/', () => {
     assert.deepEqual(portsWithRuntime(join(ROOT, 'src')), []);
   });
 
-  test('the retired XENPF_pmem_add (platform op 64) is imported by no module of the product, bench, fixtures or unit tests', () => {
-    const RETIRED = new Set(['src/xen/platform-op.ts', 'src/xen/interfaces/pmem-add.ts']);
-    // Only the lab (lab/, test/lab/) and the unit test of the lab's console parser still speak op 64.
-    const users = ['src', 'bench', 'fixtures', 'test'].flatMap((dir) => importEdges(join(ROOT, dir)))
-      .filter((edge) => RETIRED.has(edge.to) && !RETIRED.has(edge.from) && !edge.from.startsWith('test/lab/') && edge.from !== 'test/xen-console.test.ts');
-    assert.deepEqual(users.map((edge) => `${edge.from} imports ${edge.to}`), []);
-  });
-
   test('the check itself fails on an upward import, a native import of logic, and a cycle', () => {
     assert.deepEqual(layerViolations([{ from: 'src/xen/bridge.ts', to: 'src/native/libxencall.ts', typeOnly: true }]).length, 1);
     assert.deepEqual(layerViolations([{ from: 'src/native/udev.ts', to: 'src/daemon/controller.ts', typeOnly: true }]).length, 1);

@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 
 import { openXencall } from '../../src/native/libxencall.js';
 import { udevEventSource } from '../../src/native/udev.js';
-import { pmemAddProbe, XENPF_PMEM_ADD, XENVER_VERSION } from '../../src/xen/platform-op.js';
+import { encodeRegion, PROBE_INDEX, XENPF_PMEM, XENVER_VERSION } from '../../src/xen/xenpf-pmem.js';
 import type { CheckResult } from './probe-checks.js';
 
 
@@ -46,23 +46,21 @@ function koffiCall(): string {
 }
 
 async function hypercalls(): Promise<string> {
-  const xencall = openXencall();
-  if ('error' in xencall) throw new Error(`${xencall.error}: ${xencall.message}`);
+  const opening = openXencall();
+  if (opening.kind !== 'opened') throw new Error(`${opening.reason}: ${opening.message}`);
+  const xencall = opening.port;
   try {
     const version = await xencall.xenVersion(XENVER_VERSION, 0);
     if (version.rc < 0) throw new Error(`xen_version failed, errno ${version.errno}`);
-    const probe = pmemAddProbe();
+    const probe = encodeRegion(PROBE_INDEX);
     const answer = await xencall.platformOp(probe);
     const xen = `${version.rc >> 16}.${version.rc & 0xffff}`;
-    // Upstream Xen has no pmem_add: -1/ENOSYS is the honest answer, except that Xen 4.18 and later
-    // define op 64 as XENPF_get_dom0_console, which answers with the size of what it wrote (40) or
-    // ENODEV. EPERM/EACCES would mean the sandbox got in the way of the ioctl.
-    const consoleOp = XENPF_PMEM_ADD === 64 && (version.rc >> 16 > 4 || (version.rc & 0xffff) >= 18);
-    if (answer.rc === -1 && answer.errno === 38) return `xen ${xen}; platform_op ${XENPF_PMEM_ADD} -> ENOSYS`;
-    if (consoleOp && (answer.rc === 40 || (answer.rc === -1 && answer.errno === 19))) {
-      return `xen ${xen}; platform_op 64 -> ${answer.rc === 40 ? 'rc 40' : 'ENODEV'} (XENPF_get_dom0_console)`;
-    }
-    throw new Error(`platform_op ${XENPF_PMEM_ADD} gave rc ${answer.rc} errno ${answer.errno} on Xen ${xen}, expected an answer from Xen (-1/ENOSYS${consoleOp ? ', or get_dom0_console\'s 40 or ENODEV' : ''})`);
+    // The daemon's own probe (region 0xffffffff of XENPF_pmem). Upstream Xen has no op 67 and
+    // answers -1/ENOSYS; the patched one answers -1/ENOENT (no_such_region). EPERM or EACCES
+    // would mean the sandbox got in the way of the ioctl.
+    if (answer.rc === -1 && answer.errno === 38) return `xen ${xen}; platform_op ${XENPF_PMEM} -> ENOSYS`;
+    if (answer.rc === -1 && answer.errno === 2) return `xen ${xen}; platform_op ${XENPF_PMEM} -> ENOENT (no_such_region)`;
+    throw new Error(`platform_op ${XENPF_PMEM} gave rc ${answer.rc} errno ${answer.errno} on Xen ${xen}, expected -1/ENOSYS or -1/ENOENT`);
   } finally {
     xencall.close();
   }

@@ -12,7 +12,7 @@ import { release } from 'node:os';
 
 import { MiB, alignDown, hex } from '../../src/core/units.js';
 import { openXencall } from '../../src/native/libxencall.js';
-import { pmemAddProbe, XENPF_PMEM_ADD, XENVER_VERSION } from '../../src/xen/platform-op.js';
+import { encodeRegion, PROBE_INDEX, XENPF_PMEM, XENVER_VERSION } from '../../src/xen/xenpf-pmem.js';
 import { snapshotNd } from './nd-snapshot.js';
 import { log, mark, putResult, uptimeSeconds, waitUntil } from './results.js';
 
@@ -144,19 +144,20 @@ async function main(): Promise<void> {
   putResult('hypercall.json', await hypercallProof());
 }
 
-/** Two real hypercalls through libxencall: xen_version, and platform_op 64 with the bridge's probe. */
+/** Two real hypercalls through libxencall: xen_version, and platform_op 67 with the daemon's probe. */
 async function hypercallProof(): Promise<Record<string, unknown>> {
-  const xencall = openXencall();
-  if ('error' in xencall) return { opened: false, error: xencall.error, message: xencall.message };
+  const opening = openXencall();
+  if (opening.kind !== 'opened') return { opened: false, error: opening.reason, message: opening.message };
+  const xencall = opening.port;
   try {
     const version = await xencall.xenVersion(XENVER_VERSION, 0);
-    const probe = pmemAddProbe();
+    const probe = encodeRegion(PROBE_INDEX);
     const answer = await xencall.platformOp(probe);
     return {
       opened: true,
       xenVersion: { rc: version.rc, major: version.rc >> 16, minor: version.rc & 0xffff },
       platformOp: {
-        cmd: XENPF_PMEM_ADD,
+        cmd: XENPF_PMEM,
         rc: answer.rc,
         errno: answer.errno,
         bufferUnchanged: Buffer.compare(probe, answer.after) === 0,
