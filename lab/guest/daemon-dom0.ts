@@ -45,9 +45,9 @@ export function monotonicUs(): bigint {
   return process.hrtime.bigint() / 1000n;
 }
 
-/** `xen-pmem install` from the built checkout, as the README tells the operator. */
+/** Installing from the built checkout, as the README tells the operator of a Dom0 without the package. */
 export function installProduct(): CommandRecord {
-  return runOk('/usr/bin/node', [join(REPO, 'dist', 'runtime', 'xen-pmem.mjs'), 'install'], 300_000);
+  return runOk('/usr/bin/node', [join(REPO, 'dist', 'packaging', 'install.js'), 'install'], 300_000);
 }
 
 /** The properties of a unit that the scenarios follow, from one `systemctl show`. */
@@ -262,7 +262,7 @@ export const TEST_HYPERVISOR = {
  * `via: 'config'` names the library in /etc/xen-pmem/config.json; `via: 'environment'` leaves that
  * file alone (the Debian package owns it as a conffile) and sets XEN_PMEM_LIBXENCALL in the drop-in.
  */
-export function installTestHypervisor(mode = 'rfc', via: 'config' | 'environment' = 'config'): void {
+export function installTestHypervisor(mode = 'pmem', via: 'config' | 'environment' = 'config'): void {
   mkdirSync(dirname(TEST_HYPERVISOR.library), { recursive: true });
   copyFileSync(join(REPO, 'dist', 'test', 'hypervisor', 'libtest-xencall.so'), TEST_HYPERVISOR.library);
   if (via === 'config') {

@@ -221,7 +221,7 @@ async function main(): Promise<void> {
     // themselves): thousands of files over 9p under emulation. Switched off in the guest, as
     // container images do; `man xen-pmem` below does not need the index.
     rmSync(MAN_DB_AUTO_UPDATE, { force: true });
-    installTestHypervisor('rfc', 'environment');
+    installTestHypervisor('pmem', 'environment');
     result.baseline = { listing: listing(), dpkg: dpkgState(), unit: unitSnapshot(), udev: udevView(disk) };
   });
 

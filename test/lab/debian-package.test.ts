@@ -251,7 +251,7 @@ test('the Debian package: built and checked on the host, then installed, upgrade
         assert.match(text, new RegExp(`^${CATALOG_PREFIX}Subject: pmem region of ${got.disk} reported to Xen$`, 'm'), text.slice(-3000));
         assert.match(text, new RegExp(`^${CATALOG_PREFIX}Xen accepted the report of ${got.disk}: the region at ${expected.regionStart}`, 'm'), 'the fields of the line are put into the text');
         assert.match(text, new RegExp(`^${CATALOG_PREFIX}Defined-By: xen-pmem$`, 'm'));
-        assert.match(text, new RegExp(`^${CATALOG_PREFIX}Subject: Xen accepts pmem reports \\(pmem-add\\)$`, 'm'), 'the hypervisor\'s line is explained too');
+        assert.match(text, new RegExp(`^${CATALOG_PREFIX}Subject: Xen accepts pmem reports \\(xenpf-pmem\\)$`, 'm'), 'the hypervisor\'s line is explained too');
         assert.deepEqual(journal.reports.map((entry) => [field(entry, 'PMEM_DEVICE'), field(entry, 'MESSAGE_ID'), field(entry, '_SYSTEMD_UNIT'), field(entry, 'PMEM_SPFN')]), [
           [got.disk, messageIdOf('reported'), 'xen-pmemd.service', expected.spfn],
         ]);
