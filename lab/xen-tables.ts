@@ -96,26 +96,37 @@ export function usableChunks(rsvSpfn: bigint, rsvEpfn: bigint): bigint {
   return start < rsvEpfn ? (rsvEpfn - start) / CHUNK_PAGES : 0n;
 }
 
+/** `sizeof(struct page_info)` on x86-64 without CONFIG_BIGMEM. */
+export const PAGE_INFO_BYTES = 32;
+const PGC_ALLOCATED = 1n << 63n;
+/** Xen's own frame, never freed to a domain's heap: what the boot-time M2P's frames are too. */
+const PGC_XEN_HEAP = 1n << 62n;
+const PGT_VALIDATED = 1n << 58n;
+
 /**
- * What is wrong with `count` page_infos as Xen leaves them for the frames of a reported region
- * (32 bytes each, as a frame-table chunk in the reserved area holds them): each must be an I/O
- * frame, count_info PGC_allocated | 1, type_info PGT_writable_page | PGT_validated | 1, and all
- * must have the same owner (dom_io). Empty when they are right.
+ * What is wrong with the page_infos of a region's frames as a frame-table chunk holds them (from
+ * the region's first frame, which starts its pdx group): every frame is no one's (all zero) but
+ * those of the M2P chunks, which Xen shares read-only with privileged guests as Xen's own frames
+ * (owner dom_xen, Xen heap, one reference, type none, validated). Empty when they are right.
  */
-export function ioPageInfoProblems(bytes: Buffer, count: number): string[] {
+export function regionPageInfoProblems(bytes: Buffer, frames: number, m2pFrames: { first: number; end: number }): string[] {
   const problems: string[] = [];
-  const owners = new Set<number>();
-  for (let i = 0; i < count && problems.length < 5; i++) {
-    const entry = bytes.subarray(i * 32, i * 32 + 32);
-    if (entry.length < 32) {
-      problems.push(`page_info ${i} lies past the ${bytes.length} bytes read`);
+  for (let i = 0; i < frames && problems.length < 5; i++) {
+    const entry = bytes.subarray(i * PAGE_INFO_BYTES, (i + 1) * PAGE_INFO_BYTES);
+    if (entry.length < PAGE_INFO_BYTES) {
+      problems.push(`page_info +0x${i.toString(16)} lies past the ${bytes.length} bytes read`);
       break;
     }
-    if (entry.readBigUInt64LE(8) !== ((1n << 63n) | 1n)) problems.push(`page_info ${i}: count_info 0x${entry.readBigUInt64LE(8).toString(16)} is not PGC_allocated | 1`);
-    if (entry.readBigUInt64LE(16) !== ((7n << 61n) | (1n << 58n) | 1n)) problems.push(`page_info ${i}: type_info 0x${entry.readBigUInt64LE(16).toString(16)} is not PGT_writable_page | PGT_validated | 1`);
-    owners.add(entry.readUInt32LE(24));
+    const countInfo = entry.readBigUInt64LE(8);
+    const typeInfo = entry.readBigUInt64LE(16);
+    const owner = entry.readUInt32LE(24);
+    if (i >= m2pFrames.first && i < m2pFrames.end) {
+      if (countInfo !== (PGC_ALLOCATED | PGC_XEN_HEAP | 1n) || typeInfo !== (PGT_VALIDATED | 1n) || owner === 0) {
+        problems.push(`frame +0x${i.toString(16)} (M2P chunk): count_info 0x${countInfo.toString(16)}, type_info 0x${typeInfo.toString(16)}, owner 0x${owner.toString(16)}; want PGC_allocated | PGC_xen_heap | 1, PGT_none | PGT_validated | 1, dom_xen`);
+      }
+    } else if (!entry.every((byte) => byte === 0)) {
+      problems.push(`frame +0x${i.toString(16)}: page_info ${entry.toString('hex')} is not all zero (no owner, no reference, no type)`);
+    }
   }
-  if (owners.has(0)) problems.push('a page_info has no owner');
-  if (owners.size > 1) problems.push(`the page_infos have ${owners.size} owners, not one (dom_io)`);
   return problems;
 }

@@ -1,18 +1,21 @@
 // Scenarios a–e on the patched hypervisor (hypervisor/, docs/hypervisor.md), which implements
-// XENPF_pmem_add: xen-pmem installed the way the README says and `systemctl enable --now
-// xen-pmemd`, then coldplug, the file system on a reported NVDIMM, a hotplug, the layouts of two
-// planners at a placement that straddles Xen's table boundaries, kill -9 between Xen's answer and
-// the ledger, and an fsdax namespace set up here. Xen's own account of each report is on its
-// console, which the host reads from the serial log; this side records what an operator sees.
+// XENPF_pmem (platform op 67): the file system on a prepared NVDIMM read before the daemon runs,
+// xen-pmem installed the way the README says and `systemctl enable --now xen-pmemd`, then
+// coldplug, a hotplug, the layouts of two planners at a placement that straddles Xen's table
+// boundaries, kill -9 with the ledger deleted (the restarted daemon has only Xen's list), and an
+// fsdax namespace set up here while the daemon is stopped. The daemon unbinds each namespace
+// before its add, so a reported disk goes away: its facts are read the moment it appears. Xen's
+// own account of each report is on its console, which the host reads from the serial log; this
+// side records what an operator sees.
 //
 // Settings (lab.env): LAB_BOOT_DISKS, the number of NVDIMMs at boot; LAB_FS_FILES, the names of
 // the files the host put on the prepared NVDIMM's file system (comma-separated).
 // Markers for the host, each asking for an NVDIMM: hotplug, hotplug-older, hotplug-current,
-// hotplug-held, hotplug-fsdax. Result: daemon-patched-xen.json, rewritten after every phase.
+// hotplug-fsdax. Result: daemon-patched-xen.json, rewritten after every phase.
 
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { PATCHED_XEN_RESULT_FILE, type CommandRecord, type Observation, type PatchedXenScenarioResult, type PlugRecord } from './daemon-results.js';
 import {
@@ -25,9 +28,6 @@ const BOOT_DISKS = Number(process.env.LAB_BOOT_DISKS ?? '3');
 const FS_FILES = (process.env.LAB_FS_FILES ?? '').split(',').filter((name) => name !== '');
 /** ndctl refuses namespace sizes that are not a multiple of the region's alignment. */
 const FALLBACK_REGION_ALIGN_BYTES = 16n * 1024n * 1024n;
-/** The crash test's hook (src/daemon/xen-pmemd.ts): a drop-in sets it, the daemon writes the marker and holds. */
-const HOLD_MARKER = join(STATE_DIR, 'held-after-report');
-const HOLD_DROP_IN = '/etc/systemd/system/xen-pmemd.service.d/hold-after-report.conf';
 const DECIDED = ['reported', 'rejected', 'unsupported', 'failed', 'retrying', 'absent'];
 
 const result: PatchedXenScenarioResult = { phase: 'start' };
@@ -44,8 +44,9 @@ async function plug(name: string, states = DECIDED): Promise<PlugRecord> {
   const requestedMonotonicUs = monotonicUs().toString();
   mark(name);
   const arrival = await waitForNewDisk(before, 90_000);
-  const decided = await waitForDeviceState(arrival.disk, states, 90_000);
+  // Before the daemon unbinds the namespace, which takes the disk away.
   const facts = diskFacts(arrival.disk);
+  const decided = await waitForDeviceState(arrival.disk, states, 90_000);
   return {
     arrival, facts, requestedMonotonicUs, udevInitializedUs: udevInitializedUs(arrival.disk), namespaceUdevInitializedUs: namespaceUdevInitializedUs(facts.namespace), decided,
   };
@@ -57,31 +58,9 @@ async function main(): Promise<void> {
     result.bootDisks = pmemDisks().map(diskFacts);
   });
 
-  await phase('install', () => {
-    // Test equipment, before install so that its daemon-reload sees it: the crash-test hook, which
-    // stays idle until the held phase arms it.
-    mkdirSync(dirname(HOLD_DROP_IN), { recursive: true });
-    writeFileSync(HOLD_DROP_IN, [
-      '# Test equipment: once armed, hold the daemon after a report Xen took, before the ledger records it.',
-      '[Service]',
-      `Environment=XEN_PMEM_TEST_HOLD_AFTER_REPORT=${HOLD_MARKER}`,
-      '',
-    ].join('\n'));
-    const command = installProduct();
-    // For a Type=notify unit this returns once the daemon sent READY=1 (or failed).
-    const enable = runOk('systemctl', ['enable', '--now', UNIT], 180_000);
-    result.install = { command, enable, unitAfterEnable: unitSnapshot() };
-  });
-
-  await phase('coldplug', async () => {
-    await waitForColdplug(result.install!.unitAfterEnable.properties.MainPID ?? '');
-    const perDevice: Record<string, ReturnType<typeof unitJournal>['entries']> = {};
-    for (const facts of result.bootDisks ?? []) perDevice[facts.disk] = unitJournal([`PMEM_DEVICE=${facts.disk}`]).entries;
-    result.coldplug = { ...observe(), perDevice };
-  });
-
   await phase('filesystem', () => {
-    // The one boot disk whose first partition holds a file system: the host made it.
+    // The one boot disk whose first partition holds a file system: the host made it. Read before
+    // the daemon starts: once Xen holds the region the Dom0 has no route to it.
     const disk = (result.bootDisks ?? []).map((facts) => facts.disk)
       .find((name) => run('blkid', ['-o', 'value', '-s', 'TYPE', `/dev/${name}p1`]).stdout.trim() === 'ext4');
     if (!disk) throw new Error('no boot disk has an ext4 file system on its first partition');
@@ -96,6 +75,20 @@ async function main(): Promise<void> {
     result.filesystem = { disk, partition, mount, files, unmount };
   });
 
+  await phase('install', () => {
+    const command = installProduct();
+    // For a Type=notify unit this returns once the daemon sent READY=1 (or failed).
+    const enable = runOk('systemctl', ['enable', '--now', UNIT], 180_000);
+    result.install = { command, enable, unitAfterEnable: unitSnapshot() };
+  });
+
+  await phase('coldplug', async () => {
+    await waitForColdplug(result.install!.unitAfterEnable.properties.MainPID ?? '');
+    const perDevice: Record<string, ReturnType<typeof unitJournal>['entries']> = {};
+    for (const facts of result.bootDisks ?? []) perDevice[facts.disk] = unitJournal([`PMEM_DEVICE=${facts.disk}`]).entries;
+    result.coldplug = { ...observe(), perDevice };
+  });
+
   await phase('hotplug', async () => {
     const unitBefore = unitSnapshot();
     const plugged = await plug('hotplug', ['reported', 'rejected', 'unsupported', 'failed']);
@@ -103,26 +96,22 @@ async function main(): Promise<void> {
   });
 
   await phase('straddling', async () => {
-    // The older planner's layout: Xen's answer is ENOMEM, which the daemon retries.
+    // The older planner's layout: Xen's answer is ENOSPC reserved_exhausted, a rejection.
     const older = await plug('hotplug-older', ['retrying', 'reported', 'rejected', 'failed']);
     const current = await plug('hotplug-current', ['reported', 'retrying', 'rejected', 'failed']);
     result.straddling = { older, current, observation: observe() };
   });
 
-  await phase('held', async () => {
-    writeFileSync(`${HOLD_MARKER}.armed`, '');
-    const before = unitSnapshot();
-    const disks = pmemDisks();
-    mark('hotplug-held');
-    const arrival = await waitForNewDisk(disks, 90_000);
-    await waitUntil('the daemon to hold after Xen took the report', () => existsSync(HOLD_MARKER), 90_000);
-    const marker = readFileSync(HOLD_MARKER, 'utf8').trim();
+  await phase('restart', async () => {
+    const before = observe();
     const kill = runOk('systemctl', ['kill', '-s', 'KILL', UNIT]);
-    // RestartSec=5s, then a node start and coldplug, which confirms the held report.
+    // The ledger gone as well: the restarted daemon can only ask Xen what it holds.
+    rmSync(join(STATE_DIR, 'ledger.jsonl'), { force: true });
+    // RestartSec=5s, then a node start and coldplug.
     const restarted = await waitForUnit('restarted', (s) => s.properties.ActiveState === 'active'
-      && s.properties.MainPID !== before.properties.MainPID && s.properties.MainPID !== '0', 180_000, UNIT, () => daemonReady(before.properties.MainPID));
+      && s.properties.MainPID !== before.unit.properties.MainPID && s.properties.MainPID !== '0', 180_000, UNIT, () => daemonReady(before.unit.properties.MainPID));
     await waitForColdplug(restarted.properties.MainPID ?? '');
-    result.held = { arrival, facts: diskFacts(arrival.disk), marker, before, kill, after: observe() };
+    result.restart = { before, kill, after: observe() };
   });
 
   await phase('fsdax', async () => {
@@ -133,7 +122,10 @@ async function main(): Promise<void> {
     const raw = await waitForNewDisk(disksBefore, 90_000);
     const region = ndRegions().find((name) => !regionsBefore.includes(name));
     if (!region) throw new Error(`the hotplugged NVDIMM brought no new nd region (have ${ndRegions().join(' ')})`);
-    await waitForDeviceState(raw.disk, ['absent'], 60_000);
+    const rawDecided = await waitForDeviceState(raw.disk, ['absent'], 60_000);
+    // Stopped while the namespace is made and set up, so that the disk and its super block can be
+    // read before the daemon's start reports it (and unbinds it).
+    runOk('systemctl', ['stop', UNIT]);
     const ndctl: CommandRecord[] = [];
     const step = (args: string[]): CommandRecord => {
       const record = run('ndctl', args);
@@ -154,14 +146,15 @@ async function main(): Promise<void> {
     // --map=mem: with the memmap on the device (--map=dev) the probe fails in a PV Dom0 (no PSE).
     step(['create-namespace', '--mode=fsdax', '--map=mem', `--region=${region}`, `--size=${size}`]);
     const disk = await waitForFsdaxDisk(region, 60_000);
-    // The disk keeps its name through disable-region and create-namespace: only a decision made
-    // after the setup counts.
-    const setupAt = new Date().toISOString();
     const setup = run(XEN_PMEM, ['setup', `/dev/${disk}`]);
     if (setup.status !== 0) throw new Error(`xen-pmem setup /dev/${disk} failed (${setup.status}): ${setup.stderr.trim()}`);
-    await waitForDeviceState(disk, ['reported', 'rejected', 'unsupported', 'failed', 'retrying'], 60_000, setupAt);
     const inspect = run(XEN_PMEM, ['inspect', `/dev/${disk}`, '--json']);
-    result.fsdax = { ...observe(), disk, facts: diskFacts(disk), ndctl, setup, inspect: JSON.parse(inspect.stdout) };
+    const facts = diskFacts(disk);
+    const startedAt = new Date().toISOString();
+    runOk('systemctl', ['start', UNIT], 180_000);
+    await waitForColdplug(unitSnapshot().properties.MainPID ?? '');
+    await waitForDeviceState(disk, ['reported', 'rejected', 'unsupported', 'failed', 'retrying'], 60_000, startedAt);
+    result.fsdax = { ...observe(), raw: { disk: raw.disk, decided: rawDecided }, disk, facts, ndctl, setup, inspect: JSON.parse(inspect.stdout) };
   });
   result.phase = 'done';
   putResult(PATCHED_XEN_RESULT_FILE, result);

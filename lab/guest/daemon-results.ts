@@ -309,21 +309,20 @@ export interface PatchedXenScenarioResult {
     /** `journalctl -u xen-pmemd PMEM_DEVICE=<disk> -o json` for every disk present at boot. */
     perDevice: Record<string, JournalEntry[]>;
   };
-  /** The file system on the prepared NVDIMM's data partition, mounted read-only after the add. */
+  /** The file system on the prepared NVDIMM's data partition, mounted read-only before the daemon starts. */
   filesystem?: { disk: string; partition: string; mount: CommandRecord; files: Record<string, string>; unmount: CommandRecord };
   hotplug?: PlugRecord & { journal: JournalEntry[]; unitBefore: UnitSnapshot; unitAfter: UnitSnapshot };
   /** An older planner's layout, then this planner's, each straddling a pdx group and an M2P slot. */
   straddling?: { older: PlugRecord; current: PlugRecord; observation: Observation };
-  /** kill -9 between Xen taking a report and the ledger recording it. */
-  held?: {
-    arrival: DiskArrival;
-    facts: DiskFacts;
-    marker: string;
-    before: UnitSnapshot;
+  /** kill -9 after the adds, the ledger deleted: the restarted daemon has only Xen's word. */
+  restart?: {
+    before: Observation;
     kill: CommandRecord;
     after: Observation;
   };
   fsdax?: Observation & {
+    /** The raw disk the label-less region first gave, and what the daemon made of it. */
+    raw: { disk: string; decided: { state: string; reason: string; since: string } };
     disk: string;
     facts: DiskFacts;
     /** The ndctl steps: init-labels on the hotplugged DIMM, then create-namespace. */

@@ -1,16 +1,16 @@
 // End-to-end scenarios a–e on the patched hypervisor (hypervisor/, built by lab/hypervisor.ts),
-// which implements XENPF_pmem_add: real Xen, real udev, systemd and journald, xen-pmem installed
-// the way the README says. What the daemon says (journal, status, ledger) is held against what
-// Xen says on its console (one `pmem: added` or `pmem: refused` line per report, read from the
-// serial log) and against what the host finds in the image files after the boot.
+// which implements XENPF_pmem (platform op 67): real Xen, real udev, systemd and journald,
+// xen-pmem installed the way the README says. What the daemon says (journal, status, ledger) is
+// held against what Xen says on its console (one `pmem: added` or `pmem: refused` line per add,
+// read from the serial log) and against what the host finds in the image files after the boot.
 //
 // NVDIMMs at boot: nv0 prepared on the host with an ext4 file system on its data partition, nv1
 // blank. Hotplugged: nv2 prepared (b); `older` with the reserved area xen-pmem 0.1.0's planner
 // made (44 bytes a page rounded to 2 MiB) and `current` with this planner's, each placed by
-// address across a 256 MiB pdx group and a 1 GiB M2P slot boundary (d); nv3 prepared while a
-// fault hook holds the daemon between Xen's answer and the ledger (c); nv4 labelled, set up as
-// fsdax in the Dom0. The Dom0 is the lab's default, Debian 13 (the patched hypervisor is Debian 12's
-// Xen 4.17 with the series, lab/hypervisor.ts).
+// address across a 256 MiB pdx group and a 1 GiB M2P slot boundary (d); nv4 labelled, set up as
+// fsdax in the Dom0. Then kill -9 with the ledger deleted (c). The Dom0 is the lab's default,
+// Debian 13, on the newest base the series can be built on here (lab/hypervisor.ts: 4.20 when
+// its source is at hand, else 4.17; docs/lab.md).
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -25,7 +25,7 @@ import {
   expectedLayout, field, hotplugOrder, journalFieldsOf, outcomeEntries, PATCHED_XEN_RESULT_FILE,
   type DiskFacts, type ExpectedLayout, type PatchedXenScenarioResult, type StatusDevice, type StatusJson, type SuperblockOffsets,
 } from '../../lab/guest/daemon-results.js';
-import { preparePatchedXen } from '../../lab/hypervisor.js';
+import { prepareNewestPatchedXen } from '../../lab/hypervisor.js';
 import {
   blankImage, filesystemOnData, layoutChecksums, nvdimmPlacement, perPageReservedBytes, preparedImage, readImageBytes, shrunkReservedImage, type PlacedNvdimm,
 } from '../../lab/nvdimm-images.js';
@@ -34,7 +34,7 @@ import { readRun, waitForMarkerOrEnd, type ScenarioRun } from '../../lab/scenari
 import { describePhaseTimes, phaseTimes } from '../../lab/timeline.js';
 import { withLab } from '../../lab/vm.js';
 import { parseXenPmemLines, type XenPmemLine } from '../../lab/xen-console.js';
-import { ioPageInfoProblems } from '../../lab/xen-tables.js';
+import { CHUNK_PAGES, regionPageInfoProblems } from '../../lab/xen-tables.js';
 import { labAvailability } from './lab-available.js';
 import { assertFields, guestFailure } from './scenario-asserts.js';
 
@@ -53,14 +53,15 @@ interface Collected extends ScenarioRun<PatchedXenScenarioResult> {
   serial: string;
 }
 
-test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two planners, kill -9 after an add, fsdax', { timeout: 1_200_000 }, async (t) => {
+test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two planners, kill -9 with the ledger lost, fsdax', { timeout: 1_200_000 }, async (t) => {
   const availability = await labAvailability();
   if ('skip' in availability) {
     t.skip(availability.skip);
     return;
   }
   const log = stderrProgress('patched-xen daemon');
-  const xen = await preparePatchedXen({ log });
+  const { xen, fallback } = await prepareNewestPatchedXen(log);
+  if (fallback !== null) t.diagnostic(`on Xen 4.17 with the series: ${fallback}`);
   const images = await mkdtemp(join(tmpdir(), 'xen-pmem-lab-images-'));
   const image = (id: string) => join(images, `${id}.img`);
   const startedAt = Date.now();
@@ -77,7 +78,6 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     superblocks.set('nv2', preparedImage(image('nv2'), SIZE));
     superblocks.set('older', shrunkReservedImage(image('older'), SIZE, perPageReservedBytes(SIZE)));
     superblocks.set('current', preparedImage(image('current'), SIZE));
-    superblocks.set('nv3', preparedImage(image('nv3'), SIZE));
 
     collected = await withLab({
       artifacts: availability.artifacts,
@@ -86,7 +86,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
         { id: 'nv0', imagePath: image('nv0'), sizeBytes: SIZE },
         { id: 'nv1', imagePath: image('nv1'), sizeBytes: SIZE },
       ],
-      hotplugSlots: 5,
+      hotplugSlots: 4,
       hotplugBytes: 10n * GiB,
       scenario: 'daemon-patched-xen',
       xenArgs: ['loglvl=all', 'guest_loglvl=all'],
@@ -98,7 +98,6 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
         ['hotplug', () => lab.hotplugNvdimm({ id: 'nv2', imagePath: image('nv2'), sizeBytes: SIZE })],
         ['hotplug-older', () => lab.hotplugNvdimm({ id: 'older', imagePath: image('older'), sizeBytes: SIZE, address: OLDER_AT })],
         ['hotplug-current', () => lab.hotplugNvdimm({ id: 'current', imagePath: image('current'), sizeBytes: SIZE, address: CURRENT_AT })],
-        ['hotplug-held', () => lab.hotplugNvdimm({ id: 'nv3', imagePath: image('nv3'), sizeBytes: SIZE })],
         ['hotplug-fsdax', () => lab.hotplugNvdimm({ id: 'nv4', imagePath: image('nv4'), sizeBytes: FSDAX_SIZE, labelSizeBytes: 128n * KiB })],
       ];
       for (const [marker, plugIn] of plugs) {
@@ -162,7 +161,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
   await t.test('a. coldplug: the prepared NVDIMM is reported, and Xen took the six PFNs its journal line names; the blank one is absent and Xen never heard of it', () => {
     assert.ok(got.coldplug && got.install, `no coldplug result (guest stopped in phase ${got.phase})`);
     assert.deepEqual([got.install.unitAfterEnable.properties.ActiveState, got.install.unitAfterEnable.properties.UnitFileState], ['active', 'enabled']);
-    assert.equal(got.coldplug.status.daemon.capability?.kind, 'pmem-add', 'the probe proved pmem_add on the patched Xen');
+    assert.equal(got.coldplug.status.daemon.capability?.kind, 'xenpf-pmem', 'the probe proved XENPF_pmem on the patched Xen');
     const facts = diskOf('nv0', got.bootDisks ?? []);
     const layout = expected('nv0', facts);
     const [line, ...more] = outcomeEntries(got.coldplug.journal, facts.disk);
@@ -179,7 +178,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     assert.deepEqual(xenAbout(blankSpfn).map((l) => l.line), [], 'Xen saw nothing for the blank NVDIMM');
   });
 
-  await t.test('e. the data survives: the file system mounts read-only in the Dom0 after the add and its files read back; on the host every checksum matches and the reserved area holds Xen\'s tables', () => {
+  await t.test('e. the data survives: the file system read in the Dom0 before the add; on the host after the boot every checksum matches and the reserved area holds Xen\'s tables', () => {
     const fs = got.filesystem;
     assert.ok(fs, `no file system result (guest stopped in phase ${got.phase})`);
     assert.equal(fs.disk, diskOf('nv0', got.bootDisks ?? []).disk, 'the file system is on nv0');
@@ -192,7 +191,8 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     const added = xenAbout(hex(BigInt(diskOf('nv0', got.bootDisks ?? []).namespaceResource) >> 12n), 'added')[0];
     assert.ok(added?.kind === 'added');
     assert.deepEqual(added.chunks, { frameTable: 1, m2p: 1, compatM2p: 0 });
-    assert.deepEqual(ioPageInfoProblems(nv0Tables.subarray(0, Number(2n * MiB)), 65536), []);
+    const m2pFirst = Number(added.request.rsvSpfn - added.request.spfn + CHUNK_PAGES);
+    assert.deepEqual(regionPageInfoProblems(nv0Tables.subarray(0, Number(2n * MiB)), 65536, { first: m2pFirst, end: m2pFirst + Number(CHUNK_PAGES) }), []);
     assert.ok(nv0Tables.subarray(Number(2n * MiB)).every((byte) => byte === 0xff), 'the M2P chunk is not all INVALID_M2P_ENTRY');
   });
 
@@ -219,19 +219,19 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     assert.equal(hotplug.unitAfter.properties.NRestarts, hotplug.unitBefore.properties.NRestarts, 'without a restart');
   });
 
-  await t.test('d. across Xen\'s table boundaries an older planner\'s reserve is too small (Xen: ENOMEM, the daemon retries) and this planner\'s is enough', () => {
+  await t.test('d. across Xen\'s table boundaries an older planner\'s reserve is too small (Xen: ENOSPC reserved_exhausted, rejected with Xen\'s numbers) and this planner\'s is enough', () => {
     const straddling = got.straddling;
     assert.ok(straddling, `no straddling result (guest stopped in phase ${got.phase})`);
     const older = diskOf('older', [straddling.older.facts]);
     const olderLayout = expected('older', older);
     assert.equal(BigInt(olderLayout.regionStart), OLDER_AT);
-    assert.deepEqual([straddling.older.decided.state, straddling.older.decided.reason], ['retrying', 'enomem']);
+    assert.deepEqual([straddling.older.decided.state, straddling.older.decided.reason], ['rejected', 'reserved-exhausted']);
     const refused = xenAbout(olderLayout.spfn, 'refused');
-    assert.ok(refused.length >= 1, 'Xen printed no refusal for the older layout');
+    assert.equal(refused.length, 1, 'Xen printed one refusal for the older layout: a rejection is not retried');
     assert.equal(xenAbout(olderLayout.spfn, 'added').length, 0, 'Xen took nothing of it');
     const first = refused[0]!;
     assert.ok(first.kind === 'refused');
-    assert.deepEqual([first.errno, first.reason], ['ENOMEM', 'reserved-exhausted']);
+    assert.deepEqual([first.errno, first.reason], ['ENOSPC', 'reserved-exhausted']);
     // Two pdx groups and two M2P slots: four chunks, 0x800 pages; the older planner kept 4 MiB, 0x400.
     assert.match(first.message, /the tables need 0x800 pages in 2 MiB chunks \(frame table 2, M2P 2, compat M2P 0\)/);
     t.diagnostic(`older planner at ${hex(OLDER_AT)}: ${first.message}`);
@@ -250,23 +250,19 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     t.diagnostic(`this planner at ${hex(CURRENT_AT)}: Xen used ${hex(added.reservedPagesUsed)} of ${hex(added.reservedPages)} reserved pages`);
   });
 
-  await t.test('c. kill -9 between Xen\'s answer and the ledger: the restarted daemon confirms the add from Xen\'s overlap refusal, and Xen took one add for the region', () => {
-    const held = got.held;
-    assert.ok(held, `no held result (guest stopped in phase ${got.phase})`);
-    assert.match(held.marker, new RegExp(`^${held.before.properties.MainPID} ${held.facts.disk}$`), 'the daemon held on the new disk');
-    assert.notEqual(held.after.unit.properties.MainPID, held.before.properties.MainPID);
-    const facts = diskOf('nv3', [held.facts]);
-    const layout = expected('nv3', facts);
-    const device = statusOf(held.after.status, facts.disk);
-    assert.deepEqual([device.state, device.reason], ['reported', 'reported-before-restart']);
-    assert.equal(xenAbout(layout.spfn, 'added').length, 1, 'one accepted add for the region over the whole boot');
-    const confirming = xenAbout(layout.spfn, 'refused');
-    assert.equal(confirming.length, 1, confirming.map((l) => l.line).join('\n'));
-    const refusal = confirming[0]!;
-    assert.ok(refusal.kind === 'refused' && refusal.rule === 5 && refusal.reason === 'overlaps-added-region', refusal.line);
-    const ledger = held.after.ledger.filter((text) => text.includes(`"spfn":"${layout.spfn}"`));
-    assert.ok(ledger.some((text) => text.includes('"op":"reported"')), ledger.join('\n'));
-    assert.ok(!ledger.some((text) => text.includes('"op":"pending"')) || ledger.findIndex((text) => text.includes('"op":"reported"')) > ledger.findIndex((text) => text.includes('"op":"pending"')), 'the pending entry is resolved');
+  await t.test('c. kill -9 with the ledger deleted: systemd restarts the daemon, which asks Xen what it holds, reports nothing again and still shows every reported device', () => {
+    const restart = got.restart;
+    assert.ok(restart, `no restart result (guest stopped in phase ${got.phase})`);
+    assert.notEqual(restart.after.unit.properties.MainPID, restart.before.unit.properties.MainPID);
+    assert.equal(Number(restart.after.unit.properties.NRestarts), Number(restart.before.unit.properties.NRestarts) + 1);
+    const reportedBefore = restart.before.status.devices.filter((device) => device.state === 'reported').map((device) => device.device).sort();
+    assert.equal(reportedBefore.length, 3, `reported before the kill: ${reportedBefore.join(' ')} (nv0, nv2, current)`);
+    const after = new Map(restart.after.status.devices.map((device) => [device.device, device]));
+    assert.deepEqual(reportedBefore.map((disk) => [disk, after.get(disk)?.state]), reportedBefore.map((disk) => [disk, 'reported']));
+    const pid = restart.after.unit.properties.MainPID;
+    const sentAgain = restart.after.journal.filter((entry) => String(entry._PID) === pid && field(entry, 'PMEM_STATE') === 'reported' && field(entry, 'PMEM_REASON') === 'reported');
+    assert.deepEqual(sentAgain.map((entry) => entry.MESSAGE), [], 'the restarted daemon sent no add');
+    t.diagnostic(`restarted daemon (pid ${pid}): ${restart.after.journal.filter((entry) => String(entry._PID) === pid).map((entry) => entry.MESSAGE).join(' | ')}`);
   });
 
   await t.test('fsdax: a namespace set up in the Dom0 is reported through its pfn device, and Xen took its PFNs', () => {
@@ -280,6 +276,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     assert.equal(inspected.status, 'valid');
     const layout = expectedLayout(facts, inspected.superblock);
     assert.equal(BigInt(layout.regionStart), BigInt(facts.pfnResource!), 'the region starts at the pfn device\'s data');
+    assert.equal(fsdax.raw.decided.state, 'absent', 'the label-less region\'s raw disk holds no super block');
     const device = statusOf(fsdax.status, fsdax.disk);
     assert.deepEqual([device.state, device.reason, device.mode], ['reported', 'reported', 'fsdax']);
     const [line] = outcomeEntries(fsdax.journal, fsdax.disk, 'reported');
@@ -291,7 +288,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     const accepted = new Map<string, number>();
     for (const line of xenLines.filter((entry) => entry.kind === 'added')) accepted.set(hex(line.request.spfn), (accepted.get(hex(line.request.spfn)) ?? 0) + 1);
     assert.deepEqual([...accepted.entries()].filter(([, count]) => count > 1), []);
-    assert.equal(accepted.size, 5, `accepted: ${[...accepted.keys()].join(' ')} (nv0, nv2, current, nv3, fsdax)`);
+    assert.equal(accepted.size, 4, `accepted: ${[...accepted.keys()].join(' ')} (nv0, nv2, current, fsdax)`);
     assert.deepEqual(xenLines.filter((line) => line.kind === 'refused' && line.reason === 'unparsed').map((line) => line.line), []);
     assert.deepEqual(collected.serial.split('\n').filter((line) => /Panic|FATAL|Xen BUG|Assertion '/.test(line)), []);
   });

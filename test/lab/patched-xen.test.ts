@@ -34,13 +34,12 @@ import { stderrProgress } from '../../lab/progress.js';
 import { readRun, type ScenarioRun } from '../../lab/scenario-run.js';
 import { withLab } from '../../lab/vm.js';
 import { parseXenFirmwareRanges, parseXenPmemLines } from '../../lab/xen-console.js';
-import { CHUNK_PAGES, chunkTotal } from '../../lab/xen-tables.js';
+import { CHUNK_PAGES, chunkTotal, regionPageInfoProblems } from '../../lab/xen-tables.js';
 import { buildTestHypervisor } from '../hypervisor/build.js';
 import { labAvailability } from './lab-available.js';
 import { guestFailure } from './scenario-asserts.js';
 
 const EBUSY = 16;
-const PAGE_INFO_BYTES = 32;
 const CHUNK_BYTES = Number(CHUNK_PAGES) * 4096;
 
 interface Collected extends ScenarioRun<XenAbiResult> {
@@ -52,35 +51,6 @@ interface Collected extends ScenarioRun<XenAbiResult> {
 /** The part of an answer a row's expectation speaks of. */
 function verdict(got: Answer): { errno: string; reason: string | null } {
   return { errno: got.errno, reason: got.reason === 'none' ? null : got.reason };
-}
-
-const PGC_ALLOCATED = 1n << 63n;
-/** Xen's own frame, never freed to a domain's heap: what the boot-time M2P's frames are too. */
-const PGC_XEN_HEAP = 1n << 62n;
-const PGT_VALIDATED = 1n << 58n;
-
-/**
- * What is wrong with the page_infos of a region's frames as a frame-table chunk holds them (from
- * the region's first frame, which starts its pdx group): every frame is no one's (all zero) but
- * those of the M2P chunks, which Xen shares read-only with privileged guests as Xen's own frames
- * (owner dom_xen, Xen heap, one reference, type none, validated). Empty when they are right.
- */
-function regionPageInfoProblems(bytes: Buffer, frames: number, m2pFrames: { first: number; end: number }): string[] {
-  const problems: string[] = [];
-  for (let i = 0; i < frames && problems.length < 5; i++) {
-    const entry = bytes.subarray(i * PAGE_INFO_BYTES, (i + 1) * PAGE_INFO_BYTES);
-    const countInfo = entry.readBigUInt64LE(8);
-    const typeInfo = entry.readBigUInt64LE(16);
-    const owner = entry.readUInt32LE(24);
-    if (i >= m2pFrames.first && i < m2pFrames.end) {
-      if (countInfo !== (PGC_ALLOCATED | PGC_XEN_HEAP | 1n) || typeInfo !== (PGT_VALIDATED | 1n) || owner === 0) {
-        problems.push(`frame +0x${i.toString(16)} (M2P chunk): count_info 0x${countInfo.toString(16)}, type_info 0x${typeInfo.toString(16)}, owner 0x${owner.toString(16)}; want PGC_allocated | PGC_xen_heap | 1, PGT_none | PGT_validated | 1, dom_xen`);
-      }
-    } else if (!entry.every((byte) => byte === 0)) {
-      problems.push(`frame +0x${i.toString(16)}: page_info ${entry.toString('hex')} is not all zero (no owner, no reference, no type)`);
-    }
-  }
-  return problems;
 }
 
 function report(facts: { spfn: string; epfn: string }): PfnRange {
