@@ -25,8 +25,8 @@ import {
 } from './guest/daemon-results.js';
 import { LabError } from './errors.js';
 import { blankImage, nvdimmPlacement, preparedImage, type PlacedNvdimm } from './nvdimm-images.js';
-import { preparePatchedXen, type PatchedXen } from './hypervisor.js';
-import { DEFAULT_DOM0, DOM0_RELEASES, prepareLab, repositoryDir, type Dom0Release, type LabArtifacts } from './prepare.js';
+import { prepareNewestPatchedXen, type PatchedXen } from './hypervisor.js';
+import { DEFAULT_DOM0, DOM0_RELEASES, prepareLab, repositoryDir, type Dom0Release } from './prepare.js';
 import { readRun, waitForMarkerOrEnd, type ScenarioRun } from './scenario-run.js';
 import { describePhaseTimes, phaseTimes } from './timeline.js';
 import { withLab } from './vm.js';
@@ -60,14 +60,14 @@ function progress(line: string): void {
 }
 
 /**
- * The hypervisor for a Dom0 release: one that implements the pmem platform op. Only Debian 12's
- * Xen 4.17 with hypervisor/'s series exists today, and it boots both Dom0 releases. When
- * lab/hypervisor.ts builds the series on Debian 13's Xen 4.20 (its source through the lab's
- * private trixie list, artifacts.releases.debian13.xen.config as the configuration), this is where
- * the Debian 13 Dom0 takes it.
+ * The hypervisor: the newest base with hypervisor/'s series that can be built here. Debian 13's
+ * Xen 4.20 when its source is at hand (the archive, or XEN_PMEM_XEN_SOURCE), else Debian 12's
+ * 4.17 with the same series, saying why. Either boots both Dom0 releases.
  */
-async function demoHypervisor(_release: Dom0Release, _artifacts: LabArtifacts): Promise<PatchedXen> {
-  return preparePatchedXen({ log: progress });
+async function demoHypervisor(): Promise<PatchedXen> {
+  const { xen, fallback } = await prepareNewestPatchedXen(progress);
+  if (fallback !== null) progress(`Xen 4.20 cannot be built here (${fallback}); the demo boots Xen 4.17 with the same series`);
+  return xen;
 }
 
 function dom0FromArguments(): Dom0Release | string {
@@ -91,14 +91,14 @@ async function main(): Promise<number> {
   out('Xen keeps a page_info and a machine-to-phys entry for every 4 KiB page it manages; for pmem those');
   out('must live on the pmem itself. `xen-pmem setup` reserves that area on an NVDIMM (behind a checksummed');
   out('super block), and the daemon xen-pmemd finds it at boot or hotplug, maps it to physical addresses and');
-  out('tells Xen with the XENPF_pmem_add hypercall. This boots Xen with the project\'s XENPF_pmem_add patches');
+  out('tells Xen with the XENPF_pmem platform op (67). This boots Xen with the project\'s patch series');
   out(`and a PV Dom0 of Debian ${dom0 === 'debian13' ? '13' : '12'} under QEMU, with emulated NVDIMMs, and shows both sides: about two`);
   out('minutes (longer on a busy machine, and once more the first time, when the hypervisor is built).');
   out();
   progress('preparing the lab (QEMU, Xen, the Dom0 kernels and Debian 13\'s root in /var/cache/xen-pmem-lab)');
   const artifacts = await prepareLab({ log: progress });
   progress('the patched hypervisor (built from Debian\'s Xen source and hypervisor/ the first time, then cached)');
-  const xen = await demoHypervisor(dom0, artifacts);
+  const xen = await demoHypervisor();
   const images = await mkdtemp(join(tmpdir(), 'xen-pmem-demo-'));
   const nvdimms: Nvdimm[] = [
     { id: 'nv0', image: join(images, 'nv0.img'), how: 'prepared on the host with `xen-pmem setup nv0.img`, present at boot' },
@@ -177,7 +177,7 @@ function report(run: DemoRun, nvdimms: Nvdimm[]): void {
   out('='.repeat(100));
   out('The machine');
   const system = result.system;
-  out(`  Xen ${system?.xen ?? '?'}: Debian's xen ${run.xenVersion} source with the XENPF_pmem_add patch series of hypervisor/`);
+  out(`  Xen ${system?.xen ?? '?'}: Debian's xen ${run.xenVersion} source with the XENPF_pmem patch series of hypervisor/`);
   out(`  (docs/hypervisor.md). Dom0: ${system?.os ?? '?'} (Debian ${system?.debianVersion ?? '?'}), kernel ${result.kernelRelease ?? '?'} (PV),`);
   out(`  ${system?.systemd ?? 'systemd'} as PID 1, node ${system?.node ?? '?'}; all under QEMU (TCG). NVDIMMs are QEMU nvdimm`);
   out('  devices backed by sparse files on the host. Installed in the Dom0 as the README says, from the checkout');
@@ -191,7 +191,7 @@ function report(run: DemoRun, nvdimms: Nvdimm[]): void {
   out();
   out('='.repeat(100));
   out('Each NVDIMM: where it is, what the daemon decided, and what Xen says it took');
-  out(`  The daemon's verdict on the hypervisor: ${part.status.daemon.capability?.kind === 'pmem-add' ? `Xen ${part.status.daemon.capability.xenVersion} implements XENPF_pmem_add (proven by one harmless probe)` : JSON.stringify(part.status.daemon.capability)}`);
+  out(`  The daemon's verdict on the hypervisor: ${part.status.daemon.capability?.kind === 'xenpf-pmem' ? `Xen ${part.status.daemon.capability.xenVersion} implements XENPF_pmem (proven by one harmless probe)` : JSON.stringify(part.status.daemon.capability)}`);
   out();
   for (const nvdimm of nvdimms) describeNvdimm(nvdimm, diskOf(nvdimm.id), run, part);
   const hotplugged = part.hotplug;
@@ -204,7 +204,7 @@ function report(run: DemoRun, nvdimms: Nvdimm[]): void {
   out('  The daemon\'s journal (journalctl -u xen-pmemd; seconds since boot, priority, who, message):');
   for (const entry of part.journal) out(`    ${renderEntry(entry)}`);
   out();
-  out('  Xen\'s console (its pmem lines; the first is the daemon\'s probe, all zeros, which Xen must refuse):');
+  out('  Xen\'s console (its pmem lines: one per add it took or refused):');
   for (const xenLine of run.xenLines) out(`    ${xenLine.line.replace(/^.*?\(XEN\) /, '(XEN) ')}`);
   out();
   out('  xen-pmem status:');
@@ -270,7 +270,8 @@ function superblockVerdict(part: DemoPart, disk: string): string {
   const listed = (part.list as Array<{ blockdev?: string; superblock?: { status: string; source?: string; reason?: string } }>)
     .find((entry) => entry.blockdev === disk);
   const sb = listed?.superblock;
-  if (!sb) return 'not read';
+  // A reported disk is gone by then: the daemon unbound its namespace so that Xen could take it.
+  if (!sb) return deviceOf(part, disk)?.layout ? 'valid (read by the daemon; the disk is unbound now)' : 'not read';
   return `${sb.status}${sb.source ? ` (read from the ${sb.source} copy)` : ''}${sb.reason ? ` [${sb.reason}]` : ''}`;
 }
 

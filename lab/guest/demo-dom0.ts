@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     result.bootDisks = pmemDisks().map(diskFacts);
   });
 
-  await step('install', 'installing: node dist/runtime/xen-pmem.mjs install, then systemctl enable --now xen-pmemd', () => {
+  await step('install', 'installing: node dist/packaging/install.js install, then systemctl enable --now xen-pmemd', () => {
     const command = installProduct();
     const enable = runOk('systemctl', ['enable', '--now', UNIT], 180_000);
     result.install = { command, enable };
@@ -73,8 +73,10 @@ async function main(): Promise<void> {
     const before = pmemDisks();
     mark('hotplug');
     const arrival = await waitForNewDisk(before, 90_000);
+    // Read before the daemon unbinds the namespace for Xen, which takes the disk away.
+    const hotplug = { ...arrival, facts: diskFacts(arrival.disk), udevInitializedUs: udevInitializedUs(arrival.disk) };
     await waitForDeviceState(arrival.disk, ['absent', 'rejected', 'reported', 'unsupported', 'failed', 'retrying'], 60_000);
-    result.patchedXen = { ...look(), hotplug: { ...arrival, facts: diskFacts(arrival.disk), udevInitializedUs: udevInitializedUs(arrival.disk) } };
+    result.patchedXen = { ...look(), hotplug };
   });
   result.phase = 'done';
   putResult(DEMO_RESULT_FILE, result);
