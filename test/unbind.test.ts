@@ -93,6 +93,25 @@ describe('unbinding before the add', { skip }, () => {
     assert.equal(record.unbound, undefined);
   });
 
+  test('the disk that comes back after a refusal is not sent again: one add, one unbind, the same rejection', async () => {
+    const host = await makeHost('refused-once', 'raw');
+    const real = host.openBridge();
+    let adds = 0;
+    const { controller } = rig(host, {
+      ports: { bridge: bridgeWithReport(real, async () => { adds++; return { kind: 'rejected', errno: 28, reason: 'reserved-exhausted', message: 'Xen answered XENPF_pmem add with ENOSPC reserved_exhausted' }; }) },
+    });
+    await controller.start();
+    // The bind brings the disk back: udev says so, and the daemon decides it again.
+    await controller.handleEvent(event('add', 'block', 'pmem0'));
+    await controller.handleEvent(event('change', 'block', 'pmem0'));
+    await waitFor('the passes after the events', () => /not sent again/.test(recordOf(controller, 'pmem0').message));
+    const record = recordOf(controller, 'pmem0');
+    assert.deepEqual([record.state, record.reason], ['rejected', 'reserved-exhausted']);
+    assert.equal(adds, 1, 'Xen was asked once');
+    assert.deepEqual(host.driverWrites('nd_pmem', 'unbind'), ['namespace0.0']);
+    assert.match(record.message, /: Xen answered XENPF_pmem add with ENOSPC reserved_exhausted; Xen refused this exact layout earlier in this run, so it is not sent again/);
+  });
+
   test('Xen busy (EBUSY mapped): bound again, retried, and unbound again before the next add', async () => {
     const host = await makeHost('busy', 'raw', { mode: 'ebusy' });
     const { controller } = rig(host, { config: testConfig({ retry: { initialMs: 10, maxMs: 10 } }) });

@@ -94,6 +94,12 @@ export class ExactlyOnceReporter {
   private reconciled: boolean;
   /** Pending entries Xen listed with the same PFNs: reported by a run that stopped before recording it. */
   private readonly confirmedByXen = new Set<LedgerEntry>();
+  /**
+   * Xen's definite refusals in this run, by super block and request. The refusal binds the driver
+   * again, which brings the disk back with a new event: without this, the same add would be sent
+   * again at every such event. A new layout (another uuid or other PFNs) is sent.
+   */
+  private readonly refusedByXen = new Map<string, Outcome>();
 
   /**
    * `ledgerKnown`: the journal was there and read whole. Without it (a new boot, a lost /run) or
@@ -194,6 +200,8 @@ export class ExactlyOnceReporter {
       // The one place a dry run is decided: the exact add, and nothing sent.
       if (this.dryRun) return { ...dryRunOutcome(key, layout, this.ports.bridge.describe(layout.request)), interface: via };
       if (this.stopping) return notSentOutcome(key, layout);
+      const refused = this.refusedByXen.get(refusalKey(layout));
+      if (refused) return { ...refused, message: `${refused.message}; Xen refused this exact layout earlier in this run, so it is not sent again: set the device up anew, or restart xen-pmemd once what Xen refused has changed` };
       const known = this.ledger.find((e) => e.uuid === layout.uuid && sameRequest(e.request, layout.request));
       const entry: LedgerEntry = known ?? { interface: via, device: key, uuid: layout.uuid, request: layout.request, status: 'pending', at: this.ports.now().toISOString() };
       return this.enqueue(key, model.block, layout, judgement.confirming, entry, known === undefined);
@@ -352,6 +360,7 @@ export class ExactlyOnceReporter {
     const answer = await this.ports.bridge.report(layout.request);
     const outcome: Outcome = { ...interpretAnswer(key, layout, answer, job.confirming), interface: entry.interface };
     if (outcome.state === 'reported') return { ...outcome, unbound };
+    if (outcome.state === 'rejected') this.refusedByXen.set(refusalKey(layout), outcome);
     try {
       await this.ports.drivers.bind(unbound);
       return { ...outcome, message: `${outcome.message}; ${unbound.device} is bound to ${unbound.driver} again, so the device can be set up anew` };
@@ -378,6 +387,11 @@ export class ExactlyOnceReporter {
     }
     return capability;
   }
+}
+
+function refusalKey(layout: PhysicalLayout): string {
+  const r = layout.request;
+  return [layout.uuid, r.spfn, r.epfn, r.rsvSpfn, r.rsvEpfn, r.dataSpfn, r.dataEpfn].join(' ');
 }
 
 /** A device the daemon stopped before reporting: nothing reached Xen; the next start decides it. */
