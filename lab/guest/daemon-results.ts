@@ -320,16 +320,6 @@ export interface PatchedXenScenarioResult {
     kill: CommandRecord;
     after: Observation;
   };
-  fsdax?: Observation & {
-    /** The raw disk the label-less region first gave, and what the daemon made of it. */
-    raw: { disk: string; decided: { state: string; reason: string; since: string } };
-    disk: string;
-    facts: DiskFacts;
-    /** The ndctl steps: init-labels on the hotplugged DIMM, then create-namespace. */
-    ndctl: CommandRecord[];
-    setup: CommandRecord;
-    inspect: unknown;
-  };
 }
 
 /** What lab/guest/demo-dom0.ts leaves in the share. */

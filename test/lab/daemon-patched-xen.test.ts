@@ -7,8 +7,8 @@
 // NVDIMMs at boot: nv0 prepared on the host with an ext4 file system on its data partition, nv1
 // blank. Hotplugged: nv2 prepared (b); `older` with the reserved area xen-pmem 0.1.0's planner
 // made (44 bytes a page rounded to 2 MiB) and `current` with this planner's, each placed by
-// address across a 256 MiB pdx group and a 1 GiB M2P slot boundary (d); nv4 labelled, set up as
-// fsdax in the Dom0. Then kill -9 with the ledger deleted (c). The Dom0 is the lab's default,
+// address across a 256 MiB pdx group and a 1 GiB M2P slot boundary (d). Then kill -9 with the
+// ledger deleted (c). No fsdax namespace here: see docs/hypervisor.md, Known limits. The Dom0 is the lab's default,
 // Debian 13, on the newest base the series can be built on here (lab/hypervisor.ts: 4.20 when
 // its source is at hand, else 4.17; docs/lab.md).
 
@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { GiB, hex, KiB, MiB } from '../../src/core/units.js';
+import { GiB, hex, MiB } from '../../src/core/units.js';
 import { plannedReservedBytes } from '../../src/core/xen-sizing.js';
 import {
   expectedLayout, field, hotplugOrder, journalFieldsOf, outcomeEntries, PATCHED_XEN_RESULT_FILE,
@@ -39,7 +39,6 @@ import { labAvailability } from './lab-available.js';
 import { assertFields, guestFailure } from './scenario-asserts.js';
 
 const SIZE = 256n * MiB;
-const FSDAX_SIZE = 512n * MiB;
 /** Across a pdx group and an M2P slot boundary, each in slots no other NVDIMM touches. */
 const OLDER_AT = 8n * GiB - 128n * MiB;
 const CURRENT_AT = 12n * GiB - 128n * MiB;
@@ -53,7 +52,7 @@ interface Collected extends ScenarioRun<PatchedXenScenarioResult> {
   serial: string;
 }
 
-test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two planners, kill -9 with the ledger lost, fsdax', { timeout: 1_200_000 }, async (t) => {
+test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two planners, kill -9 with the ledger lost', { timeout: 1_200_000 }, async (t) => {
   const availability = await labAvailability();
   if ('skip' in availability) {
     t.skip(availability.skip);
@@ -86,7 +85,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
         { id: 'nv0', imagePath: image('nv0'), sizeBytes: SIZE },
         { id: 'nv1', imagePath: image('nv1'), sizeBytes: SIZE },
       ],
-      hotplugSlots: 4,
+      hotplugSlots: 3,
       hotplugBytes: 10n * GiB,
       scenario: 'daemon-patched-xen',
       xenArgs: ['loglvl=all', 'guest_loglvl=all'],
@@ -98,7 +97,6 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
         ['hotplug', () => lab.hotplugNvdimm({ id: 'nv2', imagePath: image('nv2'), sizeBytes: SIZE })],
         ['hotplug-older', () => lab.hotplugNvdimm({ id: 'older', imagePath: image('older'), sizeBytes: SIZE, address: OLDER_AT })],
         ['hotplug-current', () => lab.hotplugNvdimm({ id: 'current', imagePath: image('current'), sizeBytes: SIZE, address: CURRENT_AT })],
-        ['hotplug-fsdax', () => lab.hotplugNvdimm({ id: 'nv4', imagePath: image('nv4'), sizeBytes: FSDAX_SIZE, labelSizeBytes: 128n * KiB })],
       ];
       for (const [marker, plugIn] of plugs) {
         if (!(await waitForMarkerOrEnd(lab, marker))) break;
@@ -227,7 +225,9 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     assert.equal(BigInt(olderLayout.regionStart), OLDER_AT);
     assert.deepEqual([straddling.older.decided.state, straddling.older.decided.reason], ['rejected', 'reserved-exhausted']);
     const refused = xenAbout(olderLayout.spfn, 'refused');
-    assert.equal(refused.length, 1, 'Xen printed one refusal for the older layout: a rejection is not retried');
+    // One add per daemon run: the refusal binds the driver again and the disk comes back, but the
+    // same layout is not sent again; the run started after the kill -9 (c) sends it once more.
+    assert.equal(refused.length, 2, `Xen refused the older layout ${refused.length} times, want one per daemon run:\n${refused.map((l) => l.line).join('\n')}`);
     assert.equal(xenAbout(olderLayout.spfn, 'added').length, 0, 'Xen took nothing of it');
     const first = refused[0]!;
     assert.ok(first.kind === 'refused');
@@ -265,30 +265,11 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     t.diagnostic(`restarted daemon (pid ${pid}): ${restart.after.journal.filter((entry) => String(entry._PID) === pid).map((entry) => entry.MESSAGE).join(' | ')}`);
   });
 
-  await t.test('fsdax: a namespace set up in the Dom0 is reported through its pfn device, and Xen took its PFNs', () => {
-    const fsdax = got.fsdax;
-    assert.ok(fsdax, `no fsdax result (guest stopped in phase ${got.phase})`);
-    const create = fsdax.ndctl.find((record) => record.command.includes('create-namespace'));
-    assert.equal(create?.status, 0, create?.stderr);
-    const facts = fsdax.facts;
-    assert.match(facts.parent, /^pfn\d+\.\d+$/);
-    const inspected = fsdax.inspect as { status: string; superblock: SuperblockOffsets };
-    assert.equal(inspected.status, 'valid');
-    const layout = expectedLayout(facts, inspected.superblock);
-    assert.equal(BigInt(layout.regionStart), BigInt(facts.pfnResource!), 'the region starts at the pfn device\'s data');
-    assert.equal(fsdax.raw.decided.state, 'absent', 'the label-less region\'s raw disk holds no super block');
-    const device = statusOf(fsdax.status, fsdax.disk);
-    assert.deepEqual([device.state, device.reason, device.mode], ['reported', 'reported', 'fsdax']);
-    const [line] = outcomeEntries(fsdax.journal, fsdax.disk, 'reported');
-    assert.ok(line);
-    assertXenTookWhatTheJournalSays(layout, line);
-  });
-
   await t.test('Xen accepted at most one add per region over the whole boot and never crashed', () => {
     const accepted = new Map<string, number>();
     for (const line of xenLines.filter((entry) => entry.kind === 'added')) accepted.set(hex(line.request.spfn), (accepted.get(hex(line.request.spfn)) ?? 0) + 1);
     assert.deepEqual([...accepted.entries()].filter(([, count]) => count > 1), []);
-    assert.equal(accepted.size, 4, `accepted: ${[...accepted.keys()].join(' ')} (nv0, nv2, current, fsdax)`);
+    assert.equal(accepted.size, 3, `accepted: ${[...accepted.keys()].join(' ')} (nv0, nv2, current)`);
     assert.deepEqual(xenLines.filter((line) => line.kind === 'refused' && line.reason === 'unparsed').map((line) => line.line), []);
     assert.deepEqual(collected.serial.split('\n').filter((line) => /Panic|FATAL|Xen BUG|Assertion '/.test(line)), []);
   });
