@@ -362,9 +362,9 @@ export interface DemoResult {
   patchedXen?: DemoPart & { hotplug: DiskArrival & { facts: DiskFacts; udevInitializedUs: string | null } };
 }
 
-/** Test hypervisor log lines for platform op 64 with this start PFN (the probe's zero PFNs never match). */
+/** Test hypervisor log lines for a XENPF_pmem add with this start PFN. */
 export function addsFor(hypervisorLog: string[], spfn: string): string[] {
-  return hypervisorLog.filter((line) => line.startsWith('platform_op cmd=64 ') && line.includes(` spfn=${spfn} `));
+  return hypervisorLog.filter((line) => line.startsWith('platform_op cmd=67 sub=add ') && line.includes(` spfn=${spfn} `));
 }
 
 /**

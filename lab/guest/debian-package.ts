@@ -202,11 +202,17 @@ async function main(): Promise<void> {
   if (!existsSync(PREVIOUS) || !existsSync(CURRENT)) throw new Error(`LAB_DEB_PREVIOUS (${PREVIOUS}) and LAB_DEB_CURRENT (${CURRENT}) must name .deb files`);
 
   await phase('boot', async () => {
-    await waitForDisks(['pmem0'], 60_000);
-    result.disk = pmemDisks()[0];
-    result.facts = diskFacts(result.disk!);
+    await waitForDisks(['pmem0', 'pmem1'], 60_000);
+    // The prepared NVDIMM has partitions; the blank one stays a disk after the report, when the
+    // daemon has unbound the prepared one's namespace for Xen.
+    const disks = pmemDisks();
+    result.disk = disks.find((name) => existsSync(`/sys/class/block/${name}/${name}p1`));
+    result.watchDisk = disks.find((name) => name !== result.disk);
+    if (!result.disk || !result.watchDisk) throw new Error(`want one prepared and one blank disk, have ${disks.join(' ')}`);
+    result.facts = diskFacts(result.disk);
   });
   const disk = result.disk!;
+  const watchDisk = result.watchDisk!;
 
   await phase('baseline', () => {
     // The lab's host is a container image, which carries Docker's policy-rc.d: "exit 101", never
@@ -222,7 +228,7 @@ async function main(): Promise<void> {
     // container images do; `man xen-pmem` below does not need the index.
     rmSync(MAN_DB_AUTO_UPDATE, { force: true });
     installTestHypervisor('pmem', 'environment');
-    result.baseline = { listing: listing(), dpkg: dpkgState(), unit: unitSnapshot(), udev: udevView(disk) };
+    result.baseline = { listing: listing(), dpkg: dpkgState(), unit: unitSnapshot(), udev: udevView(watchDisk) };
   });
 
   await phase('install', async () => {
@@ -230,7 +236,7 @@ async function main(): Promise<void> {
     await waitForDaemon();
     await waitForDeviceState(disk, ['reported', 'rejected', 'unsupported', 'failed'], 60_000);
     const files = run('dpkg-query', ['-L', 'xen-pmem']).stdout.split('\n').filter((line) => line !== '');
-    const udev = udevView(disk);
+    const udev = udevView(watchDisk);
     const wantedBy = run('systemctl', ['show', '-p', 'WantedBy', '--value', UNIT]).stdout.trim();
     const man = run('man', ['xen-pmem']);
     const manPaths = run('man', ['-w', 'xen-pmem', 'xen-pmemd', 'xen-pmem.json']);
@@ -259,7 +265,7 @@ async function main(): Promise<void> {
     const unit = unitSnapshot();
     await waitForDeviceState(disk, ['reported', 'rejected', 'unsupported', 'failed'], 60_000);
     // An unchanged decision is logged at debug only: the change event makes one.
-    const udev = udevView(disk);
+    const udev = udevView(watchDisk);
     const pid = unit.properties.MainPID;
     let debugEntries: ReturnType<typeof unitJournal>['entries'] = [];
     await waitUntil('a debug line from the upgraded daemon', () => {
@@ -276,7 +282,7 @@ async function main(): Promise<void> {
     const before = unitSnapshot();
     const step = aptStep(['remove', 'xen-pmem']);
     const oldPid = before.properties.MainPID ?? '';
-    const udev = udevView(disk);
+    const udev = udevView(watchDisk);
     // Had the rule survived, the change event would have queued a start of the unit.
     await sleep(2000);
     result.remove = {

@@ -110,6 +110,8 @@ export interface PackageScenarioResult {
   phase: string;
   failure?: { phase: string; message: string };
   disk?: string;
+  /** The blank NVDIMM's disk, which stays (the reported one is unbound): where the udev rule is watched. */
+  watchDisk?: string;
   facts?: DiskFacts;
   /** The host image's /usr/sbin/policy-rc.d (Docker's "exit 101") was taken out of the guest. */
   removedPolicyRcD?: boolean;

@@ -23,7 +23,7 @@ import { buildPackage, packagedUnit, packageVersion, type BuiltPackage } from '.
 import { configJson, defaultConfig } from '../../packaging/man/config-doc.js';
 import { addsFor, expectedLayout, field, type SuperblockOffsets } from '../../lab/guest/daemon-results.js';
 import { diffListings, isCatPage, leftovers, PACKAGE_RESULT_FILE, type PackageScenarioResult } from '../../lab/guest/package-results.js';
-import { preparedImage } from '../../lab/nvdimm-images.js';
+import { blankImage, preparedImage } from '../../lab/nvdimm-images.js';
 import { repositoryDir } from '../../lab/prepare.js';
 import { readRun, type ScenarioRun } from '../../lab/scenario-run.js';
 import { lintianOnDebian13 } from '../../lab/trixie-lintian.js';
@@ -177,12 +177,16 @@ test('the Debian package: built and checked on the host, then installed, upgrade
       const labStartedAt = Date.now();
       try {
         prepared = preparedImage(join(images, 'nv0.img'), SIZE);
+        blankImage(join(images, 'nv1.img'), SIZE);
         collected = await withLab({
           artifacts: availability.artifacts,
           dom0,
           // The host's promtool, bound at its own path into a Dom0 whose root is not the host's.
           hostPaths: promtoolPath ? [promtoolPath] : [],
-          nvdimms: [{ id: 'nv0', imagePath: join(images, 'nv0.img'), sizeBytes: SIZE }],
+          nvdimms: [
+            { id: 'nv0', imagePath: join(images, 'nv0.img'), sizeBytes: SIZE },
+            { id: 'nv1', imagePath: join(images, 'nv1.img'), sizeBytes: SIZE },
+          ],
           scenario: 'debian-package',
           env: {
             LAB_DEB_PREVIOUS: previous.deb,
@@ -222,7 +226,7 @@ test('the Debian package: built and checked on the host, then installed, upgrade
         assert.ok(install.pids.length > 0);
         assert.ok(install.ruleFile, '/usr/lib/udev/rules.d/69-xen-pmem.rules exists');
         assert.match(install.udev.systemdWants ?? '', /\bxen-pmemd\.service\b/, 'a change event now gets SYSTEMD_WANTS from the rule');
-        assert.match(install.wantedBy, /sys-devices-\S+-pmem0\.device/, `the disk's device unit wants the daemon (WantedBy=${install.wantedBy})`);
+        assert.match(install.wantedBy, new RegExp(`sys-devices-\\S+-${got.watchDisk}\\.device`), `the disk's device unit wants the daemon (WantedBy=${install.wantedBy})`);
         const device = install.daemon.status?.devices.find((entry) => entry.device === got.disk);
         assert.deepEqual([device?.state, device?.layout?.pfns.spfn], ['reported', expected.spfn]);
         assert.equal(install.daemon.status?.daemon.pid?.toString(), install.unit.properties.MainPID);
