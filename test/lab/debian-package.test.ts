@@ -305,7 +305,9 @@ test('the Debian package: built and checked on the host, then installed, upgrade
         assert.ok(['reported', 'reported-earlier'].includes(device?.reason ?? ''), device?.reason);
         assert.equal(upgrade.daemon.status?.daemon.pid?.toString(), upgrade.unit.properties.MainPID);
         assert.equal(upgrade.journal.reports.length, 1, 'MESSAGE_ID of a report finds one line in the boot: the upgraded daemon reported nothing');
-        assert.ok(upgrade.journal.reportedEarlier.some((entry) => field(entry, '_PID') === upgrade.unit.properties.MainPID), 'the upgraded daemon says reported-earlier, with its own id');
+        // No reported-earlier line is due: the disk went away when the first daemon unbound its
+        // namespace for Xen, so the upgraded one finds the namespace it holds, not a disk to decide.
+        assert.ok(upgrade.journal.reportedEarlier.every((entry) => field(entry, '_PID') === upgrade.unit.properties.MainPID), 'a reported-earlier line, if any, is the upgraded daemon\'s');
         tr.diagnostic(`upgrade: apt-get ${seconds(upgrade.apt.ms)} s; MainPID ${upgrade.before.properties.MainPID} → ${upgrade.unit.properties.MainPID}; ${upgrade.debugEntries.length} debug lines; hypervisor log ${upgrade.daemon.hypervisorLog.length} lines, ${adds.length} add for spfn ${expected.spfn}`);
       });
 
