@@ -13,20 +13,14 @@ import { HypercallBridge, type BridgeAnswer } from '../src/xen/bridge.js';
 import type { PmemReport } from '../src/xen/interface.js';
 import { decodeHeader, encodeRegion, OFFSETS, PLATFORM_OP_BYTES, PROBE_INDEX, reasonNumberOf, type XenpfPmemReason } from '../src/xen/xenpf-pmem.js';
 import { buildTestHypervisor } from './hypervisor/build.js';
+import { forgetXenInProcess } from '../fixtures/daemon-host.js';
+import { REPORT_256MIB_AT_4GIB } from './helpers/reports.js';
 
 const { EINVAL, ENOMEM, EBUSY, EIO, ENOENT, ENOSPC, EPERM, EOPNOTSUPP, EEXIST, ENOSYS } = {
   EINVAL: 22, ENOMEM: 12, EBUSY: 16, EIO: 5, ENOENT: 2, ENOSPC: 28, EPERM: 1, EOPNOTSUPP: 95, EEXIST: 17, ENOSYS: 38,
 };
 
-/** 256 MiB at 4 GiB: reserved area 2 MiB in, 4 MiB long, data after it. */
-const REGION: PmemReport = {
-  spfn: 0x100000n,
-  epfn: 0x110000n,
-  rsvSpfn: 0x100200n,
-  rsvEpfn: 0x100600n,
-  dataSpfn: 0x100600n,
-  dataEpfn: 0x110000n,
-};
+const REGION = REPORT_256MIB_AT_4GIB;
 const SECOND: PmemReport = { spfn: 0x120000n, epfn: 0x130000n, rsvSpfn: 0x120200n, rsvEpfn: 0x120600n, dataSpfn: 0x120600n, dataEpfn: 0x130000n };
 
 let library: string;
@@ -83,7 +77,7 @@ afterEach(() => {
 });
 
 after(() => {
-  for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS']) delete process.env[name];
+  forgetXenInProcess();
 });
 
 describe('capability probe', () => {

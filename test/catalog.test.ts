@@ -19,7 +19,7 @@ import { StatusPublisher } from '../src/daemon/status-publisher.js';
 import type { DeviceState } from '../src/format/records.js';
 import { MiB } from '../src/core/units.js';
 import { ENTRIES_OF_STATE, HYPERVISOR_ENTRIES } from './helpers/catalog-families.js';
-import { makeDaemonHost, recordingLogger, recordingNotifier, testConfig, type DaemonHost, type LogEntry } from '../fixtures/daemon-host.js';
+import { makeDaemonHost, recordingLogger, recordingNotifier, testConfig, type DaemonHost, type LogEntry, forgetXenInProcess } from '../fixtures/daemon-host.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const NAMES = Object.keys(CATALOG) as CatalogName[];
@@ -273,7 +273,7 @@ describe('MESSAGE_ID on the journal lines', () => {
     let host: DaemonHost;
     after(async () => {
       await host?.cleanup();
-      for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS']) delete process.env[name];
+      forgetXenInProcess();
     });
 
     test('every outcome line has the id of an entry of its state\'s family, and the report line is found by its id', async () => {

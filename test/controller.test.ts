@@ -22,7 +22,7 @@ import { flipByte } from './helpers/damage.js';
 import { mockSetTimeout } from './helpers/mock-timers.js';
 import {
   bridgeWithReport, makeDaemonHost, recordingLogger, recordingNotifier, show, testConfig, waitFor,
-  type DaemonHost, type RecordingLogger, type XenEnvOptions,
+  type DaemonHost, type RecordingLogger, type XenEnvOptions, forgetXenInProcess,
 } from '../fixtures/daemon-host.js';
 
 const GiB4 = 0x1_0000_0000n;
@@ -42,7 +42,7 @@ interface Rig {
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS']) delete process.env[name];
+  forgetXenInProcess();
 });
 
 async function makeHost(label: string, regions: RegionSpec[], xen: XenEnvOptions = {}): Promise<DaemonHost> {
@@ -80,6 +80,18 @@ async function loadedState(host: DaemonHost): Promise<DaemonState> {
   const loaded = await loadState(host.stateDir);
   assert.equal(loaded.kind, 'loaded', show(loaded));
   return (loaded as Extract<typeof loaded, { kind: 'loaded' }>).state;
+}
+
+/** pmem0 reported by a first run whose state then lost Xen's answer: the ledger entry is pending again. */
+async function pendingAfterFirstRun(label: string): Promise<{ host: DaemonHost; crashed: DaemonState }> {
+  const host = await makeHost(label, [rawRegion(0)]);
+  await host.prepare('pmem0');
+  const first = rig(host);
+  await first.controller.start();
+  await first.controller.stop();
+  const crashed = await loadedState(host);
+  crashed.ledger[0]!.status = 'pending';
+  return { host, crashed };
 }
 
 interface CountingReaders {
@@ -511,14 +523,8 @@ describe('exactly once across restarts', () => {
   });
 
   test('a pending entry left by a crash after the hypercall is confirmed by Xen\'s list, not reported twice', async () => {
-    const host = await makeHost('crash-after', [rawRegion(0)]);
-    await host.prepare('pmem0');
-    const first = rig(host);
-    await first.controller.start();
-    await first.controller.stop();
     // The crash: Xen took the add, the answer never reached the state file.
-    const crashed = await loadedState(host);
-    crashed.ledger[0]!.status = 'pending';
+    const { host, crashed } = await pendingAfterFirstRun('crash-after');
     await new StateStore(host.stateDir).save(crashed);
 
     const second = rig(host, { previous: crashed, ports: { bridge: host.openBridge() } });
@@ -532,13 +538,7 @@ describe('exactly once across restarts', () => {
   });
 
   test('a pending entry left by a crash before the hypercall: Xen does not list it, so it is added once', async () => {
-    const host = await makeHost('crash-before', [rawRegion(0)]);
-    await host.prepare('pmem0');
-    const first = rig(host);
-    await first.controller.start();
-    await first.controller.stop();
-    const crashed = await loadedState(host);
-    crashed.ledger[0]!.status = 'pending';
+    const { host, crashed } = await pendingAfterFirstRun('crash-before');
     // The crash came before the hypercall: the hypervisor never saw the region.
     await rm(host.xenStatePath);
 
@@ -551,13 +551,7 @@ describe('exactly once across restarts', () => {
   });
 
   test('a pending entry and Xen cannot be asked what it holds: the add is sent again, and EEXIST already_added confirms it', async () => {
-    const host = await makeHost('crash-no-list', [rawRegion(0)]);
-    await host.prepare('pmem0');
-    const first = rig(host);
-    await first.controller.start();
-    await first.controller.stop();
-    const crashed = await loadedState(host);
-    crashed.ledger[0]!.status = 'pending';
+    const { host, crashed } = await pendingAfterFirstRun('crash-no-list');
     const real = host.openBridge();
     const bridge = { ...bridgeWithReport(real, (request) => real.report(request)), held: async () => ({ kind: 'unavailable' as const, reason: 'query-failed', message: 'no answer' }) };
     const second = rig(host, { previous: crashed, ports: { bridge } });

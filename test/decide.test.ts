@@ -19,7 +19,7 @@ import { isSupportedPmem, listPmemNamespaces, type PmemNamespaceModel, type Supp
 import { HypercallBridge, type BridgeAnswer, type Capability } from '../src/xen/bridge.js';
 import type { PmemReport } from '../src/xen/interface.js';
 import { checkPmemAddLikeXen } from '../src/xen/interfaces/xenpf-pmem.js';
-import { makeDaemonHost, show, type DaemonHost } from '../fixtures/daemon-host.js';
+import { makeDaemonHost, show, type DaemonHost, forgetXenInProcess } from '../fixtures/daemon-host.js';
 import type { CatalogName } from '../src/daemon/catalog.js';
 import { ENTRIES_OF_STATE } from './helpers/catalog-families.js';
 import { freshDevice, withBothCopies } from './helpers/fixtures.js';
@@ -44,7 +44,7 @@ async function host(label: string, spec: SysfsTreeSpec): Promise<DaemonHost> {
 }
 after(async () => {
   await Promise.all(hosts.map((each) => each.cleanup()));
-  for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS', 'XEN_PMEM_LIBXENCALL']) delete process.env[name];
+  forgetXenInProcess();
 });
 
 function config(raw: unknown = {}): Config {

@@ -30,7 +30,7 @@ import { OFFSETS, reasonNumberOf, type XenpfPmemReason } from '../src/xen/xenpf-
 import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { stackTraceLines } from '../fixtures/cli.js';
 import {
-  bridgeWithReport, makeDaemonHost, recordingLogger, testConfig, waitFor, type DaemonHost, type RecordingLogger, type XenEnvOptions,
+  bridgeWithReport, makeDaemonHost, recordingLogger, testConfig, waitFor, type DaemonHost, type RecordingLogger, type XenEnvOptions, forgetXenInProcess,
 } from '../fixtures/daemon-host.js';
 import { hasCommand } from '../fixtures/images.js';
 
@@ -54,7 +54,7 @@ const spfnOf = (id: number): bigint => (GiB4 + BigInt(id) * SIZE) >> 12n;
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS', 'TEST_XEN_SLOW_SPFN', 'TEST_XEN_HOLD_FILE', 'XEN_PMEM_LIBXENCALL']) delete process.env[name];
+  forgetXenInProcess();
 });
 
 async function makeHost(label: string, devices: number, xen: XenEnvOptions = {}): Promise<DaemonHost> {

@@ -24,7 +24,7 @@ import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { LINUX_DATA_GUID, GPT_HEADER, MBR_PARTITION_TABLE_OFFSET, resealGptEntries, resealGptHeader, writeGptEntry } from './fuzz/forge.js';
 import { runCliAsync, stackTraceLines, type CliResult, type InspectJson } from '../fixtures/cli.js';
 import {
-  makeDaemonHost, recordingLogger, show, testConfig, type DaemonHost, type RecordingLogger,
+  makeDaemonHost, recordingLogger, show, testConfig, type DaemonHost, type RecordingLogger, forgetXenInProcess,
 } from '../fixtures/daemon-host.js';
 import {
   copyOffsets, flipByte, patchSuperblockBytes, readBytes, readSuperblockAt, rewriteSuperblocks, writeBytes,
@@ -709,7 +709,7 @@ describe('hostile corpus: every case refused, with its own reason, and never rep
 
   after(async () => {
     await controller?.stop();
-    for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS', 'XEN_PMEM_LIBXENCALL']) delete process.env[name];
+    forgetXenInProcess();
     await host?.cleanup();
   });
 
@@ -801,7 +801,7 @@ describe('trust: the allow list by namespace UUID', { skip }, () => {
     rewriteSuperblocks(host.devPath('pmem2'), copyOffsets(2n * SIZE).both, () => ({ namespaceUuid: NS_A }));
   });
   after(async () => {
-    for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS']) delete process.env[name];
+    forgetXenInProcess();
     await host?.cleanup();
   });
 

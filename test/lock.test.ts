@@ -22,7 +22,7 @@ import { scanDevice } from '../src/io/scan.js';
 import { loadLibc } from '../src/native/libc.js';
 import { CLI_PATH } from '../fixtures/cli.js';
 import { makeSparseImage } from '../fixtures/images.js';
-import { makeDaemonHost, recordingLogger, show, testConfig, waitFor, type DaemonHost } from '../fixtures/daemon-host.js';
+import { makeDaemonHost, recordingLogger, show, testConfig, waitFor, type DaemonHost, forgetXenInProcess } from '../fixtures/daemon-host.js';
 
 const EWOULDBLOCK = 11;
 const scratch = mkdtempSync(join(tmpdir(), 'xen-pmem-lock-'));
@@ -143,7 +143,7 @@ describe('a scan interleaved with xen-pmem setup on the same device', () => {
   const hosts: DaemonHost[] = [];
   afterEach(async () => {
     for (const host of hosts.splice(0)) await host.cleanup();
-    for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS']) delete process.env[name];
+    forgetXenInProcess();
   });
 
   /** sfdisk as the CLI finds it on PATH: the real one, then a wait until the test says go. */

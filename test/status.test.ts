@@ -11,7 +11,7 @@ import { MiB } from '../src/core/units.js';
 import { Controller } from '../src/daemon/controller.js';
 import { openXencall } from '../src/native/libxencall.js';
 import type { PortOpening } from '../src/xen/ports.js';
-import { makeDaemonHost, recordingLogger, testConfig, type DaemonHost } from '../fixtures/daemon-host.js';
+import { makeDaemonHost, recordingLogger, testConfig, type DaemonHost, forgetXenInProcess } from '../fixtures/daemon-host.js';
 import { hasCommand } from '../fixtures/images.js';
 
 const skip = hasCommand('sfdisk') ? false : 'sfdisk is not installed (Debian package fdisk)';
@@ -21,7 +21,7 @@ const SIZE = 256n * MiB;
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG']) delete process.env[name];
+  forgetXenInProcess();
 });
 
 async function reportedHost(label: string): Promise<DaemonHost> {

@@ -31,7 +31,7 @@ import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import { xorshift32 } from './fuzz/forge.js';
 import { stackTraceLines } from '../fixtures/cli.js';
 import {
-  makeDaemonHost, recordingLogger, show, testConfig, waitFor, type DaemonHost, type XenCall,
+  makeDaemonHost, recordingLogger, show, testConfig, waitFor, type DaemonHost, type XenCall, forgetXenInProcess,
 } from '../fixtures/daemon-host.js';
 import { copyOffsets, flipByte, readBytes, rewriteSuperblocks, writeBytes } from './helpers/damage.js';
 import { hasCommand, resizeImage, sfdiskDump, writeTable } from '../fixtures/images.js';
@@ -151,7 +151,7 @@ const children = new Set<ChildProcess>();
 after(async () => {
   for (const child of children) child.kill('SIGKILL');
   for (const host of hosts) await host.cleanup();
-  for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS', 'XEN_PMEM_LIBXENCALL']) delete process.env[name];
+  forgetXenInProcess();
 });
 
 const STORM_KINDS: Kind[] = [

@@ -14,7 +14,7 @@ import type { DeviceRecord } from '../src/daemon/state-store.js';
 import { listPmemNamespaces, readPmemByBlockName } from '../src/sysfs/model.js';
 import type { RegionSpec } from '../fixtures/sysfs-tree.js';
 import {
-  bridgeWithReport, makeDaemonHost, recordingLogger, testConfig, waitFor, type DaemonHost, type RecordingLogger, type XenEnvOptions,
+  bridgeWithReport, makeDaemonHost, recordingLogger, testConfig, waitFor, type DaemonHost, type RecordingLogger, type XenEnvOptions, forgetXenInProcess,
 } from '../fixtures/daemon-host.js';
 import { hasCommand } from '../fixtures/images.js';
 
@@ -25,7 +25,7 @@ const SIZE = 256n * MiB;
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  for (const name of ['TEST_XEN_MODE', 'TEST_XEN_STATE', 'TEST_XEN_LOG', 'TEST_XEN_DELAY_MS']) delete process.env[name];
+  forgetXenInProcess();
 });
 
 async function makeHost(label: string, mode: 'raw' | 'fsdax', xen: XenEnvOptions = {}): Promise<DaemonHost> {

@@ -21,16 +21,9 @@ import {
 } from '../src/xen/xenpf-pmem.js';
 import { buildTestHypervisor } from './hypervisor/build.js';
 import { seeded, withSeed } from './helpers/seed.js';
+import { REPORT_256MIB_AT_4GIB } from './helpers/reports.js';
 
-/** 256 MiB at 4 GiB: reserved area 2 MiB in, 4 MiB long, data after it. */
-const VALID: PmemReport = {
-  spfn: 0x100000n,
-  epfn: 0x110000n,
-  rsvSpfn: 0x100200n,
-  rsvEpfn: 0x100600n,
-  dataSpfn: 0x100600n,
-  dataEpfn: 0x110000n,
-};
+const VALID = REPORT_256MIB_AT_4GIB;
 
 describe('struct xen_platform_op for XENPF_pmem', () => {
   it('is 136 bytes: cmd 67, interface_version, then struct xenpf_pmem at 8 with its union at 16', () => {

@@ -205,6 +205,18 @@ export function udevInitializedUs(disk: string): string | null {
 }
 
 /**
+ * A new disk's USEC_INITIALIZED, waited for: udev writes it before the daemon hears of the disk,
+ * and it goes with the disk when the daemon unbinds the namespace for Xen, so it is read at once.
+ * Null (and a log line) when udev wrote none in time.
+ */
+export async function udevInitializedBeforeUnbind(disk: string): Promise<string | null> {
+  let initializedUs: string | null = null;
+  await waitUntil(`udev's record of ${disk}`, () => (initializedUs = udevInitializedUs(disk)) !== null, 30_000, 10)
+    .catch((error: Error) => log(error.message));
+  return initializedUs;
+}
+
+/**
  * The same for the disk's nd namespace (`+nd:namespace2.0` in udev's database), whose events reach
  * the daemon too; null when udev keeps no record of it.
  */

@@ -19,10 +19,10 @@ import { join } from 'node:path';
 
 import { PATCHED_XEN_RESULT_FILE, type Observation, type PatchedXenScenarioResult, type PlugRecord } from './daemon-results.js';
 import {
-  STATE_DIR, UNIT, XEN_PMEM, daemonReady, diskFacts, installProduct, ledgerLines, monotonicUs, namespaceUdevInitializedUs, pmemDisks, run, runOk, statusJson, udevInitializedUs,
+  STATE_DIR, UNIT, XEN_PMEM, daemonReady, diskFacts, installProduct, ledgerLines, monotonicUs, namespaceUdevInitializedUs, pmemDisks, run, runOk, statusJson, udevInitializedBeforeUnbind,
   unitJournal, unitSnapshot, waitForColdplug, waitForDeviceState, waitForDisks, waitForNewDisk, waitForUnit,
 } from './daemon-dom0.js';
-import { log, mark, phaseRunner, putResult, waitUntil } from './results.js';
+import { log, mark, phaseRunner, putResult } from './results.js';
 
 const BOOT_DISKS = Number(process.env.LAB_BOOT_DISKS ?? '3');
 const FS_FILES = (process.env.LAB_FS_FILES ?? '').split(',').filter((name) => name !== '');
@@ -42,12 +42,9 @@ async function plug(name: string, states = DECIDED): Promise<PlugRecord> {
   const requestedMonotonicUs = monotonicUs().toString();
   mark(name);
   const arrival = await waitForNewDisk(before, 90_000);
-  // Before the daemon unbinds the namespace, which takes the disk and its udev record away. udev
-  // has finished the disk before the daemon hears of it, so its record is there before the unbind.
+  // Before the daemon unbinds the namespace, which takes the disk away.
   const facts = diskFacts(arrival.disk);
-  let diskInitializedUs: string | null = null;
-  await waitUntil(`udev's record of ${arrival.disk}`, () => (diskInitializedUs = udevInitializedUs(arrival.disk)) !== null, 30_000, 10)
-    .catch((error: Error) => log(error.message));
+  const diskInitializedUs = await udevInitializedBeforeUnbind(arrival.disk);
   const decided = await waitForDeviceState(arrival.disk, states, 90_000);
   return {
     arrival, facts, requestedMonotonicUs, udevInitializedUs: diskInitializedUs, namespaceUdevInitializedUs: namespaceUdevInitializedUs(facts.namespace), decided,

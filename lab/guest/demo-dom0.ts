@@ -10,9 +10,9 @@ import { release } from 'node:os';
 import { DEMO_RESULT_FILE, type DemoPart, type DemoResult, type Dom0System } from './daemon-results.js';
 import {
   UNIT, XEN_PMEM, diskFacts, installProduct, listJson, pmemDisks, readText, run, waitForColdplug, runOk,
-  statusJson, udevInitializedUs, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk,
+  statusJson, udevInitializedBeforeUnbind, unitJournal, unitSnapshot, waitForDeviceState, waitForDisks, waitForNewDisk,
 } from './daemon-dom0.js';
-import { log, mark, putResult, uptimeSeconds, waitUntil } from './results.js';
+import { log, mark, putResult, uptimeSeconds } from './results.js';
 
 const BOOT_DISKS = Number(process.env.LAB_BOOT_DISKS ?? '2');
 const result: DemoResult = { phase: 'start' };
@@ -73,13 +73,8 @@ async function main(): Promise<void> {
     const before = pmemDisks();
     mark('hotplug');
     const arrival = await waitForNewDisk(before, 90_000);
-    // Read before the daemon unbinds the namespace for Xen, which takes the disk and its udev
-    // record away; udev has finished the disk before the daemon hears of it.
-    const facts = diskFacts(arrival.disk);
-    let initializedUs: string | null = null;
-    await waitUntil(`udev's record of ${arrival.disk}`, () => (initializedUs = udevInitializedUs(arrival.disk)) !== null, 30_000, 10)
-      .catch((error: Error) => log(error.message));
-    const hotplug = { ...arrival, facts, udevInitializedUs: initializedUs };
+    // Read before the daemon unbinds the namespace for Xen, which takes the disk away.
+    const hotplug = { ...arrival, facts: diskFacts(arrival.disk), udevInitializedUs: await udevInitializedBeforeUnbind(arrival.disk) };
     await waitForDeviceState(arrival.disk, ['absent', 'rejected', 'reported', 'unsupported', 'failed', 'retrying'], 60_000);
     result.patchedXen = { ...look(), hotplug };
   });
