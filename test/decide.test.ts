@@ -114,7 +114,7 @@ before(async () => {
 
 describe('admit: before any I/O', () => {
   test('a supported device with the default config is admitted', async () => {
-    assert.equal(admit(model, config()), null);
+    assert.equal(admit(model, config(), 'PV'), null);
   });
 
   const refusals: [string, unknown, RegExp][] = [
@@ -128,7 +128,7 @@ describe('admit: before any I/O', () => {
   ];
   for (const [name, raw, message] of refusals) {
     test(`rejected, not-allowed: ${name}`, async () => {
-      const outcome = catalogued(admit(model, config(raw)));
+      const outcome = catalogued(admit(model, config(raw), 'PV'));
       assert.ok(outcome, 'refused');
       assert.equal(outcome.catalog, 'rejected-config');
       assert.equal(outcome.state, 'rejected');
@@ -147,9 +147,22 @@ describe('admit: before any I/O', () => {
   ];
   for (const [name, raw] of admissions) {
     test(`admitted: ${name}`, async () => {
-      assert.equal(admit(model, config(raw)), null);
+      assert.equal(admit(model, config(raw), 'PV'), null);
     });
   }
+
+  test('fsdax in a PV Dom0: rejected before any I/O, with the command that makes it raw; admitted in a PVH Dom0 and outside Xen', async () => {
+    const fixture = await host('decide-fsdax', {
+      regions: [{ id: 0, start: REGION_START, size: REGION_SIZE, namespaces: [{ id: 0, mode: 'fsdax' }] }],
+    });
+    const fsdax = (await listPmemNamespaces(fixture.roots))[0]!;
+    assert.equal(fsdax.mode, 'fsdax');
+    const outcome = catalogued(admit(fsdax, config(), 'PV'));
+    assert.deepEqual([outcome?.state, outcome?.reason, outcome?.catalog, outcome?.severity], ['rejected', 'fsdax-in-pv-dom0', 'rejected-device', 'error']);
+    assert.match(outcome!.message, /^pmem0: not reported to Xen: namespace0\.0 is in fsdax mode and this Dom0 is a PV guest, where unbinding its pfn device before the report crashes Linux; make it a raw namespace \(ndctl create-namespace -f -e namespace0\.0 -m raw\)/);
+    assert.equal(admit(fsdax, config(), 'PVH'), null);
+    assert.equal(admit(fsdax, config(), null), null);
+  });
 
   test('rejected with the model\'s own reason: sector and devdax modes, which do not map linearly', async () => {
     const fixture = await host('decide-modes', {
@@ -159,7 +172,7 @@ describe('admit: before any I/O', () => {
       ],
     });
     const models = await listPmemNamespaces(fixture.roots);
-    const outcomes = models.map((each) => catalogued(admit(each, config())));
+    const outcomes = models.map((each) => catalogued(admit(each, config(), 'PV')));
     assert.deepEqual(outcomes.map((each) => each?.catalog), ['rejected-device', 'rejected-device']);
     assert.deepEqual(outcomes.map((each) => [each?.state, each?.reason, each?.severity]), [
       ['rejected', 'sector-mode', 'warn'],

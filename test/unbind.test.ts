@@ -78,6 +78,16 @@ describe('unbinding before the add', { skip }, () => {
     assert.deepEqual(recordOf(controller, 'pmem0').unbound, { device: 'pfn0.0', driver: 'nd_pmem' });
   });
 
+  test('fsdax in a PV Dom0: rejected, the pfn device never unbound, nothing sent to Xen', async () => {
+    const host = await makeHost('fsdax-pv', 'fsdax');
+    const { controller } = rig(host, { ports: { xenGuestType: 'PV' } });
+    await controller.start();
+    const record = recordOf(controller, 'pmem0');
+    assert.deepEqual([record.state, record.reason], ['rejected', 'fsdax-in-pv-dom0']);
+    assert.deepEqual(host.driverWrites('nd_pmem', 'unbind'), []);
+    assert.deepEqual(host.regionAdds(), []);
+  });
+
   test('a refusal binds the driver again and says so', async () => {
     const host = await makeHost('refused', 'raw');
     const real = host.openBridge();

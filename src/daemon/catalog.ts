@@ -109,9 +109,10 @@ export const CATALOG = {
       + 'its namespace mode has no block device that maps linearly onto physical memory (sector/BTT and '
       + 'devdax have none), or an attribute the daemon needs is missing, unreadable or inconsistent. The '
       + 'device was not opened.',
-      'Configure the namespace in raw or fsdax mode (ndctl create-namespace --mode=fsdax) and prepare it with '
-      + '"xen-pmem setup". Reasons such as attribute-unreadable or device-vanished point at the kernel or at a '
-      + 'device removed while it was read; "xen-pmem list" shows what the daemon reads.',
+      'Configure the namespace in raw mode (ndctl create-namespace --mode=raw), or in fsdax mode where the Dom0 '
+      + 'is not a PV guest (fsdax-in-pv-dom0: unbinding its pfn device before the report crashes a PV Dom0\'s '
+      + 'kernel), and prepare it with "xen-pmem setup". Reasons such as attribute-unreadable or device-vanished '
+      + 'point at the kernel or at a device removed while it was read; "xen-pmem list" shows what the daemon reads.',
     ],
   },
   'rejected-config': {

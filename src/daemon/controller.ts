@@ -41,6 +41,8 @@ export interface DaemonPorts {
   bridge: HypervisorPort;
   /** The nd drivers' bind and unbind: a device's parent is unbound before its add. */
   drivers: DriverPort;
+  /** What kind of Xen guest this Dom0 is (`PV`, `PVH`), read once at start; null when unknown. */
+  xenGuestType: string | null;
   /** state.json: what `xen-pmem status` reads. */
   saveState(state: DaemonState): Promise<void>;
   /** The exactly-once journal: every line of the group on disk (one sync) when it resolves. */
@@ -193,7 +195,7 @@ export class Controller implements Component {
     if (!model) return this.removal(key);
 
     // 2. Verdict: the model and the config before any I/O, then the scan.
-    const admission = admit(model, this.config);
+    const admission = admit(model, this.config, this.ports.xenGuestType);
     if (admission) return { ...admission, model };
     if (!isSupportedPmem(model)) {
       return { state: 'rejected', reason: 'not-mappable', catalog: 'rejected-device', severity: 'warn', model, message: `${key}: cannot be mapped to physical addresses` };

@@ -39,13 +39,21 @@ export type Judgement =
   | { kind: 'report'; layout: PhysicalLayout; confirming: boolean };
 
 /** Before touching the device: is it a pmem device we can map, and does the config allow it? */
-export function admit(model: PmemNamespaceModel, config: Config): Outcome | null {
+export function admit(model: PmemNamespaceModel, config: Config, xenGuestType: string | null): Outcome | null {
   const name = deviceKey(model);
   if (model.unsupported) {
     return { state: 'rejected', reason: model.unsupported.code, catalog: 'rejected-device', message: `${name}: not usable for Xen: ${model.unsupported.message}`, severity: 'warn' };
   }
   const refusal = configRefusal(config, { device: name, region: model.region.name, namespaceUuid: model.namespaceUuid });
   if (refusal) return { state: 'rejected', reason: 'not-allowed', catalog: 'rejected-config', message: `${name}: not reported to Xen: ${refusal}`, severity: 'notice' };
+  // A report unbinds the pfn device, and Linux then frees its memmap's page-table pages still
+  // read-only in a PV guest: the next one it hands out faults and the Dom0 stalls (docs/hypervisor.md).
+  if (model.mode === 'fsdax' && xenGuestType === 'PV') {
+    return {
+      state: 'rejected', reason: 'fsdax-in-pv-dom0', catalog: 'rejected-device', severity: 'error',
+      message: `${name}: not reported to Xen: ${model.namespace} is in fsdax mode and this Dom0 is a PV guest, where unbinding its pfn device before the report crashes Linux; make it a raw namespace (ndctl create-namespace -f -e ${model.namespace} -m raw) and set it up again with xen-pmem setup`,
+    };
+  }
   return null;
 }
 

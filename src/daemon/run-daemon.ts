@@ -11,7 +11,7 @@ import type { FlockPort } from '../io/ports.js';
 import { loadLibc } from '../native/libc.js';
 import { LIBXENCALL_ENV, openXencall } from '../native/libxencall.js';
 import { sysfsDrivers } from '../sysfs/driver.js';
-import { listPmemNamespaces, readPmemByBlockName, readPmemBySyspath } from '../sysfs/model.js';
+import { listPmemNamespaces, readPmemByBlockName, readPmemBySyspath, readXenGuestType } from '../sysfs/model.js';
 import { DEFAULT_ROOTS, type SysfsRoots } from '../sysfs/types.js';
 import { TOOL_VERSION } from '../version.js';
 import { HypercallBridge } from '../xen/bridge.js';
@@ -114,6 +114,7 @@ export async function runDaemon(launch: DaemonLaunch): Promise<number> {
     openReader: (devPath) => (flock ? openLockedReader(devPath, flock) : openDevice(devPath, 'read')),
     bridge,
     drivers: sysfsDrivers(roots),
+    xenGuestType: readXenGuestType(roots),
     saveState: (state) => store.save(state),
     recordLedger: (steps) => journal.append(steps),
     log,

@@ -267,3 +267,15 @@ function readResolved(roots: SysfsRoots, real: string): PmemNamespaceModel | nul
   if (!held.ok || !NAMESPACE_NAME.test(held.text)) return null;
   return readNamespace(join(regionDir, held.text), roots.devRoot);
 }
+
+/**
+ * What kind of Xen guest this kernel is (`PV`, `PVH`, `HVM`), from /sys/hypervisor/guest_type;
+ * null outside Xen or on a kernel without the attribute.
+ */
+export function readXenGuestType(roots: SysfsRoots = DEFAULT_ROOTS): string | null {
+  try {
+    return readFileSync(join(roots.sysRoot, 'hypervisor', 'guest_type'), 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
