@@ -32,7 +32,7 @@ function ndNames(): string[] {
 }
 
 /** `udevadm monitor --udev --property`, kept running until stop() returns what it printed. */
-async function startUdevMonitor(): Promise<{ stop: () => Promise<string> }> {
+async function startUdevMonitor(): Promise<{ stop: (seen?: (printed: string) => boolean, what?: string) => Promise<string> }> {
   const child: ChildProcess = spawn('udevadm', ['monitor', '--udev', '--property'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   child.stdout?.setEncoding('utf8');
@@ -42,7 +42,12 @@ async function startUdevMonitor(): Promise<{ stop: () => Promise<string> }> {
   // udevadm prints its header once its netlink socket is bound; events before that are lost.
   await waitUntil('udevadm monitor to start', () => output.includes('UDEV'), 20_000, 50);
   return {
-    stop: async () => {
+    /**
+     * Stops once `seen` holds for what it printed: `udevadm settle` returns when udev's queue is
+     * empty, but the monitor may not have printed (or node read) the last events by then.
+     */
+    stop: async (seen: (printed: string) => boolean = () => true, what = 'the last events') => {
+      await waitUntil(`udevadm monitor to print ${what}`, () => seen(output), 30_000, 50).catch((error: Error) => log(error.message));
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('close', resolve));
       return output;
@@ -83,7 +88,10 @@ async function main(): Promise<void> {
   // The region's driver creates the namespace seed last; its bind event ends the burst.
   await waitUntil(`namespace${regionIndex}.0 bound`, () => existsSync(`/sys/bus/nd/devices/namespace${regionIndex}.0/driver`), 30_000);
   settle();
-  putResult('udev-hotplug.txt', await hotplugMonitor.stop());
+  const namespace = `namespace${regionIndex}.0`;
+  const disk = new RegExp(`^UDEV .* add +\\S+/${namespace}/block/pmem${regionIndex} \\(block\\)$`, 'm');
+  const bound = new RegExp(`^UDEV .* bind +\\S+/${namespace} \\(nd\\)$`, 'm');
+  putResult('udev-hotplug.txt', await hotplugMonitor.stop((printed) => disk.test(printed) && bound.test(printed), `${namespace}'s bind and pmem${regionIndex}'s add`));
   putResult('nd-hotplug.json', snapshotNd());
   log(`hotplugged ${region} seen`);
 
@@ -120,7 +128,12 @@ async function main(): Promise<void> {
     const monitor = await startUdevMonitor();
     const created = run('ndctl', args);
     settle();
-    const events = await monitor.stop();
+    // A namespace made: its pfn device's bind and disk are the last of the burst.
+    const pfnDisk = new RegExp(`^UDEV .* add +\\S+/pfn${regionIndex}\\.\\d+/block/pmem\\S* \\(block\\)$`, 'm');
+    const pfnBound = new RegExp(`^UDEV .* bind +\\S+/pfn${regionIndex}\\.\\d+ \\(nd\\)$`, 'm');
+    const events = created.status === 0
+      ? await monitor.stop((printed) => pfnDisk.test(printed) && pfnBound.test(printed), 'the pfn device\'s bind and its disk\'s add')
+      : await monitor.stop();
     attempts.push({ command: `ndctl ${args.join(' ')}`, status: created.status, output: parseJson(created.stdout), stderr: created.stderr.trim() });
     if (created.status === 0) {
       createdWith = map;
