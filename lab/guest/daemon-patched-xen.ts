@@ -10,21 +10,24 @@
 //
 // Settings (lab.env): LAB_BOOT_DISKS, the number of NVDIMMs at boot; LAB_FS_FILES, the names of
 // the files the host put on the prepared NVDIMM's file system (comma-separated).
-// Markers for the host, each asking for an NVDIMM: hotplug, hotplug-older, hotplug-current.
+// Markers for the host, each asking for an NVDIMM: hotplug, hotplug-older, hotplug-current,
+// hotplug-fsdax.
 // Result: daemon-patched-xen.json, rewritten after every phase.
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { PATCHED_XEN_RESULT_FILE, type Observation, type PatchedXenScenarioResult, type PlugRecord } from './daemon-results.js';
+import { PATCHED_XEN_RESULT_FILE, type CommandRecord, type Observation, type PatchedXenScenarioResult, type PlugRecord } from './daemon-results.js';
 import {
   STATE_DIR, UNIT, XEN_PMEM, daemonReady, diskFacts, installProduct, ledgerLines, monotonicUs, namespaceUdevInitializedUs, pmemDisks, run, runOk, statusJson, udevInitializedBeforeUnbind,
   unitJournal, unitSnapshot, waitForColdplug, waitForDeviceState, waitForDisks, waitForNewDisk, waitForUnit,
 } from './daemon-dom0.js';
-import { log, mark, phaseRunner, putResult } from './results.js';
+import { log, mark, phaseRunner, putResult, waitUntil } from './results.js';
 
 const BOOT_DISKS = Number(process.env.LAB_BOOT_DISKS ?? '3');
+/** ndctl refuses namespace sizes that are not a multiple of the region's alignment. */
+const FALLBACK_REGION_ALIGN_BYTES = 16n * 1024n * 1024n;
 const FS_FILES = (process.env.LAB_FS_FILES ?? '').split(',').filter((name) => name !== '');
 const DECIDED = ['reported', 'rejected', 'unsupported', 'failed', 'retrying', 'absent'];
 
@@ -113,8 +116,67 @@ async function main(): Promise<void> {
     result.restart = { before, kill, after: observe() };
   });
 
+  await phase('fsdax', async () => {
+    const regionsBefore = ndRegions();
+    const disksBefore = pmemDisks();
+    mark('hotplug-fsdax');
+    // A label area that was never written leaves the region label-less: one raw pmem disk over it all.
+    await waitForNewDisk(disksBefore, 90_000);
+    const region = ndRegions().find((name) => !regionsBefore.includes(name));
+    if (!region) throw new Error(`the hotplugged NVDIMM brought no new nd region (have ${ndRegions().join(' ')})`);
+    const ndctl: CommandRecord[] = [];
+    const step = (args: string[]): CommandRecord => {
+      const record = run('ndctl', args);
+      ndctl.push(record);
+      if (record.status !== 0) throw new Error(`ndctl ${args.join(' ')} failed (${record.status}): ${record.stderr.trim()}`);
+      return record;
+    };
+    // Empty labels (written with the region disabled, as ndctl requires) make it take sized namespaces.
+    const regionDir = `/sys/bus/nd/devices/${region}`;
+    const dimm = readFileSync(`${regionDir}/mapping0`, 'utf8').split(',')[0]!.trim();
+    step(['disable-region', region]);
+    step(['init-labels', dimm]);
+    step(['enable-region', region]);
+    const available = BigInt(readFileSync(`${regionDir}/available_size`, 'utf8').trim());
+    const alignText = existsSync(`${regionDir}/align`) ? readFileSync(`${regionDir}/align`, 'utf8').trim() : '';
+    const align = /^(0x[0-9a-f]+|\d+)$/i.test(alignText) && BigInt(alignText) > 0n ? BigInt(alignText) : FALLBACK_REGION_ALIGN_BYTES;
+    // --map=mem: with the memmap on the device (--map=dev) the probe fails in a PV Dom0 (no PSE).
+    step(['create-namespace', '--mode=fsdax', '--map=mem', `--region=${region}`, `--size=${available - available % align}`]);
+    const disk = await waitForFsdaxDisk(region, 60_000);
+    const setup = run(XEN_PMEM, ['setup', `/dev/${disk}`]);
+    if (setup.status !== 0) throw new Error(`xen-pmem setup /dev/${disk} failed (${setup.status}): ${setup.stderr.trim()}`);
+    run('udevadm', ['settle']);
+    const decided = await waitForDeviceState(disk, ['reported', 'rejected', 'unsupported', 'failed', 'retrying'], 60_000);
+    const facts = diskFacts(disk);
+    result.fsdax = {
+      ...observe(), disk, facts, ndctl, setup, decided,
+      stillBound: existsSync(`/sys/bus/nd/devices/${facts.parent}/driver`) && existsSync(`/dev/${disk}`),
+    };
+  });
   result.phase = 'done';
   putResult(PATCHED_XEN_RESULT_FILE, result);
+}
+
+function ndRegions(): string[] {
+  const dir = '/sys/bus/nd/devices';
+  return existsSync(dir) ? readdirSync(dir).filter((name) => /^region\d+$/.test(name)) : [];
+}
+
+/** The pmem disk that sits on a pfn device of `region`, once its node exists. */
+async function waitForFsdaxDisk(region: string, timeoutMs: number): Promise<string> {
+  let found: string | undefined;
+  await waitUntil(`an fsdax disk on ${region}`, () => {
+    found = pmemDisks().find((disk) => {
+      try {
+        const facts = diskFacts(disk);
+        return facts.region === region && facts.pfnResource !== null && existsSync(`/dev/${disk}`);
+      } catch {
+        return false;
+      }
+    });
+    return found !== undefined;
+  }, timeoutMs);
+  return found!;
 }
 
 main().catch((error: Error) => {

@@ -320,6 +320,17 @@ export interface PatchedXenScenarioResult {
     kill: CommandRecord;
     after: Observation;
   };
+  /** An fsdax namespace set up in this PV Dom0: rejected, and its pfn device left bound. */
+  fsdax?: Observation & {
+    disk: string;
+    facts: DiskFacts;
+    /** The ndctl steps: init-labels on the hotplugged DIMM, then create-namespace. */
+    ndctl: CommandRecord[];
+    setup: CommandRecord;
+    decided: { state: string; reason: string; since: string };
+    /** The pfn device still has its driver and the disk its node, after the decision. */
+    stillBound: boolean;
+  };
 }
 
 /** What lab/guest/demo-dom0.ts leaves in the share. */

@@ -8,7 +8,8 @@
 // blank. Hotplugged: nv2 prepared (b); `older` with the reserved area xen-pmem 0.1.0's planner
 // made (44 bytes a page rounded to 2 MiB) and `current` with this planner's, each placed by
 // address across a 256 MiB pdx group and a 1 GiB M2P slot boundary (d). Then kill -9 with the
-// ledger deleted (c). No fsdax namespace here: see docs/hypervisor.md, Known limits. The Dom0 is the lab's default,
+// ledger deleted (c), and nv4 labelled and set up as fsdax in the Dom0, which the daemon must
+// reject in a PV Dom0 without unbinding it (docs/hypervisor.md, Known limits). The Dom0 is the lab's default,
 // Debian 13, on the newest base the series can be built on here (lab/hypervisor.ts: 4.20 when
 // its source is at hand, else 4.17; docs/lab.md).
 
@@ -19,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { GiB, hex, MiB } from '../../src/core/units.js';
+import { GiB, hex, KiB, MiB } from '../../src/core/units.js';
 import { plannedReservedBytes } from '../../src/core/xen-sizing.js';
 import {
   expectedLayout, field, hotplugOrder, journalFieldsOf, outcomeEntries, PATCHED_XEN_RESULT_FILE,
@@ -39,6 +40,7 @@ import { labAvailability } from './lab-available.js';
 import { assertFields, guestFailure } from './scenario-asserts.js';
 
 const SIZE = 256n * MiB;
+const FSDAX_SIZE = 512n * MiB;
 /** Across a pdx group and an M2P slot boundary, each in slots no other NVDIMM touches. */
 const OLDER_AT = 8n * GiB - 128n * MiB;
 const CURRENT_AT = 12n * GiB - 128n * MiB;
@@ -52,7 +54,7 @@ interface Collected extends ScenarioRun<PatchedXenScenarioResult> {
   serial: string;
 }
 
-test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two planners, kill -9 with the ledger lost', { timeout: 1_200_000 }, async (t) => {
+test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two planners, kill -9 with the ledger lost, fsdax refused in a PV Dom0', { timeout: 1_200_000 }, async (t) => {
   const availability = await labAvailability();
   if ('skip' in availability) {
     t.skip(availability.skip);
@@ -85,7 +87,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
         { id: 'nv0', imagePath: image('nv0'), sizeBytes: SIZE },
         { id: 'nv1', imagePath: image('nv1'), sizeBytes: SIZE },
       ],
-      hotplugSlots: 3,
+      hotplugSlots: 4,
       hotplugBytes: 10n * GiB,
       scenario: 'daemon-patched-xen',
       xenArgs: ['loglvl=all', 'guest_loglvl=all'],
@@ -97,6 +99,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
         ['hotplug', () => lab.hotplugNvdimm({ id: 'nv2', imagePath: image('nv2'), sizeBytes: SIZE })],
         ['hotplug-older', () => lab.hotplugNvdimm({ id: 'older', imagePath: image('older'), sizeBytes: SIZE, address: OLDER_AT })],
         ['hotplug-current', () => lab.hotplugNvdimm({ id: 'current', imagePath: image('current'), sizeBytes: SIZE, address: CURRENT_AT })],
+        ['hotplug-fsdax', () => lab.hotplugNvdimm({ id: 'nv4', imagePath: image('nv4'), sizeBytes: FSDAX_SIZE, labelSizeBytes: 128n * KiB })],
       ];
       for (const [marker, plugIn] of plugs) {
         if (!(await waitForMarkerOrEnd(lab, marker))) break;
@@ -263,6 +266,22 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     const sentAgain = restart.after.journal.filter((entry) => String(entry._PID) === pid && field(entry, 'PMEM_STATE') === 'reported' && field(entry, 'PMEM_REASON') === 'reported');
     assert.deepEqual(sentAgain.map((entry) => entry.MESSAGE), [], 'the restarted daemon sent no add');
     t.diagnostic(`restarted daemon (pid ${pid}): ${restart.after.journal.filter((entry) => String(entry._PID) === pid).map((entry) => entry.MESSAGE).join(' | ')}`);
+  });
+
+  await t.test('fsdax in this PV Dom0: rejected (fsdax-in-pv-dom0) with the ndctl command that makes it raw; its pfn device stays bound and Xen hears nothing of it', () => {
+    const fsdax = got.fsdax;
+    assert.ok(fsdax, `no fsdax result (guest stopped in phase ${got.phase})`);
+    const create = fsdax.ndctl.find((record) => record.command.includes('create-namespace'));
+    assert.equal(create?.status, 0, create?.stderr);
+    assert.match(fsdax.facts.parent, /^pfn\d+\.\d+$/);
+    assert.equal(fsdax.setup.status, 0, fsdax.setup.stderr);
+    assert.deepEqual([fsdax.decided.state, fsdax.decided.reason], ['rejected', 'fsdax-in-pv-dom0']);
+    const device = statusOf(fsdax.status, fsdax.disk);
+    assert.match(device.message, /is in fsdax mode and this Dom0 is a PV guest, where unbinding its pfn device before the report crashes Linux; make it a raw namespace \(ndctl create-namespace -f -e namespace\d+\.\d+ -m raw\)/);
+    assert.equal(fsdax.stillBound, true, 'the pfn device keeps its driver and the disk its node');
+    const spfn = hex(BigInt(fsdax.facts.pfnResource!) >> 12n);
+    assert.deepEqual(xenAbout(spfn).map((line) => line.line), [], 'Xen saw nothing for the fsdax namespace');
+    assert.deepEqual(collected.serial.split('\n').filter((line) => /BUG: unable to handle|Oops|rcu_preempt detected stalls/.test(line)), [], 'the Dom0 kernel stayed well');
   });
 
   await t.test('Xen accepted at most one add per region over the whole boot and never crashed', () => {
