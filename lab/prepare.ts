@@ -50,6 +50,10 @@ const HOST_PACKAGES: ReadonlyArray<{ name: string; proves: string }> = [
   { name: 'libxencall1', proves: '/usr/lib/x86_64-linux-gnu/libxencall.so.1' },
   // libxenctrl, for the lab's XEN_DOMCTL_iomem_permission route (lab/guest/libxenctrl.ts).
   { name: 'libxenmisc4.17', proves: '/usr/lib/x86_64-linux-gnu/libxenctrl.so.4.17' },
+  // The toolstack of the Debian 12 Dom0 (the host's root), for the PV guest saved and restored
+  // beside the adds (lab/guest/pv-guest.ts); Debian 13's root brings its own.
+  { name: 'xen-utils-4.17', proves: '/usr/lib/xen-4.17/bin/xl' },
+  { name: 'xenstore-utils', proves: '/usr/bin/xenstore-read' },
   { name: 'ndctl', proves: '/usr/bin/ndctl' },
   { name: 'fdisk', proves: '/usr/sbin/sfdisk' },
   { name: 'cpio', proves: '/usr/bin/cpio' },

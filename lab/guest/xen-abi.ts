@@ -35,6 +35,7 @@ import {
 import { iomemPermission } from './libxenctrl.js';
 import { mapFrames, type FrameMapping } from './privcmd-map.js';
 import { log, phaseRunner, putResult, waitUntil } from './results.js';
+import { checkpoint, createGuest, destroyGuest, restoreCheckpoint, saveAndRestore, startToolstack, type PvGuestStep } from './pv-guest.js';
 import { abiRows, type AbiRequest } from './xen-abi-rows.js';
 
 export const XEN_ABI_RESULT = 'xen-abi.json';
@@ -117,6 +118,11 @@ export interface XenAbiResult {
   version: { real: VersionAnswer; standIn: VersionAnswer } | null;
   /** The probe and xen_version once every route was tried: Xen and the Dom0 still answer. */
   afterRoutes: { version: VersionAnswer; probe: Answer } | null;
+  /**
+   * A PV DomU saved and restored before the adds, after nv0's (which brings an M2P slot) and after
+   * nv1's (which does not), and restored from a checkpoint taken before the adds.
+   */
+  pvGuest?: Partial<Record<'toolstack' | 'create' | 'before' | 'checkpoint' | 'afterSlot' | 'afterNoSlot' | 'fromCheckpoint', PvGuestStep>>;
   failure?: { phase: string; message: string };
 }
 
@@ -354,6 +360,24 @@ async function main(started: XenAbiResult[]): Promise<void> {
     result.acpi.before = readAcpiTables();
   });
 
+  const pv: NonNullable<XenAbiResult['pvGuest']> = {};
+  result.pvGuest = pv;
+  let checkpointFile = '';
+  await phase('pv-guest', async () => {
+    const kernel = process.env.LAB_DOMU_KERNEL;
+    const ramdisk = process.env.LAB_DOMU_RAMDISK;
+    if (!kernel || !ramdisk) throw new Error('LAB_DOMU_KERNEL and LAB_DOMU_RAMDISK (the PV guest) are not set');
+    pv.toolstack = startToolstack();
+    if (!pv.toolstack.ok) return;
+    pv.create = await createGuest(kernel, ramdisk);
+    if (!pv.create.ok) return;
+    pv.before = await saveAndRestore('before');
+    const taken = checkpoint();
+    pv.checkpoint = taken.step;
+    checkpointFile = taken.file;
+  });
+  const guestRuns = (): boolean => Boolean(pv.before?.ok && pv.checkpoint?.ok);
+
   const accepted: PmemReport[] = [];
   await phase('rows', async () => {
     let told = 0;
@@ -373,7 +397,13 @@ async function main(started: XenAbiResult[]): Promise<void> {
       result.rows.push({ name: row.name, real, standIn });
       log(`row ${row.name}: real ${real.errno} ${real.reason ?? ''}, stand-in ${standIn.errno} ${standIn.reason ?? ''}`);
       if (row.name === 'add-nv0') result.aboveRam!.after = labelled(mapFrames(aboveRamFrames, DOMID_IO), aboveRamLabels);
+      if (row.name === 'add-nv0' && guestRuns()) pv.afterSlot = await saveAndRestore('after-slot');
+      if (row.name === 'minimum-nv1' && guestRuns()) {
+        pv.afterNoSlot = await saveAndRestore('after-no-slot');
+        pv.fromCheckpoint = await restoreCheckpoint(checkpointFile);
+      }
     }
+    if (guestRuns()) destroyGuest();
   });
 
   await phase('routes', () => {

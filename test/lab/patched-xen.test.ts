@@ -28,6 +28,7 @@ import { describeLayout, XENPF_PMEM_ABI } from '../../src/xen/xenpf-pmem.js';
 import { LabUnavailableError } from '../../lab/errors.js';
 import { abiRows, type AbiRow } from '../../lab/guest/xen-abi-rows.js';
 import { XEN_ABI_RESULT, type Answer, type XenAbiResult } from '../../lab/guest/xen-abi.js';
+import { prepareDomU } from '../../lab/domu.js';
 import { dom0ForBase, preparePatchedXen, XEN_BASES, XEN_VENDOR_VERSION, type PatchedXen, type XenBase } from '../../lab/hypervisor.js';
 import { readImageBytes } from '../../lab/nvdimm-images.js';
 import { stderrProgress } from '../../lab/progress.js';
@@ -86,6 +87,7 @@ for (const base of XEN_BASES) {
     const startedAt = Date.now();
     let collected: Collected;
     try {
+      const domU = prepareDomU(availability.artifacts.releases[dom0ForBase(base)]);
       const run = await withLab({
         artifacts: availability.artifacts,
         dom0: dom0ForBase(base),
@@ -97,7 +99,7 @@ for (const base of XEN_BASES) {
         scenario: 'xen-abi',
         memoryMiB: 2000,
         xenArgs: ['loglvl=all', 'guest_loglvl=all'],
-        env: { LAB_STAND_IN: buildTestHypervisor() },
+        env: { LAB_STAND_IN: buildTestHypervisor(), LAB_DOMU_KERNEL: domU.kernel, LAB_DOMU_RAMDISK: domU.ramdisk },
         timeoutMs: 600_000,
         log,
       }, async (lab) => {
@@ -241,6 +243,21 @@ for (const base of XEN_BASES) {
       assert.deepEqual(got.acpi.after, got.acpi.before);
       const trouble = collected.serial.split('\n').filter((line) => /Panic|FATAL|Xen BUG|Assertion|WARN_ON|Oops|BUG:/.test(line));
       assert.deepEqual(trouble, []);
+    });
+
+    await t.test('a PV DomU is saved and restored before the adds, after the add that brought an M2P slot and after one that did not, and restored from a checkpoint taken before them', () => {
+      const pv = got.pvGuest ?? {};
+      for (const name of ['toolstack', 'create', 'before', 'checkpoint', 'afterSlot', 'afterNoSlot', 'fromCheckpoint'] as const) {
+        const step = pv[name];
+        assert.ok(step, `no ${name} step (the guest program stopped in phase ${got.phase})`);
+        assert.equal(step.ok, true, `${name}: ${step.detail}\n${step.commands.map((record) => `${record.command} → ${record.status}\n${record.stderr}`).join('\n')}`);
+      }
+      const addNv1 = addRows.find((row) => row.name === 'minimum-nv1')!.request.report;
+      const added1 = lines.find((line) => line.kind === 'added' && line.request.spfn === addNv1.spfn);
+      assert.ok(added0?.kind === 'added' && added0.chunks.m2p >= 1, `nv0's add brought an M2P slot: ${added0?.line}`);
+      assert.ok(added1?.kind === 'added' && added1.chunks.m2p === 0, `nv1's add brought none: ${added1?.line}`);
+      const ms = (name: 'before' | 'afterSlot' | 'afterNoSlot'): string => pv[name]!.commands.map((record) => `${record.command.split(' ')[1]} ${(record.ms / 1000).toFixed(1)} s`).join(', ');
+      t.diagnostic(`PV DomU on ${base}: before the adds ${ms('before')}; after nv0 (M2P slot) ${ms('afterSlot')}; after nv1 (no slot) ${ms('afterNoSlot')}`);
     });
 
     await t.test(`xen_version: ${base} with the series' extraversion`, () => {
