@@ -13,7 +13,8 @@ export const DAEMON_HELP = `Usage: xen-pmemd [--config PATH] [--dry-run] [--log-
 Finds pmem devices prepared by "xen-pmem setup" (at start and on hotplug), validates them
 and reports their ranges to the Xen hypervisor with XENPF_pmem (platform op 67),
 exactly once. Before each report it unbinds the device's namespace from its driver:
-Xen refuses a region the Dom0 still maps.
+Xen refuses a region the Dom0 still maps. In a PV Dom0 it rejects fsdax namespaces
+(unbinding their pfn device crashes the kernel): use raw ones there.
 Normally started by systemd (xen-pmemd.service) or by the udev rule on pmem hotplug.
 
   --config PATH      configuration file (default ${DEFAULT_CONFIG_PATH})
