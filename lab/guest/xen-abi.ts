@@ -36,6 +36,7 @@ import { iomemPermission } from './libxenctrl.js';
 import { mapFrames, type FrameMapping } from './privcmd-map.js';
 import { log, phaseRunner, putResult, waitUntil } from './results.js';
 import { checkpoint, createGuest, destroyGuest, restoreCheckpoint, saveAndRestore, startToolstack, type PvGuestStep } from './pv-guest.js';
+import { hostileRequests, parseIomem } from '../hostile-requests.js';
 import { abiRows, type AbiRequest } from './xen-abi-rows.js';
 
 export const XEN_ABI_RESULT = 'xen-abi.json';
@@ -122,8 +123,23 @@ export interface XenAbiResult {
    * A PV DomU saved and restored before the adds, after nv0's (which brings an M2P slot) and after
    * nv1's (which does not), and restored from a checkpoint taken before the adds.
    */
+  /** Generated requests sent once Xen holds every pmem range: none may add anything. */
+  hostile?: HostileResult;
   pvGuest?: Partial<Record<'toolstack' | 'create' | 'before' | 'checkpoint' | 'afterSlot' | 'afterNoSlot' | 'fromCheckpoint', PvGuestStep>>;
   failure?: { phase: string; message: string };
+}
+
+export interface HostileResult {
+  seed: number;
+  sent: number;
+  ms: number;
+  /** Requests per kind, and answers by errno and reason (`EINVAL not-pmem`, `OK`). */
+  byKind: Record<string, number>;
+  byAnswer: Record<string, number>;
+  /** Adds (and sub-operations 1 and 4) Xen answered with success: each a finding. */
+  accepted: Array<{ kind: string; target: string; request: string }>;
+  /** Answers to XENPF_pmem requests without the ABI mark or with a reason Xen's table lacks. */
+  unreadable: Array<{ kind: string; request: string; answer: string }>;
 }
 
 export interface AcpiRead {
@@ -404,6 +420,27 @@ async function main(started: XenAbiResult[]): Promise<void> {
       }
     }
     if (guestRuns()) destroyGuest();
+  });
+
+  await phase('hostile', async () => {
+    const seed = Number(process.env.LAB_HOSTILE_SEED ?? '1');
+    const count = Number(process.env.LAB_HOSTILE_COUNT ?? '0');
+    const hostile: HostileResult = { seed, sent: 0, ms: 0, byKind: {}, byAnswer: {}, accepted: [], unreadable: [] };
+    result.hostile = hostile;
+    const started = Date.now();
+    for (const { kind, target, request } of hostileRequests(parseIomem(readFileSync('/proc/iomem', 'utf8')), seed, count)) {
+      const got = answer(request, await realPort.platformOp(encode(request)));
+      hostile.sent++;
+      hostile.byKind[kind] = (hostile.byKind[kind] ?? 0) + 1;
+      const said = got.errno === 'OK' ? 'OK' : `${got.errno} ${got.reason ?? '(no reason)'}`;
+      hostile.byAnswer[said] = (hostile.byAnswer[said] ?? 0) + 1;
+      const shown = (): string => JSON.stringify(request, (_, value) => (typeof value === 'bigint' ? hex(value) : value));
+      const adds = request.kind === 'add' || (request.kind === 'sub-op' && (request.sub === 1 || request.sub === 4));
+      if (adds && got.rc >= 0) hostile.accepted.push({ kind, target, request: shown() });
+      if (got.abi !== 1 || (got.reason ?? '').startsWith('xen-reason-')) hostile.unreadable.push({ kind, request: shown(), answer: JSON.stringify(got) });
+    }
+    hostile.ms = Date.now() - started;
+    log(`hostile: ${hostile.sent} requests (seed ${seed}) in ${hostile.ms} ms, ${hostile.accepted.length} accepted`);
   });
 
   await phase('routes', () => {

@@ -39,6 +39,11 @@ import { CHUNK_PAGES, chunkTotal, regionPageInfoProblems } from '../../lab/xen-t
 import { buildTestHypervisor } from '../hypervisor/build.js';
 import { labAvailability } from './lab-available.js';
 import { guestFailure } from './scenario-asserts.js';
+import { TEST_SEED, withSeed } from '../helpers/seed.js';
+import { HOSTILE_KINDS } from '../../lab/hostile-requests.js';
+
+/** Generated requests sent once Xen holds every pmem range; XEN_PMEM_HOSTILE_COUNT for more. */
+const HOSTILE_COUNT = Number(process.env.XEN_PMEM_HOSTILE_COUNT ?? '10000');
 
 const EBUSY = 16;
 const CHUNK_BYTES = Number(CHUNK_PAGES) * 4096;
@@ -99,7 +104,10 @@ for (const base of XEN_BASES) {
         scenario: 'xen-abi',
         memoryMiB: 2000,
         xenArgs: ['loglvl=all', 'guest_loglvl=all'],
-        env: { LAB_STAND_IN: buildTestHypervisor(), LAB_DOMU_KERNEL: domU.kernel, LAB_DOMU_RAMDISK: domU.ramdisk },
+        env: {
+          LAB_STAND_IN: buildTestHypervisor(), LAB_DOMU_KERNEL: domU.kernel, LAB_DOMU_RAMDISK: domU.ramdisk,
+          LAB_HOSTILE_SEED: String(TEST_SEED), LAB_HOSTILE_COUNT: String(HOSTILE_COUNT),
+        },
         timeoutMs: 600_000,
         log,
       }, async (lab) => {
@@ -160,10 +168,12 @@ for (const base of XEN_BASES) {
     }
 
     await t.test('Xen printed one console line per add, with the six PFNs sent, its verdict and its reason; the rules\' sentences are the daemon\'s', () => {
-      assert.equal(lines.length, addRows.length, lines.map((line) => line.line).join('\n'));
+      // The rows' adds come first; the generated requests' follow (the hostile subtest).
+      const rowLines = lines.slice(0, addRows.length);
+      assert.equal(rowLines.length, addRows.length, lines.map((line) => line.line).join('\n'));
       const added: PmemReport[] = [];
       addRows.forEach((row, index) => {
-        const line = lines[index]!;
+        const line = rowLines[index]!;
         assert.equal(describeLayout(line.request), describeLayout(row.request.report), `row ${row.name}: ${line.line}`);
         if (row.real.errno === 'OK') {
           assert.equal(line.kind, 'added', line.line);
@@ -258,6 +268,21 @@ for (const base of XEN_BASES) {
       assert.ok(added1?.kind === 'added' && added1.chunks.m2p === 0, `nv1's add brought none: ${added1?.line}`);
       const ms = (name: 'before' | 'afterSlot' | 'afterNoSlot'): string => pv[name]!.commands.map((record) => `${record.command.split(' ')[1]} ${(record.ms / 1000).toFixed(1)} s`).join(', ');
       t.diagnostic(`PV DomU on ${base}: before the adds ${ms('before')}; after nv0 (M2P slot) ${ms('afterSlot')}; after nv1 (no slot) ${ms('afterNoSlot')}`);
+    });
+
+    await t.test(`${HOSTILE_COUNT} generated requests once Xen holds every pmem range (planner layouts over the whole memory map, each rule broken, random and edge values, queries): Xen adds nothing, and every answer carries its reason`, () => {
+      const hostile = got.hostile;
+      assert.ok(hostile, `no hostile result (guest stopped in phase ${got.phase})`);
+      assert.equal(hostile.sent, HOSTILE_COUNT, withSeed('every request was sent'));
+      assert.deepEqual(hostile.accepted, [], withSeed('Xen added a region it should have refused'));
+      assert.deepEqual(hostile.unreadable, [], withSeed('an answer without the ABI mark or with an unknown reason'));
+      assert.deepEqual(Object.keys(hostile.byKind).sort(), [...HOSTILE_KINDS].sort(), withSeed('every kind was sent'));
+      // Xen's own account: every console line after the rows' is a refusal.
+      const after = lines.slice(addRows.length);
+      assert.ok(after.length > 0, 'Xen printed a line for the generated adds');
+      assert.deepEqual(after.filter((line) => line.kind !== 'refused').map((line) => line.line), [], withSeed('Xen\'s console says it added a generated region'));
+      const answers = Object.entries(hostile.byAnswer).sort(([, a], [, b]) => b - a).map(([said, n]) => `${said} ${n}`).join(', ');
+      t.diagnostic(`hostile on ${base}: ${hostile.sent} requests (seed ${hostile.seed}) in ${(hostile.ms / 1000).toFixed(1)} s: ${answers}`);
     });
 
     await t.test(`xen_version: ${base} with the series' extraversion`, () => {
