@@ -48,6 +48,8 @@ export interface CommandRecord {
 export interface StatusJson {
   daemon: { running: boolean; pid?: number; ready?: boolean; capability?: { kind: string; reason?: string; message?: string; xenVersion?: string } | null; message?: string };
   devices: StatusDevice[];
+  /** Xen's own view (the region query), when the command could ask it. */
+  xen?: { available: boolean; xenVersion?: string; regions?: Array<{ layout: Record<string, string> }>; unexplained?: string[]; message?: string };
 }
 
 export interface StatusDevice {
@@ -61,6 +63,8 @@ export interface StatusDevice {
   message: string;
   since: string;
   notes?: string[];
+  /** Xen's view beside the device: whether it holds the device's region, and how they differ. */
+  xen?: { holds: boolean; differences: string[] };
   layout?: {
     uuid: string;
     region: { start: string; size: number };

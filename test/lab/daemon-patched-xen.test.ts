@@ -253,7 +253,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     t.diagnostic(`this planner at ${hex(CURRENT_AT)}: Xen used ${hex(added.reservedPagesUsed)} of ${hex(added.reservedPages)} reserved pages`);
   });
 
-  await t.test('c. kill -9 with the ledger deleted: systemd restarts the daemon, which asks Xen what it holds, reports nothing again and still shows every reported device', () => {
+  await t.test('c. kill -9 with the ledger deleted: systemd restarts the daemon, which reports nothing again and still shows every reported device; xen-pmem status shows Xen holding exactly those regions', () => {
     const restart = got.restart;
     assert.ok(restart, `no restart result (guest stopped in phase ${got.phase})`);
     assert.notEqual(restart.after.unit.properties.MainPID, restart.before.unit.properties.MainPID);
@@ -265,6 +265,13 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     const pid = restart.after.unit.properties.MainPID;
     const sentAgain = restart.after.journal.filter((entry) => String(entry._PID) === pid && field(entry, 'PMEM_STATE') === 'reported' && field(entry, 'PMEM_REASON') === 'reported');
     assert.deepEqual(sentAgain.map((entry) => entry.MESSAGE), [], 'the restarted daemon sent no add');
+    // xen-pmem status asks Xen itself: it holds the three regions, each beside its device, and
+    // nothing the daemon's records do not explain.
+    const xen = restart.after.status.xen;
+    assert.equal(xen?.available, true, JSON.stringify(xen));
+    assert.equal(xen?.regions?.length, 3, JSON.stringify(xen?.regions));
+    assert.deepEqual(xen?.unexplained, []);
+    assert.deepEqual(reportedBefore.map((disk) => [disk, after.get(disk)?.xen?.holds, after.get(disk)?.xen?.differences]), reportedBefore.map((disk) => [disk, true, []]));
     t.diagnostic(`restarted daemon (pid ${pid}): ${restart.after.journal.filter((entry) => String(entry._PID) === pid).map((entry) => entry.MESSAGE).join(' | ')}`);
   });
 
