@@ -98,13 +98,14 @@ describe('struct xen_platform_op for XENPF_pmem', () => {
     assert.equal(describeLayout(VALID), 'spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100600 data_spfn=0x100600 data_epfn=0x110000');
   });
 
-  it('names every XENPF_PMEM_R_* of the header, 0 to 27, and an unknown one by its number', () => {
-    assert.equal(XENPF_PMEM_REASONS.length, 28);
+  it('names every XENPF_PMEM_R_* of the header, 0 to 28, and an unknown one by its number', () => {
+    assert.equal(XENPF_PMEM_REASONS.length, 29);
     assert.equal(reasonCodeOf(4), 'reserved-too-small');
     assert.equal(reasonCodeOf(16), 'mapped');
     assert.equal(reasonCodeOf(17), 'reserved-exhausted');
     assert.equal(reasonCodeOf(21), 'no-such-region');
     assert.equal(reasonCodeOf(27), 'bad-command');
+    assert.equal(reasonCodeOf(28), 'gfn-in-use');
     assert.equal(reasonCodeOf(99), 'xen-reason-99');
     assert.equal(reasonNumberOf('already-added'), 7);
   });

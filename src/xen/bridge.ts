@@ -7,7 +7,7 @@
 // nothing (a dry run) never loads libxencall.
 
 import { HYPERVISOR_INTERFACES } from './interfaces/index.js';
-import type { BridgeAnswer, Capability, HeldRegion, HypervisorInterface, OwnerRun, PfnRange, PmemReport, Query, RuleCheck } from './interface.js';
+import type { AssignAnswer, BridgeAnswer, Capability, GuestFrames, HeldRegion, HypervisorInterface, OwnerRun, PfnRange, PmemReport, Query, RuleCheck } from './interface.js';
 import { XENVER_EXTRAVERSION, XENVER_EXTRAVERSION_BYTES, XENVER_VERSION } from './xenpf-pmem.js';
 import type { HypercallPort, PortOpening } from './ports.js';
 import { errnoName, messageOf } from '../core/errno.js';
@@ -90,6 +90,17 @@ export class HypercallBridge {
   /** Who holds the data frames of `range`, or why that cannot be known. */
   owners(range: PfnRange): Promise<Query<OwnerRun[]>> {
     return this.query((iface, port) => iface.owners(port, range));
+  }
+
+  /** Gives data frames to a guest; never throws. */
+  async assign(frames: GuestFrames): Promise<AssignAnswer> {
+    try {
+      const ready = await this.ready();
+      if ('reason' in ready) return { kind: 'refused', errno: 0, reason: ready.reason, message: ready.message };
+      return await ready.iface.assign(ready.port, frames);
+    } catch (error) {
+      return { kind: 'refused', errno: 0, reason: 'exception', message: `${this.current().title} assign failed: ${messageOf(error)}` };
+    }
   }
 
   /** Releases the port once the calls under way have answered. */

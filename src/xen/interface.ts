@@ -75,6 +75,19 @@ export interface OwnerRun {
   domid: number;
 }
 
+/** Data frames [mfn, mfn + nr) of a data range given to a guest at [gfn, gfn + nr). */
+export interface GuestFrames {
+  mfn: bigint;
+  gfn: bigint;
+  nr: bigint;
+  domid: number;
+}
+
+/** What an assign came to: all frames given, or none kept and why (a reason code and a sentence). */
+export type AssignAnswer =
+  | { kind: 'assigned' }
+  | { kind: 'refused'; errno: number; reason: string; message: string };
+
 /** An answer to a query, or why there is none (a sentence with the numbers). */
 export type Query<T> =
   | { kind: 'answered'; value: T }
@@ -98,6 +111,8 @@ export interface HypervisorInterface {
   regions(port: HypercallPort): Promise<Query<HeldRegion[]>>;
   /** The runs of data frames domains hold inside [range.spfn, range.epfn). */
   owners(port: HypercallPort, range: PfnRange): Promise<Query<OwnerRun[]>>;
+  /** Gives data frames to a guest as its memory. */
+  assign(port: HypercallPort, frames: GuestFrames): Promise<AssignAnswer>;
   /** The report in the interface's own words, for logs: `spfn=0x100000 epfn=0x110000 …`. */
   describe(report: PmemReport): string;
 }

@@ -46,6 +46,11 @@ export const OFFSETS = {
   ownerSpfn: 24,
   ownerEpfn: 32,
   ownerDomid: 40,
+  assignMfn: 16,
+  assignGfn: 24,
+  assignNr: 32,
+  assignDone: 40,
+  assignDomid: 48,
 } as const;
 
 /**
@@ -81,6 +86,7 @@ export const XENPF_PMEM_REASONS = [
   'unsupported-domain',
   'over-allocation',
   'bad-command',
+  'gfn-in-use',
 ] as const;
 export type XenpfPmemReason = (typeof XENPF_PMEM_REASONS)[number];
 
@@ -146,6 +152,30 @@ export function encodeOwner(pfn: bigint): Buffer {
   const buf = header('owner');
   writeU64(buf, 'pfn', pfn, OFFSETS.union);
   return buf;
+}
+
+/** Data frames [mfn, mfn + nr) given to domain `domid` at [gfn, gfn + nr). */
+export interface AssignRequest {
+  mfn: bigint;
+  gfn: bigint;
+  nr: bigint;
+  domid: number;
+}
+
+/** XENPF_PMEM_assign; `done` starts at 0 (Xen's continuations count it up themselves). */
+export function encodeAssign(request: AssignRequest): Buffer {
+  const buf = header('assign');
+  writeU64(buf, 'mfn', request.mfn, OFFSETS.assignMfn);
+  writeU64(buf, 'gfn', request.gfn, OFFSETS.assignGfn);
+  writeU64(buf, 'nr', request.nr, OFFSETS.assignNr);
+  if (!Number.isInteger(request.domid) || request.domid < 0 || request.domid > 0xffff) throw new RangeError(`domid ${request.domid} does not fit a 16-bit field`);
+  buf.writeUInt16LE(request.domid, OFFSETS.assignDomid);
+  return buf;
+}
+
+/** How many frames Xen gave before it answered (all of them on success). */
+export function decodeAssignDone(buf: Buffer): bigint {
+  return buf.readBigUInt64LE(OFFSETS.assignDone);
 }
 
 /** A sub-operation number this side does not use, to show what Xen answers to it. */

@@ -25,7 +25,9 @@
  * XENPF_pmem's sub-operations, as far as a stand-in without domains can model them: add (rules
  * 1-6 with the reason codes of the spec, EEXIST for an identical re-add), region (what is held,
  * the chunks its tables take where it lies, its free data frames), owner (no domain holds any
- * frame here: DOMID_INVALID), and EOPNOTSUPP bad_command for any other sub-operation.
+ * frame here: DOMID_INVALID), assign (Xen's checks in its order: a range, inside one data range
+ * held, then the domain, which never exists here: ESRCH no_such_domain), and EOPNOTSUPP
+ * bad_command for any other sub-operation.
  *
  * Platform ops run one at a time, as under Xen's xenpf_lock, and the time an add takes is spent
  * holding that lock, as Xen builds its tables under it. Calls can come from several threads at
@@ -64,6 +66,7 @@
 #define XENPF_PMEM_add 1
 #define XENPF_PMEM_region 2
 #define XENPF_PMEM_owner 3
+#define XENPF_PMEM_assign 4
 #define REGION_ALIGN_PAGES 512u
 #define DOMID_INVALID 0x7ff4u
 /* Past this an add is ENOMEM; benchmarks add hundreds of regions to one hypervisor. */
@@ -74,7 +77,7 @@ enum reason {
     R_none = 0, R_empty_range = 1, R_outside_region = 2, R_reserved_data_overlap = 3,
     R_reserved_too_small = 4, R_overlaps_added_region = 5, R_region_not_aligned = 6,
     R_already_added = 7, R_mapped = 16, R_busy = 19, R_no_memory = 18, R_no_such_region = 21,
-    R_not_data = 22, R_bad_command = 27,
+    R_not_data = 22, R_no_such_domain = 24, R_bad_command = 27,
 };
 
 /* Offsets inside struct xenpf_pmem, from the start of the platform op. */
@@ -267,6 +270,11 @@ static uint32_t read_u32_le(const unsigned char *bytes)
 {
     return (uint32_t)bytes[0] | (uint32_t)bytes[1] << 8 | (uint32_t)bytes[2] << 16 |
            (uint32_t)bytes[3] << 24;
+}
+
+static uint16_t read_u16_le(const unsigned char *bytes)
+{
+    return (uint16_t)(bytes[0] | bytes[1] << 8);
 }
 
 static void write_u16_le(unsigned char *bytes, uint16_t value)
@@ -511,6 +519,31 @@ static long pmem_owner(unsigned char *op, int *reason)
     return ret;
 }
 
+static long pmem_assign(unsigned char *op, int *reason)
+{
+    unsigned char *u = op + PMEM_U;
+    uint64_t mfn = read_u64_le(u), gfn = read_u64_le(u + 8), nr = read_u64_le(u + 16),
+             done = read_u64_le(u + 24);
+    uint16_t domid = read_u16_le(u + 32);
+    const struct hypervisor_state *state = load_state();
+    long ret = -EINVAL;
+
+    *reason = R_not_data;
+    if (nr != 0 && done <= nr && mfn + nr > mfn && gfn + nr > gfn) {
+        for (unsigned i = 0; i < state->nr_added; i++) {
+            if (mfn >= state->added[i].data_spfn && mfn + nr <= state->added[i].data_epfn) {
+                /* The frames are data frames; no domain exists here to take them. */
+                *reason = R_no_such_domain, ret = -ESRCH;
+                break;
+            }
+        }
+    }
+    log_line("platform_op cmd=%d sub=assign mfn=0x%" PRIx64 " gfn=0x%" PRIx64 " nr=0x%" PRIx64
+             " domid=%u mode=%s ret=%ld %s reason=%d", XENPF_PMEM, mfn, gfn, nr, domid, mode(), ret,
+             errno_name((int)-ret), *reason);
+    return ret;
+}
+
 static long platform_op(unsigned char *op)
 {
     uint32_t cmd = read_u32_le(op), interface_version = read_u32_le(op + 4);
@@ -532,6 +565,8 @@ static long platform_op(unsigned char *op)
             ret = pmem_region(op, &reason);
         else if (sub == XENPF_PMEM_owner)
             ret = pmem_owner(op, &reason);
+        else if (sub == XENPF_PMEM_assign)
+            ret = pmem_assign(op, &reason);
         else {
             reason = R_bad_command, ret = -EOPNOTSUPP;
             log_line("platform_op cmd=%d sub=%" PRIu32 " mode=%s ret=%ld %s reason=%d", XENPF_PMEM, sub,

@@ -8,10 +8,10 @@ import { constants } from 'node:os';
 import { errnoName } from '../../core/errno.js';
 import { halfOpenRange, hex, rangesOverlap } from '../../core/units.js';
 import { xenMinimumReservedPages } from '../../core/xen-sizing.js';
-import type { BridgeAnswer, HeldRegion, HypervisorInterface, OwnerRun, PfnRange, PmemReport, Presence, Query, RuleCheck } from '../interface.js';
+import type { AssignAnswer, BridgeAnswer, GuestFrames, HeldRegion, HypervisorInterface, OwnerRun, PfnRange, PmemReport, Presence, Query, RuleCheck } from '../interface.js';
 import type { HypercallPort, HypercallResult } from '../ports.js';
 import {
-  decodeHeader, decodeOwner, decodeRegion, describeLayout, DOMID_INVALID, encodeAdd, encodeOwner, encodeRegion,
+  decodeAssignDone, decodeHeader, decodeOwner, decodeRegion, describeLayout, DOMID_INVALID, encodeAdd, encodeAssign, encodeOwner, encodeRegion,
   PLATFORM_OP_BYTES, PROBE_INDEX, reasonCodeOf, reasonNumberOf, XENPF_PMEM, XENPF_PMEM_ABI, type XenpfPmemReason,
 } from '../xenpf-pmem.js';
 
@@ -112,6 +112,12 @@ const MEANING: Partial<Record<XenpfPmemReason, string>> = {
   'no-memory': 'Xen\'s own memory ran short; nothing was added',
   'busy': 'another add is under way in Xen',
   'unsupported-caller': 'Xen takes pmem only from a PV hardware domain',
+  'not-data': 'the frames are not all inside one data range Xen holds',
+  'held': 'a domain holds some of these frames already; a guest gives them back when it is destroyed',
+  'no-such-domain': 'there is no such domain',
+  'unsupported-domain': 'only HVM and PVH guests (not the Dom0, not PV guests, not a dying domain) can take pmem',
+  'over-allocation': 'the domain cannot take that many more pages',
+  'gfn-in-use': 'the guest already has memory or a mapping at those guest frames; pick an address above its RAM',
 };
 
 /** `EINVAL not_pmem`: the errno and the reason in the header's spelling. */
@@ -261,6 +267,28 @@ async function owners(port: HypercallPort, range: PfnRange): Promise<Query<Owner
   return { kind: 'answered', value: runs };
 }
 
+/**
+ * XENPF_PMEM_assign. Xen gives the frames in 2 MiB runs under its own continuations, so one call
+ * does the whole request. A refusal part-way leaves the runs given before it with the guest (Xen
+ * writes back how many): the sentence says so, and destroying the guest returns them.
+ */
+async function assign(port: HypercallPort, frames: GuestFrames): Promise<AssignAnswer> {
+  const result = await port.platformOp(encodeAssign(frames));
+  const mark = answered(result);
+  const described = `${TITLE} assign of ${frames.nr} frames from ${hex(frames.mfn)} at GFN ${hex(frames.gfn)} to domain ${frames.domid}`;
+  if (mark?.abi !== XENPF_PMEM_ABI) {
+    const said = result.rc < 0 ? errnoName(result.errno) : `rc ${result.rc}`;
+    return { kind: 'refused', errno: result.rc < 0 ? result.errno : 0, reason: 'abi-mismatch', message: `Xen answered ${described} with ${said} and no XENPF_pmem answer (abi ${mark?.abi ?? 'none'}), so what it gave is unknown` };
+  }
+  const done = decodeAssignDone(result.after);
+  if (result.rc >= 0 && done === frames.nr) return { kind: 'assigned' };
+  if (result.rc >= 0) return { kind: 'refused', errno: 0, reason: 'short-assign', message: `Xen answered ${described} with success but ${done} frames given` };
+  const code = reasonCodeOf(mark.reason);
+  const meaning = MEANING[code as XenpfPmemReason];
+  const given = done > 0n ? `; the first ${done} frames were given before the refusal and stay the domain's until it is destroyed` : '';
+  return { kind: 'refused', errno: result.errno, reason: code, message: `Xen answered ${described} with ${answerName(result.errno, code)}${meaning ? `: ${meaning}` : ''}${given}` };
+}
+
 export const xenpfPmem: HypervisorInterface = {
   name: 'xenpf-pmem',
   title: TITLE,
@@ -269,5 +297,6 @@ export const xenpfPmem: HypervisorInterface = {
   add,
   regions,
   owners,
+  assign,
   describe: (report) => `${TITLE} add ${describeLayout(report)}`,
 };
