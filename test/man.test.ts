@@ -61,7 +61,7 @@ describe('the pages say what --help says', () => {
     const page = pages['xen-pmem.8']!;
     for (const command of COMMANDS) {
       const help = parseHelp(command.help, command.name);
-      assert.ok(page.includes(`.SS ${command.name}\n${usage(help.usage)}\n`), `section for ${command.name}`);
+      assert.ok(page.includes(`.SS ${escape(command.name)}\n${usage(help.usage)}\n`), `section for ${command.name}`);
       for (const text of help.paragraphs) assert.ok(page.includes(line(text)), `${command.name}: ${text}`);
       for (const option of help.options) {
         assert.ok(page.includes(`.TP\n\\fB${escape(option.flags[0]!)}\\fR`), `${command.name} ${option.flags[0]}`);

@@ -8,6 +8,8 @@ import { DeviceOpenError } from '../io/device.js';
 import { ToolMissingError } from '../io/tools.js';
 import { TOOL_VERSION } from '../version.js';
 import { CommandError, EXIT_OK, EXIT_USAGE_OR_IO, type Command, type CommandIO } from './command.js';
+import { attachCommand } from './commands/attach.js';
+import { guestTablesCommand } from './commands/guest-tables.js';
 import { inspectCommand } from './commands/inspect.js';
 import { listCommand } from './commands/list.js';
 import { setupCommand } from './commands/setup.js';
@@ -15,7 +17,7 @@ import { statusCommand } from './commands/status.js';
 import { wipeCommand } from './commands/wipe.js';
 
 export const COMMANDS: Command[] = [
-  setupCommand, inspectCommand, wipeCommand, listCommand, statusCommand,
+  setupCommand, inspectCommand, wipeCommand, listCommand, statusCommand, attachCommand, guestTablesCommand,
 ];
 
 function usage(): string {
