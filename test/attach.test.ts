@@ -1,6 +1,7 @@
 // `xen-pmem attach`: which frames of a reported data area a guest gets and where (the pure
 // planGuestPmem), the XENPF_PMEM_assign struct, and the command against the test hypervisor,
-// which checks the frames as Xen does and has no guest to give them to.
+// which checks the frames as Xen does and has no guest to give them to; and who holds what, as
+// `xen-pmem status` reads it from Xen.
 
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
@@ -10,6 +11,8 @@ import { DEFAULT_GUEST_ADDRESS, planGuestPmem } from '../src/core/guest-frames.j
 import { GiB, MiB } from '../src/core/units.js';
 import { Controller } from '../src/daemon/controller.js';
 import { openXencall } from '../src/native/libxencall.js';
+import { xenpfPmem } from '../src/xen/interfaces/xenpf-pmem.js';
+import type { HypercallPort } from '../src/xen/ports.js';
 import { decodeAssignDone, encodeAssign, OFFSETS, SUB_OP, XENPF_PMEM_REASONS } from '../src/xen/xenpf-pmem.js';
 import { forgetXenInProcess, makeDaemonHost, recordingLogger, testConfig, type DaemonHost } from '../fixtures/daemon-host.js';
 import { hasCommand } from '../fixtures/images.js';
@@ -113,5 +116,28 @@ describe('xen-pmem attach', { skip }, () => {
     assert.match((await attach(host, ['7', 'pmem0', '--size', '1G'])).stderr, /pmem0: 1\.00 GiB from offset 0x0 does not fit the data area of 240\.00 MiB/);
     assert.match((await attach(host, ['7', 'pmem0', '--size', 'lots'])).stderr, /--size "lots" is not a size/);
     assert.match((await attach(host, ['pmem0'])).stderr, /expected DOMAIN and DEVICE, got 1 arguments/);
+  });
+});
+
+describe('owners: Xen\'s runs, as status shows them', () => {
+  test('one guest\'s frames that Xen answers in runs of 2^20 are one run; another holder starts a new one', async () => {
+    // What Xen holds here: [0x100000, 0x250000) by domain 5 (answered in runs of at most 2^20
+    // frames), then [0x250000, 0x260000) by domain 6, then nothing.
+    const answers: Array<[bigint, bigint, number]> = [[0x100000n, 0x200000n, 5], [0x200000n, 0x250000n, 5], [0x250000n, 0x260000n, 6], [0n, 0n, 0x7ff4]];
+    const port = {
+      async platformOp(buf: Buffer) {
+        const after = Buffer.from(buf);
+        const [spfn, epfn, domid] = answers.shift()!;
+        after.writeUInt16LE(1, OFFSETS.abi);
+        after.writeBigUInt64LE(spfn, OFFSETS.ownerSpfn);
+        after.writeBigUInt64LE(epfn, OFFSETS.ownerEpfn);
+        after.writeUInt16LE(domid, OFFSETS.ownerDomid);
+        return { rc: 0, errno: 0, after };
+      },
+      async xenVersion() { return { rc: 0, errno: 0, after: Buffer.alloc(0) }; },
+      close() {},
+    };
+    const owners = await xenpfPmem.owners(port as unknown as HypercallPort, { spfn: 0x100000n, epfn: 0x300000n });
+    assert.deepEqual(owners, { kind: 'answered', value: [{ spfn: 0x100000n, epfn: 0x250000n, domid: 5 }, { spfn: 0x250000n, epfn: 0x260000n, domid: 6 }] });
   });
 });

@@ -261,7 +261,12 @@ async function owners(port: HypercallPort, range: PfnRange): Promise<Query<Owner
     if (run.epfn <= pfn || run.epfn <= run.spfn) {
       return { kind: 'unavailable', reason: 'query-failed', message: `Xen answered ${TITLE} owner ${hex(pfn)} with the run ${halfOpenRange(run.spfn, run.epfn)}, which does not move past it` };
     }
-    runs.push({ spfn: run.spfn < pfn ? pfn : run.spfn, epfn: run.epfn > range.epfn ? range.epfn : run.epfn, domid: run.domid });
+    const spfn = run.spfn < pfn ? pfn : run.spfn;
+    const epfn = run.epfn > range.epfn ? range.epfn : run.epfn;
+    // Xen cuts a run after 2^20 frames; one holder's frames that touch are one run here.
+    const last = runs.at(-1);
+    if (last && last.epfn === spfn && last.domid === run.domid) last.epfn = epfn;
+    else runs.push({ spfn, epfn, domid: run.domid });
     pfn = run.epfn;
   }
   return { kind: 'answered', value: runs };
