@@ -6,15 +6,13 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 
-import { main, processIO } from '../src/cli/xen-pmem.js';
 import { DEFAULT_GUEST_ADDRESS, planGuestPmem } from '../src/core/guest-frames.js';
 import { GiB, MiB } from '../src/core/units.js';
-import { Controller } from '../src/daemon/controller.js';
-import { openXencall } from '../src/native/libxencall.js';
 import { xenpfPmem } from '../src/xen/interfaces/xenpf-pmem.js';
 import type { HypercallPort } from '../src/xen/ports.js';
 import { decodeAssignDone, encodeAssign, OFFSETS, SUB_OP, XENPF_PMEM_REASONS } from '../src/xen/xenpf-pmem.js';
-import { forgetXenInProcess, makeDaemonHost, recordingLogger, testConfig, type DaemonHost } from '../fixtures/daemon-host.js';
+import { forgetXenInProcess, type DaemonHost } from '../fixtures/daemon-host.js';
+import { commandOnHost, reportedHost } from './helpers/reported-host.js';
 import { hasCommand } from '../fixtures/images.js';
 
 const DATA = { dataSpfn: 0x101e00n, dataEpfn: 0x17fe00n };
@@ -73,44 +71,26 @@ describe('xen-pmem attach', { skip }, () => {
     forgetXenInProcess();
   });
 
-  async function reportedHost(): Promise<DaemonHost> {
-    const host = await makeDaemonHost('attach', { regions: [0, 1].map((id) => ({ id, start: 4n * GiB + BigInt(id) * 256n * MiB, size: 256n * MiB, namespaces: [{ id: 0, mode: 'raw' as const }] })) });
-    cleanups.push(() => host.cleanup());
-    host.useXenInProcess();
-    await host.prepare('pmem0');
-    await host.blank('pmem1');
-    const controller = new Controller(testConfig(), host.ports({ log: recordingLogger() }), null);
-    await controller.start();
-    await controller.stop();
-    return host;
-  }
-
-  async function attach(host: DaemonHost, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '';
-    let stderr = '';
-    const code = await main(['attach', '--state-dir', host.stateDir, ...args], {
-      out: (text) => { stdout += text + '\n'; }, err: (text) => { stderr += text + '\n'; },
-      ask: async () => null, env: {}, flock: processIO.flock, xencall: async () => openXencall(host.library),
-    });
-    return { code, stdout, stderr };
+  function attach(host: DaemonHost, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return commandOnHost(host, 'attach', args);
   }
 
   test('--dry-run names the frames and the guest address, and sends nothing', async () => {
-    const host = await reportedHost();
+    const host = await reportedHost('attach', cleanups);
     const result = await attach(host, ['--dry-run', '--size', '128M', 'guest', 'pmem0']);
     assert.deepEqual([result.code, result.stderr], [0, '']);
     assert.equal(result.stdout, 'would give guest 128.00 MiB of pmem0\'s data area (frames [0x100e00, 0x108e00)) at guest address 0x100000000\n');
   });
 
   test('the frames go to Xen, which checks them: in a data range, then the domain (the test hypervisor has none)', async () => {
-    const host = await reportedHost();
+    const host = await reportedHost('attach', cleanups);
     const result = await attach(host, ['--size', '128M', '7', 'pmem0']);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /^xen-pmem attach: Xen answered XENPF_pmem assign of 32768 frames from 0x100e00 at GFN 0x100000 to domain 7 with ESRCH no_such_domain: there is no such domain \(no-such-domain\)\n$/);
   });
 
   test('only a reported device, by name or UUID, and only what fits its data area', async () => {
-    const host = await reportedHost();
+    const host = await reportedHost('attach', cleanups);
     assert.match((await attach(host, ['7', 'pmem1'])).stderr, /pmem1 is absent \(.*\), not reported: Xen gives guests only what it holds/);
     assert.match((await attach(host, ['7', 'pmem9'])).stderr, /xen-pmemd knows no device pmem9/);
     assert.match((await attach(host, ['7', 'pmem0', '--size', '1G'])).stderr, /pmem0: 1\.00 GiB from offset 0x0 does not fit the data area of 240\.00 MiB/);

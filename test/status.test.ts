@@ -6,49 +6,18 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { afterEach, describe, test } from 'node:test';
 
-import { main, processIO } from '../src/cli/xen-pmem.js';
-import { MiB } from '../src/core/units.js';
-import { Controller } from '../src/daemon/controller.js';
-import { openXencall } from '../src/native/libxencall.js';
 import type { PortOpening } from '../src/xen/ports.js';
-import { makeDaemonHost, recordingLogger, testConfig, type DaemonHost, forgetXenInProcess } from '../fixtures/daemon-host.js';
+import { forgetXenInProcess } from '../fixtures/daemon-host.js';
+import { commandOnHost, reportedHost } from './helpers/reported-host.js';
 import { hasCommand } from '../fixtures/images.js';
 
 const skip = hasCommand('sfdisk') ? false : 'sfdisk is not installed (Debian package fdisk)';
-const GiB4 = 0x1_0000_0000n;
-const SIZE = 256n * MiB;
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   forgetXenInProcess();
 });
-
-async function reportedHost(label: string): Promise<DaemonHost> {
-  const host = await makeDaemonHost(`status-${label}`, { regions: [0, 1].map((id) => ({ id, start: GiB4 + BigInt(id) * SIZE, size: SIZE, namespaces: [{ id: 0, mode: 'raw' as const }] })) });
-  cleanups.push(() => host.cleanup());
-  host.useXenInProcess();
-  await host.prepare('pmem0');
-  await host.blank('pmem1');
-  const controller = new Controller(testConfig(), host.ports({ log: recordingLogger() }), null);
-  await controller.start();
-  await controller.stop();
-  return host;
-}
-
-async function status(host: DaemonHost, args: string[], xencall: () => Promise<PortOpening> = async () => openXencall(host.library)): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(['status', '--state-dir', host.stateDir, ...args], {
-    out: (text) => { stdout += text + '\n'; },
-    err: (text) => { stderr += text + '\n'; },
-    ask: async () => null,
-    env: {},
-    flock: processIO.flock,
-    xencall,
-  });
-  return { code, stdout, stderr };
-}
 
 interface StatusJson {
   daemon: { running: boolean };
@@ -58,8 +27,8 @@ interface StatusJson {
 
 describe('xen-pmem status beside Xen', { skip }, () => {
   test('agreement: the reported device is held by Xen with its six PFNs, the blank one is not, no difference', async () => {
-    const host = await reportedHost('agree');
-    const result = await status(host, ['--json']);
+    const host = await reportedHost('status-agree', cleanups);
+    const result = await commandOnHost(host, 'status', ['--json']);
     assert.equal(result.stderr, '');
     assert.equal(result.code, 1, 'the daemon is not running: exit 1, and the state is still shown');
     const json = JSON.parse(result.stdout) as StatusJson;
@@ -69,7 +38,7 @@ describe('xen-pmem status beside Xen', { skip }, () => {
     assert.deepEqual(pmem0!.xen?.region?.pfns, { spfn: '0x100000', epfn: '0x110000', rsvSpfn: '0x100200', rsvEpfn: '0x100e00', dataSpfn: '0x100e00', dataEpfn: '0x10fe00' });
     assert.deepEqual([pmem1!.device, pmem1!.state, pmem1!.xen?.holds, pmem1!.xen?.differences], ['pmem1', 'absent', false, []]);
 
-    const text = (await status(host, [])).stdout;
+    const text = (await commandOnHost(host, 'status', [])).stdout;
     assert.match(text, /Xen 4\.17\.7-pmem holds 1 pmem region/);
     assert.match(text, /pmem0 .*\n(.*\n)*  Xen holds spfn=0x100000 epfn=0x110000 rsv_spfn=0x100200 rsv_epfn=0x100e00 data_spfn=0x100e00 data_epfn=0x10fe00\n/);
     assert.match(text, /tables in 1 \+ 1 \+ 1 chunks of 2 MiB; 0xf000 data frames free/);
@@ -77,7 +46,7 @@ describe('xen-pmem status beside Xen', { skip }, () => {
   });
 
   test('differences: a device said reported that Xen does not hold, and a region Xen holds that no device explains', async () => {
-    const host = await reportedHost('differ');
+    const host = await reportedHost('status-differ', cleanups);
     // A reboot of Xen alone (the daemon's state survived), and a region someone else reported.
     await rm(host.xenStatePath);
     const other = { spfn: 0x200000n, epfn: 0x210000n, rsvSpfn: 0x200200n, rsvEpfn: 0x200e00n, dataSpfn: 0x200e00n, dataEpfn: 0x210000n };
@@ -85,29 +54,29 @@ describe('xen-pmem status beside Xen', { skip }, () => {
     assert.equal((await bridge.report(other)).kind, 'reported');
     bridge.close();
 
-    const json = JSON.parse((await status(host, ['--json'])).stdout) as StatusJson;
+    const json = JSON.parse((await commandOnHost(host, 'status', ['--json'])).stdout) as StatusJson;
     assert.deepEqual(json.devices[0]!.xen?.differences, ['the daemon says pmem0 is reported, but Xen does not hold [0x100000, 0x110000)']);
     assert.deepEqual(json.xen.unexplained, ['Xen holds [0x200000, 0x210000) (spfn=0x200000 epfn=0x210000 rsv_spfn=0x200200 rsv_epfn=0x200e00 data_spfn=0x200e00 data_epfn=0x210000), which no device of the daemon explains']);
-    const text = (await status(host, [])).stdout;
+    const text = (await commandOnHost(host, 'status', [])).stdout;
     assert.match(text, /  Xen holds no region of this device\n  DIFFERENCE: the daemon says pmem0 is reported, but Xen does not hold \[0x100000, 0x110000\)/);
     assert.match(text, /\nDIFFERENCE: Xen holds \[0x200000, 0x210000\)/);
   });
 
   test('Xen holds the device\'s region with other frames: a difference naming both', async () => {
-    const host = await reportedHost('other-frames');
+    const host = await reportedHost('status-other-frames', cleanups);
     await rm(host.xenStatePath);
     const bridge = host.openBridge();
     assert.equal((await bridge.report({ spfn: 0x100000n, epfn: 0x110000n, rsvSpfn: 0x100200n, rsvEpfn: 0x101000n, dataSpfn: 0x101000n, dataEpfn: 0x110000n })).kind, 'reported');
     bridge.close();
-    const json = JSON.parse((await status(host, ['--json'])).stdout) as StatusJson;
+    const json = JSON.parse((await commandOnHost(host, 'status', ['--json'])).stdout) as StatusJson;
     assert.match(json.devices[0]!.xen!.differences[0]!, /^Xen holds \[0x100000, 0x110000\) with other frames than the device's layout: Xen spfn=0x100000 .*rsv_epfn=0x101000 .*, device spfn=0x100000 .*rsv_epfn=0x100e00/);
     assert.deepEqual(json.xen.unexplained, []);
   });
 
   test('no daemon state at all: Xen\'s view is still shown', async () => {
-    const host = await reportedHost('no-state');
+    const host = await reportedHost('status-no-state', cleanups);
     await rm(host.stateDir, { recursive: true });
-    const result = await status(host, []);
+    const result = await commandOnHost(host, 'status', []);
     assert.equal(result.code, 1);
     assert.match(result.stdout, /^xen-pmemd is NOT running, and left no state/);
     assert.match(result.stdout, /Xen 4\.17\.7-pmem holds 1 pmem region\n/);
@@ -115,19 +84,19 @@ describe('xen-pmem status beside Xen', { skip }, () => {
   });
 
   test('outside a Dom0: Xen\'s view is unavailable, and why', async () => {
-    const host = await reportedHost('not-dom0');
+    const host = await reportedHost('status-not-dom0', cleanups);
     const unavailable = async (): Promise<PortOpening> => ({ kind: 'unavailable', reason: 'not-dom0', message: 'there is no /dev/xen/privcmd: this is not a Xen Dom0 (or xen-privcmd is not loaded)' });
-    const json = JSON.parse((await status(host, ['--json'], unavailable)).stdout) as StatusJson;
+    const json = JSON.parse((await commandOnHost(host, 'status', ['--json'], unavailable)).stdout) as StatusJson;
     assert.deepEqual(json.xen, { available: false, reason: 'not-dom0', message: 'there is no /dev/xen/privcmd: this is not a Xen Dom0 (or xen-privcmd is not loaded)' });
     assert.equal(json.devices[0]!.xen, undefined);
-    const text = (await status(host, [], unavailable)).stdout;
+    const text = (await commandOnHost(host, 'status', [], unavailable)).stdout;
     assert.match(text, /Xen's view is unavailable: there is no \/dev\/xen\/privcmd: this is not a Xen Dom0/);
   });
 
   test('on upstream Xen: unavailable, with the version Xen gives', async () => {
-    const host = await reportedHost('upstream');
+    const host = await reportedHost('status-upstream', cleanups);
     host.useXenInProcess({ mode: 'dom0-console' });
-    const json = JSON.parse((await status(host, ['--json'])).stdout) as StatusJson;
+    const json = JSON.parse((await commandOnHost(host, 'status', ['--json'])).stdout) as StatusJson;
     assert.equal(json.xen.available, false);
     assert.equal(json.xen.reason, 'enosys');
     assert.match(json.xen.message!, /^Xen 4\.20\.4 does not implement XENPF_pmem \(platform op 67\)/);
