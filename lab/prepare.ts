@@ -55,6 +55,8 @@ const HOST_PACKAGES: ReadonlyArray<{ name: string; proves: string }> = [
   { name: 'xen-utils-4.17', proves: '/usr/lib/xen-4.17/bin/xl' },
   { name: 'xenstore-utils', proves: '/usr/bin/xenstore-read' },
   { name: 'ndctl', proves: '/usr/bin/ndctl' },
+  // mke2fs and filefrag, for the DAX file system of the lab's pmem guest (lab/domu.ts).
+  { name: 'e2fsprogs', proves: '/usr/sbin/filefrag' },
   { name: 'fdisk', proves: '/usr/sbin/sfdisk' },
   { name: 'cpio', proves: '/usr/bin/cpio' },
   { name: 'util-linux', proves: '/usr/bin/setpriv' },
@@ -465,6 +467,24 @@ async function initramfsInputs(initScript: string, modulesDir: string, kernelRel
   return { modules, digest };
 }
 
+/**
+ * Puts plain .ko copies of `modulePaths` (relative to `modulesDir`, in load order) into
+ * `targetDir`, with `order` listing them for an init that insmods each in turn.
+ */
+export async function stageModules(targetDir: string, modulesDir: string, modulePaths: readonly string[]): Promise<void> {
+  const order: string[] = [];
+  for (const path of modulePaths) {
+    // busybox insmod takes a plain .ko: Debian 13 ships its modules xz-compressed (.ko.xz).
+    const base = path.slice(path.lastIndexOf('/') + 1).replace(/\.(xz|gz)$/, '');
+    const target = join(targetDir, base);
+    if (path.endsWith('.xz')) await writeFile(target, await decompressXz(await readFile(join(modulesDir, path)), false));
+    else if (path.endsWith('.gz')) await writeFile(target, gunzipSync(await readFile(join(modulesDir, path))));
+    else await copyFile(join(modulesDir, path), target);
+    order.push(base);
+  }
+  await writeFile(join(targetDir, 'order'), order.join('\n') + '\n');
+}
+
 async function buildInitramfs(output: string, initScript: string, modulesDir: string, modulePaths: string[]): Promise<void> {
   const staging = `${output}.staging`;
   await rm(staging, { recursive: true, force: true });
@@ -476,17 +496,7 @@ async function buildInitramfs(output: string, initScript: string, modulesDir: st
   await symlink('busybox', join(staging, 'bin', 'sh'));
   await copyFile(initScript, join(staging, 'init'));
   await chmod(join(staging, 'init'), 0o755);
-  const order: string[] = [];
-  for (const path of modulePaths) {
-    // busybox insmod takes a plain .ko: Debian 13 ships its modules xz-compressed (.ko.xz).
-    const base = path.slice(path.lastIndexOf('/') + 1).replace(/\.(xz|gz)$/, '');
-    const target = join(staging, 'modules', base);
-    if (path.endsWith('.xz')) await writeFile(target, await decompressXz(await readFile(join(modulesDir, path)), false));
-    else if (path.endsWith('.gz')) await writeFile(target, gunzipSync(await readFile(join(modulesDir, path))));
-    else await copyFile(join(modulesDir, path), target);
-    order.push(base);
-  }
-  await writeFile(join(staging, 'modules', 'order'), order.join('\n') + '\n');
+  await stageModules(join(staging, 'modules'), modulesDir, modulePaths);
 
   // cpio and gzip are the kernel's own initramfs format; newc with root ownership.
   await runChecked('sh', ['-c', `find . -print0 | cpio --null --quiet -o -H newc -R 0:0 | gzip -1 > '${output}.tmp'`], { cwd: staging });
