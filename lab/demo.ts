@@ -7,8 +7,10 @@
 // libxencall's hypercall interface does not change between Xen releases). Two NVDIMMs at boot
 // (one prepared on the host with `xen-pmem setup`, one blank), a third prepared one hotplugged
 // while the daemon runs. The product is installed in the Dom0 the way the README says. For every
-// NVDIMM the demo shows what the daemon logged beside what Xen printed on its console, and at the
-// end which Debian, kernel, Xen and Node it ran.
+// NVDIMM the demo shows what the daemon logged beside what Xen printed on its console, and which
+// Debian, kernel, Xen and Node it ran. It ends with a guest: two more boots over one NVDIMM image
+// (lab/guest-chain.ts), in which a PVH guest given pmem by `xen-pmem attach` writes a file on a DAX
+// file system and, after the host rebooted, a new guest given the same range reads it back.
 // Progress goes to stderr while the lab boots and works; the story goes to stdout at the end.
 //
 // Usage: npm run demo [-- --dom0 debian13|debian12]
@@ -18,12 +20,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { hex, hexRange, humanSize, MiB } from '../src/core/units.js';
+import { GiB, hex, hexRange, humanSize, MiB } from '../src/core/units.js';
 import {
   DEMO_RESULT_FILE, field, outcomeEntries, renderEntry,
   type DemoPart, type DemoResult, type DiskFacts, type StatusDevice,
 } from './guest/daemon-results.js';
 import { LabError } from './errors.js';
+import { GUEST_ADDRESS, guestLine, runGuestChain, sha256, type GuestChain } from './guest-chain.js';
 import { blankImage, nvdimmPlacement, preparedImage, type PlacedNvdimm } from './nvdimm-images.js';
 import { prepareNewestPatchedXen, type PatchedXen } from './hypervisor.js';
 import { DEFAULT_DOM0, DOM0_RELEASES, prepareLab, repositoryDir, type Dom0Release } from './prepare.js';
@@ -33,6 +36,9 @@ import { withLab } from './vm.js';
 import { parseXenPmemLines, type XenPmemLine } from './xen-console.js';
 
 const SIZE = 256n * MiB;
+/** The guest's part: a 2 GiB NVDIMM, of which a guest is given 1 GiB. */
+const GUEST_NVDIMM = 2n * GiB;
+const GUEST_PMEM = 1n * GiB;
 /**
  * A hard limit for a hung run only: the demo takes one to two minutes, and a busy machine may make
  * that several times longer without anything being wrong. Progress shows all the while.
@@ -92,8 +98,9 @@ async function main(): Promise<number> {
   out('must live on the pmem itself. `xen-pmem setup` reserves that area on an NVDIMM (behind a checksummed');
   out('super block), and the daemon xen-pmemd finds it at boot or hotplug, maps it to physical addresses and');
   out('tells Xen with the XENPF_pmem platform op (67). This boots Xen with the project\'s patch series');
-  out(`and a PV Dom0 of Debian ${dom0 === 'debian13' ? '13' : '12'} under QEMU, with emulated NVDIMMs, and shows both sides: about two`);
-  out('minutes (longer on a busy machine, and once more the first time, when the hypervisor is built).');
+  out(`and a PV Dom0 of Debian ${dom0 === 'debian13' ? '13' : '12'} under QEMU, with emulated NVDIMMs, and shows both sides; then it gives`);
+  out('a guest pmem and reboots the host to show the guest\'s bytes survive. Four to six minutes (longer on a');
+  out('busy machine, and more the first time, when the hypervisor is built).');
   out();
   progress('preparing the lab (QEMU, Xen, the Dom0 kernels and Debian 13\'s root in /var/cache/xen-pmem-lab)');
   const artifacts = await prepareLab({ log: progress });
@@ -136,7 +143,6 @@ async function main(): Promise<number> {
   }
   report(run, nvdimms);
   out(`Ran: ${ranOn(run)}.`);
-  const seconds = ((Date.now() - startedAt) / 1000).toFixed(0);
   if (run.exitStatus !== '0' || run.result?.phase !== 'done') {
     out(`The demo did not run to its end (${run.result?.failure ? `${run.result.failure.phase}: ${run.result.failure.message}` : `exit status ${run.exitStatus}`}).`);
     out('--- the Dom0\'s last lines ---');
@@ -145,8 +151,54 @@ async function main(): Promise<number> {
     out(run.serialTail);
     return 1;
   }
-  out(`Done in ${seconds} s (in the Dom0: ${describePhaseTimes(phaseTimes(run.serial))}).`);
-  return 0;
+  out(`(In the Dom0: ${describePhaseTimes(phaseTimes(run.serial))}.)`);
+
+  progress('a guest given pmem: two more boots of the same hypervisor, over one NVDIMM image');
+  const chain = await runGuestChain({ artifacts, xen, nvdimmBytes: GUEST_NVDIMM, guestBytes: GUEST_PMEM, log: progress });
+  const told = tellGuestChain(chain, xen);
+  out(`Done in ${((Date.now() - startedAt) / 1000).toFixed(0)} s.`);
+  return told ? 0 : 1;
+}
+
+/** The guest's part of the story; false when the chain did not run to its end. */
+function tellGuestChain(chain: GuestChain, xen: PatchedXen): boolean {
+  const [first, second] = chain.boots;
+  const a = first?.result?.guests.find((guest) => guest.name === 'pmem-a');
+  const c = second?.result?.guests.find((guest) => guest.name === 'pmem-c');
+  const consoleOf = (guest: { console: string[] } | undefined): void => {
+    for (const text of guest?.console ?? []) out(`      ${text}`);
+  };
+  out();
+  out('='.repeat(100));
+  out('A guest gets persistent memory, and finds it again after the host reboots');
+  out(`  Xen ${xen.base} with the series and its own release's Dom0 (${first?.result ? 'its xl starts the guests' : 'did not boot'}). The host made the`);
+  out(`  guest's ACPI tables with \`xen-pmem guest-tables --size ${humanSize(GUEST_PMEM)} --at ${hex(GUEST_ADDRESS)}\` and put them in front of`);
+  out('  its initrd; the NVDIMM (a sparse file) was prepared with `xen-pmem setup`.');
+  out();
+  out('  First boot: the daemon reported the NVDIMM; guest pmem-a (PVH) was created paused, then');
+  out(`    $ xen-pmem attach pmem-a pmem0 --size ${humanSize(GUEST_PMEM)} --at ${hex(GUEST_ADDRESS)}`);
+  out(`    ${a?.attach?.stdout.trim() || a?.attach?.stderr.trim() || '(not run)'}`);
+  const held = first?.result?.owners['pmem-a holds'];
+  if (held) out(`    xen-pmem status: ${held.map((run) => `[${run.spfn}, ${run.epfn}) held by domain ${run.domid}`).join(', ')}`);
+  const refused = first?.result?.heldElsewhere?.stderr.trim();
+  if (refused) out(`    another guest asking for the same frames: ${refused}`);
+  out('    pmem-a, unpaused; its console:');
+  consoleOf(a);
+  out('  The host reboots: QEMU stops, and boots the same hypervisor over the same image file.');
+  out('  Second boot: the daemon reported the NVDIMM again; guest pmem-c is given the same range:');
+  out(`    ${c?.attach?.stdout.trim() || c?.attach?.stderr.trim() || '(not run)'}`);
+  out('    pmem-c\'s console:');
+  consoleOf(c);
+  const wrote = guestLine(first, 'pmem-a', 'read');
+  const read = guestLine(second, 'pmem-c', 'read');
+  const onDisk = chain.fileBytes ? sha256(chain.fileBytes) : null;
+  const same = wrote !== undefined && wrote === read && wrote.endsWith(chain.pattern) && onDisk === chain.pattern;
+  out(`  The file's bytes, read on the host from the image file where pmem-a's extents say: sha256 ${onDisk ?? '(not found)'}`);
+  out(same
+    ? '  pmem-c read back what pmem-a wrote before the reboot, and the bytes are in the NVDIMM itself.'
+    : '  The guests did NOT read back the same bytes (see the consoles above).');
+  out();
+  return same && chain.boots.every((boot) => boot.exitStatus === '0' && boot.result?.phase === 'done');
 }
 
 /** `Debian GNU/Linux 13 (trixie) 13.2, Linux 6.12.117+deb13-amd64, Xen 4.17.5-pmem, Node v20.19.2, systemd 257 (…)` */
