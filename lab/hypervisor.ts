@@ -211,14 +211,15 @@ export async function preparePatchedXen(options: PatchedXenOptions = {}): Promis
 
 /**
  * The newest base that can be built here, with its Dom0 release: 4.20 when Debian 13's source (or
- * XEN_PMEM_XEN_SOURCE) is at hand, else 4.17, saying why.
+ * XEN_PMEM_XEN_SOURCE) is at hand, else 4.17, saying why; in a configuration of the matrix when
+ * `variant` names one.
  */
-export async function prepareNewestPatchedXen(log?: ProgressLog): Promise<{ xen: PatchedXen; fallback: string | null }> {
+export async function prepareNewestPatchedXen(log?: ProgressLog, variant?: ConfigVariant): Promise<{ xen: PatchedXen; fallback: string | null }> {
   try {
-    return { xen: await preparePatchedXen({ base: '4.20', log }), fallback: null };
+    return { xen: await preparePatchedXen({ base: '4.20', log, variant }), fallback: null };
   } catch (error) {
     if (!(error instanceof LabUnavailableError) || error.reason !== 'source-unavailable') throw error;
-    return { xen: await preparePatchedXen({ base: '4.17', log }), fallback: error.message };
+    return { xen: await preparePatchedXen({ base: '4.17', log, variant }), fallback: error.message };
   }
 }
 

@@ -39,6 +39,16 @@ export interface GuestRecord {
   console: string[];
 }
 
+/** An assign sent straight through libxencall, and Xen's answer. */
+export interface RawAssign {
+  label: string;
+  frames: string;
+  rc: number;
+  errno: number;
+  reason: string;
+  wallMs: number;
+}
+
 export interface GuestPmemResult {
   phase: string;
   boot: string;
@@ -56,13 +66,15 @@ export interface GuestPmemResult {
    * The second guest given the whole data area once the first was gone, by one assign sent here
    * through libxencall so that its time is Xen's alone (xen-pmem attach adds Node's start-up).
    */
-  wholeArea: { frames: string; rc: number; errno: number; reason: string; wallMs: number } | null;
+  wholeArea: RawAssign | null;
+  /** Requests Xen must refuse, sent while the first guest holds its range. */
+  refusals: RawAssign[];
   kernelTrouble: string[];
   failure?: { phase: string; message: string };
 }
 
 const result: GuestPmemResult = {
-  phase: 'start', boot: process.env.LAB_GUEST_BOOT ?? 'first', layout: null, toolstack: null, guests: [], heldElsewhere: null, ioMapping: [], owners: {}, wholeArea: null, kernelTrouble: [],
+  phase: 'start', boot: process.env.LAB_GUEST_BOOT ?? 'first', layout: null, toolstack: null, guests: [], heldElsewhere: null, ioMapping: [], owners: {}, wholeArea: null, refusals: [], kernelTrouble: [],
 };
 const phase = phaseRunner(GUEST_PMEM_RESULT, result);
 const KERNEL = process.env.LAB_DOMU_KERNEL ?? '';
@@ -120,10 +132,8 @@ function attach(name: string, size: string | null): CommandRecord {
   return run(XEN_PMEM, ['attach', ...(size ? ['--size', size] : []), '--at', GUEST_ADDRESS, name, DEVICE]);
 }
 
-async function assignWholeArea(name: string): Promise<NonNullable<GuestPmemResult['wholeArea']>> {
-  const pfns = result.layout!.pfns;
-  const domid = Number(runOk('xl', ['domid', name]).stdout.trim());
-  const frames = { mfn: BigInt(pfns.dataSpfn!), gfn: BigInt(GUEST_ADDRESS) >> 12n, nr: BigInt(pfns.dataEpfn!) - BigInt(pfns.dataSpfn!), domid };
+/** One assign sent here through libxencall, timed: Xen's answer and nothing of xen-pmem's own. */
+async function assignRaw(label: string, frames: { mfn: bigint; gfn: bigint; nr: bigint; domid: number }): Promise<RawAssign> {
   const opened = openXencall();
   if (opened.kind !== 'opened') throw new Error(`libxencall: ${opened.message}`);
   try {
@@ -131,11 +141,15 @@ async function assignWholeArea(name: string): Promise<NonNullable<GuestPmemResul
     const answer = await opened.port.platformOp(encodeAssign(frames));
     const wallMs = Date.now() - started;
     const reason = answer.after.length >= 16 ? reasonCodeOf(decodeHeader(answer.after).reason) : 'none';
-    log(`assign of ${frames.nr} frames to ${name}: rc ${answer.rc} errno ${answer.errno} ${reason} in ${wallMs} ms`);
-    return { frames: String(frames.nr), rc: answer.rc, errno: answer.errno, reason, wallMs };
+    log(`assign (${label}) of ${frames.nr} frames from ${frames.mfn.toString(16)} to d${frames.domid}: rc ${answer.rc} errno ${answer.errno} ${reason} in ${wallMs} ms`);
+    return { label, frames: String(frames.nr), rc: answer.rc, errno: answer.errno, reason, wallMs };
   } finally {
     opened.port.close();
   }
+}
+
+function domidOf(name: string): number {
+  return Number(runOk('xl', ['domid', name]).stdout.trim());
 }
 
 async function main(): Promise<void> {
@@ -164,11 +178,23 @@ async function main(): Promise<void> {
         if (a.attach.status !== 0) throw new Error(`attach to ${a.name}: ${a.attach.stderr.trim()}`);
         owners('pmem-a holds');
       });
-      await phase('refusals', () => {
+      await phase('refusals', async () => {
         createGuest(b, true);
         result.heldElsewhere = attach(b.name, GUEST_BYTES);
         const dataSpfn = BigInt(result.layout!.pfns.dataSpfn!);
         result.ioMapping = mapIoFrames([dataSpfn, dataSpfn + 1n, dataSpfn + 0x3ffffn]);
+        // What no guest may be given, or no guest may take: each must be refused with its reason.
+        const pfns = result.layout!.pfns;
+        const free = BigInt(pfns.dataEpfn!) - 0x200n;
+        const bId = domidOf(b.name);
+        result.refusals = [
+          await assignRaw('the reserved range', { mfn: BigInt(pfns.rsvSpfn!), gfn: 0x200000n, nr: 0x200n, domid: bId }),
+          await assignRaw('the region\'s first frames (GPT, super block)', { mfn: BigInt(pfns.spfn!), gfn: 0x200000n, nr: 0x200n, domid: bId }),
+          await assignRaw('past the data range\'s end', { mfn: free, gfn: 0x200000n, nr: 0x400n, domid: bId }),
+          await assignRaw('free frames to the Dom0', { mfn: free, gfn: 0x200000n, nr: 0x200n, domid: 0 }),
+          await assignRaw('free frames over the guest\'s RAM', { mfn: free, gfn: 0x1000n, nr: 0x200n, domid: bId }),
+          await assignRaw('free frames to no domain', { mfn: free, gfn: 0x200000n, nr: 0x200n, domid: 0x7000 }),
+        ];
       });
       await phase('write', async () => {
         const started = Date.now();
@@ -177,7 +203,10 @@ async function main(): Promise<void> {
         owners('pmem-a gone');
       });
       await phase('next-guest', async () => {
-        result.wholeArea = await assignWholeArea(b.name);
+        const pfns = result.layout!.pfns;
+        result.wholeArea = await assignRaw('the whole data area', {
+          mfn: BigInt(pfns.dataSpfn!), gfn: BigInt(GUEST_ADDRESS) >> 12n, nr: BigInt(pfns.dataEpfn!) - BigInt(pfns.dataSpfn!), domid: domidOf(b.name),
+        });
         owners('pmem-b holds');
         runOk('xl', ['destroy', b.name]);
         await waitUntil(`${b.name} to be gone`, () => domid(b.name) === null, 60_000, 500);

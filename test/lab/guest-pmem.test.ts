@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { GiB, hex } from '../../src/core/units.js';
 import { PATTERN_BYTES } from '../../lab/domu.js';
 import { fileLayout, guestLine as line, runGuestChain, sha256 } from '../../lab/guest-chain.js';
-import { prepareNewestPatchedXen } from '../../lab/hypervisor.js';
+import { CONFIG_VARIANTS, prepareNewestPatchedXen, type ConfigVariant } from '../../lab/hypervisor.js';
 import { stderrProgress } from '../../lab/progress.js';
 import { labAvailability } from './lab-available.js';
 import { guestFailure } from './scenario-asserts.js';
@@ -20,6 +20,8 @@ import { guestFailure } from './scenario-asserts.js';
 /** Sparse: the guests touch 1 GiB of it; the second guest of the first boot is given all of its data area. */
 const NVDIMM = BigInt(process.env.XEN_PMEM_GUEST_NVDIMM_GIB ?? '8') * GiB;
 const GUEST = 1n * GiB;
+/** A configuration of the build matrix to run the chain on (`debug`: every ASSERT on), on demand. */
+const VARIANT = process.env.XEN_PMEM_XEN_VARIANT;
 
 test('a PVH guest is given 1 GiB of pmem, writes to it, and a guest after a host reboot reads it back', { timeout: 1_500_000 }, async (t) => {
   const availability = await labAvailability();
@@ -28,7 +30,9 @@ test('a PVH guest is given 1 GiB of pmem, writes to it, and a guest after a host
     return;
   }
   const log = stderrProgress('guest-pmem');
-  const { xen, fallback } = await prepareNewestPatchedXen(log);
+  if (VARIANT !== undefined && !(VARIANT in CONFIG_VARIANTS)) throw new Error(`XEN_PMEM_XEN_VARIANT=${VARIANT}: the variants are ${Object.keys(CONFIG_VARIANTS).join(', ')}`);
+  const { xen, fallback } = await prepareNewestPatchedXen(log, VARIANT as ConfigVariant | undefined);
+  if (VARIANT !== undefined) t.diagnostic(`Xen built with the matrix's ${VARIANT} configuration: ${xen.xenImage}`);
   if (fallback !== null) t.diagnostic(`on Xen 4.17 with the series: ${fallback}`);
   const { boots, fileBytes, pattern } = await runGuestChain({ artifacts: availability.artifacts, xen, nvdimmBytes: NVDIMM, guestBytes: GUEST, log });
 
@@ -58,6 +62,17 @@ test('a PVH guest is given 1 GiB of pmem, writes to it, and a guest after a host
     assert.match(got.heldElsewhere?.stderr ?? '', /EBUSY held/);
     assert.equal(got.ioMapping.length, 3);
     for (const mapping of got.ioMapping) assert.notEqual(mapping.errno, 0, `frame ${mapping.frame} mapped as an I/O frame`);
+  });
+
+  await t.test('Xen refuses, with the reason, what no guest may be given and a domain that may not take pmem', () => {
+    assert.deepEqual(got.refusals.map(({ label, rc, errno, reason }) => [label, rc, errno, reason]), [
+      ['the reserved range', -1, 22, 'not-data'],
+      ['the region\'s first frames (GPT, super block)', -1, 22, 'not-data'],
+      ['past the data range\'s end', -1, 22, 'not-data'],
+      ['free frames to the Dom0', -1, 95, 'unsupported-domain'],
+      ['free frames over the guest\'s RAM', -1, 16, 'gfn-in-use'],
+      ['free frames to no domain', -1, 3, 'no-such-domain'],
+    ]);
   });
 
   await t.test('the guest\'s end gives the range back: the next guest is given the whole data area, and its end frees it', () => {
