@@ -383,10 +383,10 @@ export function addsFor(hypervisorLog: string[], spfn: string): string[] {
 }
 
 /**
- * Where a hotplug's decision stands among the events that must come before it, in CLOCK_MONOTONIC
- * µs: the guest's request for the hotplug, then udev's first record of the device (its namespace's
- * or its disk's, whichever udev finished first: the daemon hears of a device only through udev),
- * then the decision. `lateUs` is a figure for diagnostics, never a bound.
+ * Where a hotplug's decision stands, in CLOCK_MONOTONIC µs: the guest's request for the hotplug,
+ * which must come first, and the decision. `udevFirst` (the earlier of the namespace's and the
+ * disk's USEC_INITIALIZED as read afterwards) and `sinceDiskUs` are figures for diagnostics, never
+ * an order: udev restamps a device it keeps no database for at each of its events.
  */
 export function hotplugOrder(record: { requestedMonotonicUs?: string; udevInitializedUs: string | null; namespaceUdevInitializedUs?: string | null }, decisionMonotonicUs: string | number): {
   requested: bigint | null;

@@ -197,7 +197,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     assert.ok(nv0Tables.subarray(Number(2n * MiB)).every((byte) => byte === 0xff), 'the M2P chunk is not all INVALID_M2P_ENTRY');
   });
 
-  await t.test('b. hotplug: a prepared NVDIMM is reported after the hotplug and udev\'s first record of it, by the running daemon, and Xen took what the journal says', () => {
+  await t.test('b. hotplug: a prepared NVDIMM is reported after the hotplug was asked for, by the running daemon, and Xen took what the journal says', () => {
     const hotplug = got.hotplug;
     assert.ok(hotplug, `no hotplug result (guest stopped in phase ${got.phase})`);
     const facts = diskOf('nv2', [hotplug.facts]);
@@ -208,13 +208,13 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
     assert.deepEqual([field(line, 'PMEM_STATE'), field(line, 'PMEM_REASON')], ['reported', 'reported']);
     assertFields(line, journalFieldsOf(layout));
     assertXenTookWhatTheJournalSays(layout, line);
-    // Order, not time: the guest asked for the NVDIMM, udev recorded it (its namespace or its
-    // disk: an nd event for the namespace may lead the daemon to the disk before udev has finished
-    // the disk's own event, which udev does not forbid), then the daemon reported it.
+    // Order, not time: the guest asked for the NVDIMM, then the daemon reported it. Where udev's own
+    // records fall is a diagnostic only: udev restamps USEC_INITIALIZED of a device it keeps no
+    // database for (an nd namespace) at each of its events, so it is no first record, and an nd
+    // event may lead the daemon to the disk before udev finished the disk's own event.
     const order = hotplugOrder(hotplug, field(line, '__MONOTONIC_TIMESTAMP')!);
-    assert.ok(order.requested !== null && order.udevFirst !== null, `udev has no USEC_INITIALIZED for ${facts.disk} or ${facts.namespace}`);
-    assert.ok(order.requested < order.udevFirst, 'udev recorded the device after the guest asked for it');
-    assert.ok(order.udevFirst <= order.decided, `reported at ${order.decided} µs, before udev's first record of the device (${order.udevFirst} µs)`);
+    assert.ok(order.requested !== null, 'the guest did not record when it asked for the NVDIMM');
+    assert.ok(order.requested < order.decided, `reported at ${order.decided} µs, before the guest asked for the NVDIMM (${order.requested} µs)`);
     t.diagnostic(`hotplug: reported ${(Number(order.decided - order.requested) / 1e6).toFixed(3)} s after the request, ${order.sinceDiskUs === null ? '?' : (order.sinceDiskUs / 1e6).toFixed(3)} s after udev initialised ${facts.disk}`);
     assert.equal(hotplug.unitAfter.properties.MainPID, hotplug.unitBefore.properties.MainPID, 'the running daemon took it');
     assert.equal(hotplug.unitAfter.properties.NRestarts, hotplug.unitBefore.properties.NRestarts, 'without a restart');

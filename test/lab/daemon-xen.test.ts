@@ -200,7 +200,7 @@ async function scenarios(t: TestContext, dom0: Dom0Release, xen: string): Promis
     assertFields(outcomeEntries(setup.journal, setup.disk, 'unsupported')[0]!, journalFieldsOf(expected));
   });
 
-  await t.test('b. hotplug into the running daemon: decided after the hotplug and udev\'s first record of it, by the same daemon', () => {
+  await t.test('b. hotplug into the running daemon: decided after the hotplug was asked for, by the same daemon', () => {
     const hotplug = got.hotplugRunning;
     assert.ok(hotplug, `no hotplug result (guest stopped in phase ${got.phase})`);
     const facts = diskOf('nv6', [hotplug.facts]);
@@ -212,12 +212,13 @@ async function scenarios(t: TestContext, dom0: Dom0Release, xen: string): Promis
     expectReason(field(line, 'PMEM_REASON'), facts.disk);
     assertFields(line, journalFieldsOf(expected));
 
-    // Order, not time: the guest asked for the NVDIMM, udev recorded it (its namespace or its
-    // disk: the daemon hears of a device only through udev), then the daemon decided.
+    // Order, not time: the guest asked for the NVDIMM, then the daemon decided it. Where udev's own
+    // records fall is a diagnostic only: udev restamps USEC_INITIALIZED of a device it keeps no
+    // database for (an nd namespace) at each of its events, so it is no first record, and an nd
+    // event may lead the daemon to the disk before udev finished the disk's own event.
     const order = hotplugOrder(hotplug, field(line, '__MONOTONIC_TIMESTAMP')!);
-    assert.ok(order.requested !== null && order.udevFirst !== null, `udev has no USEC_INITIALIZED for ${facts.disk} or ${facts.namespace}`);
-    assert.ok(order.requested < order.udevFirst, 'udev recorded the device after the guest asked for it');
-    assert.ok(order.udevFirst <= order.decided, `decided at ${order.decided} µs, before udev's first record of the device (${order.udevFirst} µs)`);
+    assert.ok(order.requested !== null, 'the guest did not record when it asked for the NVDIMM');
+    assert.ok(order.requested < order.decided, `decided at ${order.decided} µs, before the guest asked for the NVDIMM (${order.requested} µs)`);
     const sinceNodeUs = Number(field(line, '__REALTIME_TIMESTAMP')) - Number(hotplug.arrival.nodeSeenRealtimeUs);
     t.diagnostic(`hotplug: journal line ${((Number(order.decided - order.requested)) / 1e6).toFixed(3)} s after the request, ${order.sinceDiskUs === null ? '?' : (order.sinceDiskUs / 1e6).toFixed(3)} s after udev initialised ${facts.disk}, ${(sinceNodeUs / 1e6).toFixed(3)} s after its node was seen`);
     assert.equal(hotplug.unitAfter.properties.MainPID, hotplug.unitBefore.properties.MainPID, 'the same daemon handled it');
