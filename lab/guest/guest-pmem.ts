@@ -128,8 +128,9 @@ async function runToEnd(guest: GuestRecord, started: number): Promise<void> {
   }
 }
 
-function attach(name: string, size: string | null): CommandRecord {
-  return run(XEN_PMEM, ['attach', ...(size ? ['--size', size] : []), '--at', GUEST_ADDRESS, name, DEVICE]);
+/** `xen-pmem attach` of the guests' range, as the operator types it. */
+function attach(name: string): CommandRecord {
+  return run(XEN_PMEM, ['attach', '--size', GUEST_BYTES, '--at', GUEST_ADDRESS, name, DEVICE]);
 }
 
 /** One assign sent here through libxencall, timed: Xen's answer and nothing of xen-pmem's own. */
@@ -174,13 +175,13 @@ async function main(): Promise<void> {
       result.guests.push(a, b);
       await phase('attach', () => {
         createGuest(a, true);
-        a.attach = run(XEN_PMEM, ['attach', '--size', GUEST_BYTES, '--at', GUEST_ADDRESS, a.name, DEVICE]);
+        a.attach = attach(a.name);
         if (a.attach.status !== 0) throw new Error(`attach to ${a.name}: ${a.attach.stderr.trim()}`);
         owners('pmem-a holds');
       });
       await phase('refusals', async () => {
         createGuest(b, true);
-        result.heldElsewhere = attach(b.name, GUEST_BYTES);
+        result.heldElsewhere = attach(b.name);
         const dataSpfn = BigInt(result.layout!.pfns.dataSpfn!);
         result.ioMapping = mapIoFrames([dataSpfn, dataSpfn + 1n, dataSpfn + 0x3ffffn]);
         // What no guest may be given, or no guest may take: each must be refused with its reason.
@@ -223,7 +224,7 @@ async function main(): Promise<void> {
       });
       await phase('read', async () => {
         createGuest(c, true);
-        c.attach = run(XEN_PMEM, ['attach', '--size', GUEST_BYTES, '--at', GUEST_ADDRESS, c.name, DEVICE]);
+        c.attach = attach(c.name);
         if (c.attach.status !== 0) throw new Error(`attach to ${c.name}: ${c.attach.stderr.trim()}`);
         owners('pmem-c holds');
         const started = Date.now();
