@@ -32,6 +32,12 @@ const BUILD_RECIPE = 2;
 export const XEN_VENDOR_VERSION = '-pmem';
 /** Names an unpacked Xen source tree to build on when Debian's archive does not serve the source. */
 export const XEN_SOURCE_ENV = 'XEN_PMEM_XEN_SOURCE';
+/**
+ * `BASE:DIR` names another series directory for one base (`4.17:/tmp/series`): every lab run that
+ * boots the patched Xen then boots that series on that base. lab/mutants.ts uses it to run the lab
+ * tests against a series with one protection taken out.
+ */
+export const XEN_SERIES_ENV = 'XEN_PMEM_XEN_SERIES';
 
 export type XenBase = '4.20' | '4.17';
 export const XEN_BASES: readonly XenBase[] = ['4.20', '4.17'];
@@ -127,6 +133,18 @@ export function hypervisorSeriesDir(base: XenBase = '4.20'): string {
   return resolve(repositoryDir(), 'hypervisor', BASES[base].seriesSubdir);
 }
 
+/** The base and series directory XEN_PMEM_XEN_SERIES names, if it is set. */
+export function seriesOverride(env: NodeJS.ProcessEnv = process.env): { base: XenBase; dir: string } | null {
+  const value = env[XEN_SERIES_ENV];
+  if (!value) return null;
+  const at = value.indexOf(':');
+  const base = value.slice(0, at) as XenBase;
+  if (at === -1 || !XEN_BASES.includes(base)) {
+    throw new LabError('bad-options', `${XEN_SERIES_ENV}=${value}: expected BASE:DIR with BASE one of ${XEN_BASES.join(', ')}`);
+  }
+  return { base, dir: resolve(value.slice(at + 1)) };
+}
+
 /** The patch names `series` lists, in order; `#` starts a comment. */
 export function parseSeries(text: string): string[] {
   return text.split('\n').map((line) => line.replace(/#.*/, '').trim()).filter((line) => line.length > 0);
@@ -182,7 +200,8 @@ export async function preparePatchedXen(options: PatchedXenOptions = {}): Promis
   const base = options.base ?? '4.20';
   const variant = options.variant ?? 'debian';
   const log = options.log ?? stderrProgress(`hypervisor ${base}${variant === 'debian' ? '' : ` ${variant}`}`);
-  const seriesDir = resolve(options.seriesDir ?? hypervisorSeriesDir(base));
+  const override = seriesOverride();
+  const seriesDir = resolve(options.seriesDir ?? (override?.base === base ? override.dir : hypervisorSeriesDir(base)));
   const root = join(resolve(options.cacheDir ?? labCacheDir()), 'hypervisor', base);
 
   const problems = seriesProblems(seriesDir);
@@ -215,6 +234,10 @@ export async function preparePatchedXen(options: PatchedXenOptions = {}): Promis
  * `variant` names one.
  */
 export async function prepareNewestPatchedXen(log?: ProgressLog, variant?: ConfigVariant): Promise<{ xen: PatchedXen; fallback: string | null }> {
+  const override = seriesOverride();
+  if (override !== null) {
+    return { xen: await preparePatchedXen({ base: override.base, log, variant }), fallback: override.base === '4.20' ? null : `${XEN_SERIES_ENV} names a series for ${override.base}: ${override.dir}` };
+  }
   try {
     return { xen: await preparePatchedXen({ base: '4.20', log, variant }), fallback: null };
   } catch (error) {

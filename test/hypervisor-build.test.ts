@@ -1,14 +1,15 @@
-// The parts of lab/hypervisor.ts that need no apt and no compiler: the series file, its hash
-// (the cache key), the check that series and patches/ agree, the .dsc reader and the private
-// apt options.
+// The parts of lab/hypervisor.ts and lab/mutants.ts that need no apt and no compiler: the series
+// file, its hash (the cache key), the check that series and patches/ agree, the .dsc reader, the
+// private apt options, the series a lab run may be pointed at, and the mutants' patches.
 
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { dscFiles, hypervisorSeriesDir, parseSeries, privateAptOptions, readSeries, seriesHash, seriesProblems, XEN_BASES } from '../lab/hypervisor.js';
+import { dscFiles, hypervisorSeriesDir, parseSeries, privateAptOptions, readSeries, seriesHash, seriesOverride, seriesProblems, XEN_BASES } from '../lab/hypervisor.js';
+import { failures, MUTANTS, xenPanic } from '../lab/mutants.js';
 
 for (const base of XEN_BASES) {
   describe(`the patch series for Xen ${base} in hypervisor/`, () => {
@@ -118,5 +119,72 @@ describe('parseSeries, dscFiles, privateAptOptions', () => {
       assert.ok(value?.startsWith(`${name}=/cache/apt/`), `${name} is private: ${value}`);
     }
     assert.ok(values.includes('APT::Sandbox::User=root'));
+  });
+});
+
+describe('XEN_PMEM_XEN_SERIES', () => {
+  it('names a series directory for one base, and nothing when unset', () => {
+    assert.deepEqual(seriesOverride({ XEN_PMEM_XEN_SERIES: '4.17:/tmp/series' }), { base: '4.17', dir: '/tmp/series' });
+    assert.equal(seriesOverride({}), null);
+  });
+
+  it('refuses a value without a known base, saying what it expects', () => {
+    for (const value of ['/tmp/series', '4.18:/tmp/series']) {
+      assert.throws(() => seriesOverride({ XEN_PMEM_XEN_SERIES: value }), /expected BASE:DIR with BASE one of 4\.20, 4\.17/);
+    }
+  });
+});
+
+describe('the mutants of hypervisor/mutants/', () => {
+  const mutantsDir = join(hypervisorSeriesDir('4.20'), 'mutants');
+
+  it('has a patch for every mutant npm run mutants knows, and no other', () => {
+    const onDisk = XEN_BASES.flatMap((base) => (existsSync(join(mutantsDir, base)) ? readdirSync(join(mutantsDir, base)).map((file) => `${base}/${file}`) : []));
+    assert.deepEqual(onDisk.sort(), MUTANTS.map((mutant) => `${mutant.base}/${mutant.name}.patch`).sort());
+  });
+
+  it('each says what it takes out, and changes only lines the series itself adds (so it still applies)', () => {
+    for (const mutant of MUTANTS) {
+      const text = readFileSync(join(mutantsDir, mutant.base, `${mutant.name}.patch`), 'utf8');
+      assert.match(text, /^Mutant for the lab tests, never part of the series: \S/, `${mutant.name} starts with what it does`);
+      const seriesDir = hypervisorSeriesDir(mutant.base);
+      const added = new Set(readSeries(seriesDir).flatMap((name) => readFileSync(join(seriesDir, name), 'utf8').split('\n').filter((line) => line.startsWith('+') && !line.startsWith('+++')).map((line) => line.slice(1))));
+      const touched = text.split('\n').filter((line) => /^[ -]/.test(line) && !line.startsWith('---')).map((line) => line.slice(1));
+      assert.ok(touched.length > 0, `${mutant.name} has hunks`);
+      for (const line of touched) assert.ok(line.trim() === '' || added.has(line), `${mutant.name}: "${line}" is not a line the ${mutant.base} series adds`);
+    }
+  });
+});
+
+describe('failures', () => {
+  it('lists the failing tests of a spec report, each with the message under it and without the stack', () => {
+    const output = [
+      '✔ something else (1.2ms)',
+      '✖ failing tests:',
+      '',
+      'test at dist/test/lab/patched-xen.test.js:80:3',
+      '✖ route: DOMID_XEN maps the M2P chunk (0.99ms)',
+      '  AssertionError [ERR_ASSERTION]: first M2P chunk: 16 !== 0',
+      '      at TestContext.<anonymous> (file:///x.js:194:16)',
+      '',
+      'test at dist/test/lab/patched-xen.test.js:90:3',
+      '✖ a PV DomU is saved and restored (0.32ms)',
+      '  AssertionError [ERR_ASSERTION]: afterSlot: xl save exited 1',
+      '  xc: error: Failed to mmap() m2p ranges (16 = Device or resource busy)',
+      '      at TestContext.<anonymous> (file:///x.js:200:16)',
+    ].join('\n');
+    assert.deepEqual(failures(output), [
+      { name: 'route: DOMID_XEN maps the M2P chunk', message: 'AssertionError [ERR_ASSERTION]: first M2P chunk: 16 !== 0' },
+      { name: 'a PV DomU is saved and restored', message: 'AssertionError [ERR_ASSERTION]: afterSlot: xl save exited 1 xc: error: Failed to mmap() m2p ranges (16 = Device or resource busy)' },
+    ]);
+    assert.deepEqual(failures('✔ all passed (1ms)\n'), []);
+  });
+});
+
+describe('xenPanic', () => {
+  it('says what Xen panicked with and in which function, from the serial log a failure quotes', () => {
+    const quoted = "    serialTail: '(XEN) Xen call trace:\\n(XEN)    [<ffff82d04030f341>] R put_page_from_l1e+0x81/0x130\\n(XEN)    [<ffff82d0402f3090>] S ptwr_emulated_update+0x180/0x350\\n(XEN) ****************************************\\n(XEN) Panic on CPU 0:\\n(XEN) FATAL PAGE FAULT\\n(XEN) [error_code=0000]\\n'";
+    assert.equal(xenPanic(quoted), 'FATAL PAGE FAULT in put_page_from_l1e+0x81/0x130');
+    assert.equal(xenPanic('(XEN) pmem: added region [0x240000, 0x250000)\n'), null);
   });
 });
