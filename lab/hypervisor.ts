@@ -38,6 +38,8 @@ export const XEN_SOURCE_ENV = 'XEN_PMEM_XEN_SOURCE';
  * tests against a series with one protection taken out.
  */
 export const XEN_SERIES_ENV = 'XEN_PMEM_XEN_SERIES';
+/** Names a configuration of the build matrix (`debug`: every ASSERT on) for every lab run's Xen. */
+export const XEN_VARIANT_ENV = 'XEN_PMEM_XEN_VARIANT';
 
 export type XenBase = '4.20' | '4.17';
 export const XEN_BASES: readonly XenBase[] = ['4.20', '4.17'];
@@ -90,6 +92,8 @@ const BUILD_TOOLS: ReadonlyArray<{ tool: string; pkg: string }> = [
 
 export interface PatchedXen {
   base: XenBase;
+  /** The configuration of the matrix it was built with (`debian`: Debian's own). */
+  variant: ConfigVariant;
   /** `xen/xen`: the 32-bit multiboot ELF QEMU's -kernel takes. */
   xenImage: string;
   /** `xen/xen.gz`: what Debian installs as /boot/xen-*.gz. */
@@ -110,7 +114,7 @@ export interface PatchedXen {
 export interface PatchedXenOptions {
   /** 4.20 unless told. */
   base?: XenBase;
-  /** A configuration of the matrix (CONFIG_DEBUG …) on top of Debian's; Debian's own unless told. */
+  /** A configuration of the matrix (CONFIG_DEBUG …) on top of Debian's; XEN_PMEM_XEN_VARIANT's, else Debian's own. */
   variant?: ConfigVariant;
   log?: ProgressLog;
   /** Defaults to $XEN_PMEM_LAB_CACHE, then /var/cache/xen-pmem-lab. */
@@ -131,6 +135,16 @@ interface BuildRecord {
 
 export function hypervisorSeriesDir(base: XenBase = '4.20'): string {
   return resolve(repositoryDir(), 'hypervisor', BASES[base].seriesSubdir);
+}
+
+/** The configuration XEN_PMEM_XEN_VARIANT names; Debian's own when it is unset. */
+export function variantFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigVariant {
+  const value = env[XEN_VARIANT_ENV];
+  if (!value) return 'debian';
+  if (!Object.hasOwn(CONFIG_VARIANTS, value)) {
+    throw new LabError('bad-options', `${XEN_VARIANT_ENV}=${value}: the configurations are ${Object.keys(CONFIG_VARIANTS).join(', ')}`);
+  }
+  return value as ConfigVariant;
 }
 
 /** The base and series directory XEN_PMEM_XEN_SERIES names, if it is set. */
@@ -198,7 +212,7 @@ export { privateAptOptions } from './private-apt.js';
  */
 export async function preparePatchedXen(options: PatchedXenOptions = {}): Promise<PatchedXen> {
   const base = options.base ?? '4.20';
-  const variant = options.variant ?? 'debian';
+  const variant = options.variant ?? variantFromEnv();
   const log = options.log ?? stderrProgress(`hypervisor ${base}${variant === 'debian' ? '' : ` ${variant}`}`);
   const override = seriesOverride();
   const seriesDir = resolve(options.seriesDir ?? (override?.base === base ? override.dir : hypervisorSeriesDir(base)));
@@ -230,25 +244,30 @@ export async function preparePatchedXen(options: PatchedXenOptions = {}): Promis
 
 /**
  * The newest base that can be built here, with its Dom0 release: 4.20 when Debian 13's source (or
- * XEN_PMEM_XEN_SOURCE) is at hand, else 4.17, saying why; in a configuration of the matrix when
- * `variant` names one.
+ * XEN_PMEM_XEN_SOURCE) is at hand, else 4.17, saying why; the base XEN_PMEM_XEN_SERIES names when
+ * it is set.
  */
-export async function prepareNewestPatchedXen(log?: ProgressLog, variant?: ConfigVariant): Promise<{ xen: PatchedXen; fallback: string | null }> {
+export async function prepareNewestPatchedXen(log?: ProgressLog): Promise<{ xen: PatchedXen; fallback: string | null }> {
   const override = seriesOverride();
   if (override !== null) {
-    return { xen: await preparePatchedXen({ base: override.base, log, variant }), fallback: override.base === '4.20' ? null : `${XEN_SERIES_ENV} names a series for ${override.base}: ${override.dir}` };
+    return { xen: await preparePatchedXen({ base: override.base, log }), fallback: override.base === '4.20' ? null : `${XEN_SERIES_ENV} names a series for ${override.base}: ${override.dir}` };
   }
   try {
-    return { xen: await preparePatchedXen({ base: '4.20', log, variant }), fallback: null };
+    return { xen: await preparePatchedXen({ base: '4.20', log }), fallback: null };
   } catch (error) {
     if (!(error instanceof LabUnavailableError) || error.reason !== 'source-unavailable') throw error;
-    return { xen: await preparePatchedXen({ base: '4.17', log, variant }), fallback: error.message };
+    return { xen: await preparePatchedXen({ base: '4.17', log }), fallback: error.message };
   }
 }
 
+/** The configuration a build key names: the series' hash, then `-<variant>` unless Debian's. */
+function variantOfKey(hash: string): ConfigVariant {
+  return (/-([a-z0-9]+)$/.exec(hash)?.[1] as ConfigVariant | undefined) ?? 'debian';
+}
+
 function buildDir(root: string, version: string, hash: string): string {
-  const variant = /-([a-z0-9]+)$/.exec(hash)?.[1];
-  return join(root, 'builds', `${version}-${hash.slice(0, 16)}${variant ? `-${variant}` : ''}`);
+  const variant = variantOfKey(hash);
+  return join(root, 'builds', `${version}-${hash.slice(0, 16)}${variant === 'debian' ? '' : `-${variant}`}`);
 }
 
 async function cachedBuild(root: string, base: XenBase, version: string, hash: string): Promise<PatchedXen | null> {
@@ -267,6 +286,7 @@ async function cachedBuild(root: string, base: XenBase, version: string, hash: s
 function resultIn(dir: string, record: BuildRecord, cached: boolean): PatchedXen {
   return {
     base: record.base,
+    variant: variantOfKey(record.seriesHash),
     xenImage: join(dir, 'xen'),
     xenGz: join(dir, 'xen.gz'),
     xenSyms: join(dir, 'xen-syms'),

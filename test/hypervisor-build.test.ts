@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { dscFiles, hypervisorSeriesDir, parseSeries, privateAptOptions, readSeries, seriesHash, seriesOverride, seriesProblems, XEN_BASES } from '../lab/hypervisor.js';
+import { dscFiles, hypervisorSeriesDir, parseSeries, privateAptOptions, readSeries, seriesHash, seriesOverride, seriesProblems, variantFromEnv, XEN_BASES } from '../lab/hypervisor.js';
 import { failures, MUTANTS, xenPanic } from '../lab/mutants.js';
 
 for (const base of XEN_BASES) {
@@ -132,6 +132,14 @@ describe('XEN_PMEM_XEN_SERIES', () => {
     for (const value of ['/tmp/series', '4.18:/tmp/series']) {
       assert.throws(() => seriesOverride({ XEN_PMEM_XEN_SERIES: value }), /expected BASE:DIR with BASE one of 4\.20, 4\.17/);
     }
+  });
+});
+
+describe('XEN_PMEM_XEN_VARIANT', () => {
+  it('names a configuration of the build matrix, Debian\'s own when unset', () => {
+    assert.equal(variantFromEnv({}), 'debian');
+    assert.equal(variantFromEnv({ XEN_PMEM_XEN_VARIANT: 'debug' }), 'debug');
+    assert.throws(() => variantFromEnv({ XEN_PMEM_XEN_VARIANT: 'toString' }), /the configurations are debian, debug, pv32, bigmem, flask, all/);
   });
 });
 

@@ -65,7 +65,9 @@ function report(facts: { spfn: string; epfn: string }): PfnRange {
 
 async function patchedXen(t: TestContext, base: XenBase): Promise<PatchedXen | null> {
   try {
-    return await preparePatchedXen({ base, log: stderrProgress(`patched-xen ${base}`) });
+    const xen = await preparePatchedXen({ base, log: stderrProgress(`patched-xen ${base}`) });
+    if (xen.variant !== 'debian') t.diagnostic(`Xen built with the matrix's ${xen.variant} configuration: ${xen.xenImage}`);
+    return xen;
   } catch (error) {
     if (error instanceof LabUnavailableError && error.reason === 'source-unavailable') {
       t.skip(error.message);
