@@ -125,7 +125,7 @@ async function main(): Promise<number> {
       nvdimms: nvdimms.slice(0, 2).map((nvdimm) => ({ id: nvdimm.id, imagePath: nvdimm.image, sizeBytes: SIZE })),
       scenario: 'demo',
       // Xen prints its pmem lines at info level, which a release build shows only when asked.
-      xenArgs: ['loglvl=all', 'guest_loglvl=all'],
+      xenArgs: ['loglvl=all', 'guest_loglvl=all', ...xen.bootArgs],
       env: { LAB_BOOT_DISKS: '2' },
       timeoutMs: LIMIT_MS,
       log: progress,

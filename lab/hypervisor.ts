@@ -71,6 +71,14 @@ export const CONFIG_VARIANTS = {
 } as const satisfies Record<string, readonly string[]>;
 export type ConfigVariant = keyof typeof CONFIG_VARIANTS;
 
+/**
+ * Words a configuration needs on Xen's command line in the lab: a Flask build panics at boot
+ * without a policy, and the lab has none, so it boots with the dummy XSM module.
+ */
+const VARIANT_BOOT_ARGS: Record<ConfigVariant, readonly string[]> = {
+  debian: [], debug: [], pv32: [], bigmem: [], flask: ['xsm=dummy'], all: ['xsm=dummy'],
+};
+
 /** The Dom0 release whose kernel, toolstack and config go with a base. */
 export function dom0ForBase(base: XenBase): Dom0Release {
   return BASES[base].dom0;
@@ -94,6 +102,8 @@ export interface PatchedXen {
   base: XenBase;
   /** The configuration of the matrix it was built with (`debian`: Debian's own). */
   variant: ConfigVariant;
+  /** What this build needs on Xen's command line in the lab (`xsm=dummy` for Flask). */
+  bootArgs: readonly string[];
   /** `xen/xen`: the 32-bit multiboot ELF QEMU's -kernel takes. */
   xenImage: string;
   /** `xen/xen.gz`: what Debian installs as /boot/xen-*.gz. */
@@ -287,6 +297,7 @@ function resultIn(dir: string, record: BuildRecord, cached: boolean): PatchedXen
   return {
     base: record.base,
     variant: variantOfKey(record.seriesHash),
+    bootArgs: VARIANT_BOOT_ARGS[variantOfKey(record.seriesHash)],
     xenImage: join(dir, 'xen'),
     xenGz: join(dir, 'xen.gz'),
     xenSyms: join(dir, 'xen-syms'),
