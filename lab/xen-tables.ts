@@ -106,10 +106,11 @@ const PGT_VALIDATED = 1n << 58n;
 /**
  * What is wrong with the page_infos of a region's frames as a frame-table chunk holds them (from
  * the region's first frame, which starts its pdx group): every frame is no one's (all zero) but
- * those of the M2P chunks, which Xen shares read-only with privileged guests as Xen's own frames
- * (owner dom_xen, Xen heap, one reference, type none, validated). Empty when they are right.
+ * those of the M2P chunks and the compat M2P chunks after them (CONFIG_PV32), which Xen shares
+ * read-only with privileged guests as Xen's own frames (owner dom_xen, Xen heap, one reference,
+ * type none, validated). Empty when they are right.
  */
-export function regionPageInfoProblems(bytes: Buffer, frames: number, m2pFrames: { first: number; end: number }): string[] {
+export function regionPageInfoProblems(bytes: Buffer, frames: number, sharedFrames: { first: number; end: number }): string[] {
   const problems: string[] = [];
   for (let i = 0; i < frames && problems.length < 5; i++) {
     const entry = bytes.subarray(i * PAGE_INFO_BYTES, (i + 1) * PAGE_INFO_BYTES);
@@ -120,7 +121,7 @@ export function regionPageInfoProblems(bytes: Buffer, frames: number, m2pFrames:
     const countInfo = entry.readBigUInt64LE(8);
     const typeInfo = entry.readBigUInt64LE(16);
     const owner = entry.readUInt32LE(24);
-    if (i >= m2pFrames.first && i < m2pFrames.end) {
+    if (i >= sharedFrames.first && i < sharedFrames.end) {
       if (countInfo !== (PGC_ALLOCATED | PGC_XEN_HEAP | 1n) || typeInfo !== (PGT_VALIDATED | 1n) || owner === 0) {
         problems.push(`frame +0x${i.toString(16)} (M2P chunk): count_info 0x${countInfo.toString(16)}, type_info 0x${typeInfo.toString(16)}, owner 0x${owner.toString(16)}; want PGC_allocated | PGC_xen_heap | 1, PGT_none | PGT_validated | 1, dom_xen`);
       }

@@ -293,16 +293,17 @@ for (const base of XEN_BASES) {
       assert.ok(version.extraversion.endsWith(XEN_VENDOR_VERSION), version.extraversion);
     });
 
-    await t.test('nv0\'s reserved area holds Xen\'s tables: page_infos of region frames that no one owns but the M2P chunk\'s (Xen\'s, shared read-only), then the M2P chunk of invalid entries (host, image file)', () => {
+    await t.test('nv0\'s reserved area holds Xen\'s tables: page_infos of region frames that no one owns but the M2P chunks\' (Xen\'s, shared read-only), then the M2P chunk of invalid entries (host, image file)', () => {
       assert.ok(added0?.kind === 'added');
-      const { frameTable, m2p } = added0.chunks;
+      const { frameTable, m2p, compatM2p } = added0.chunks;
       assert.ok(frameTable >= 1 && m2p >= 1, added0.line);
       // The region's frames are in the frame-table chunks in PFN order from the start of their
       // pdx group (no pdx compression in the lab); the region starts on a group boundary here.
       const regionFrames = Number(add0.epfn - add0.spfn);
       assert.equal(add0.spfn % 0x10000n, 0n, 'nv0 starts on a pdx group boundary');
       const m2pFirst = Number(add0.rsvSpfn - add0.spfn) + frameTable * Number(CHUNK_PAGES);
-      assert.deepEqual(regionPageInfoProblems(collected.nv0Chunks, regionFrames, { first: m2pFirst, end: m2pFirst + m2p * Number(CHUNK_PAGES) }), []);
+      // The compat M2P's chunks (CONFIG_PV32) follow the M2P's, shared the same way.
+      assert.deepEqual(regionPageInfoProblems(collected.nv0Chunks, regionFrames, { first: m2pFirst, end: m2pFirst + (m2p + compatM2p) * Number(CHUNK_PAGES) }), []);
       const m2pChunk = collected.nv0Chunks.subarray(frameTable * CHUNK_BYTES, (frameTable + 1) * CHUNK_BYTES);
       assert.ok(m2pChunk.every((byte) => byte === 0xff), 'the M2P chunk is not all INVALID_M2P_ENTRY');
     });
