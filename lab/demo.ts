@@ -124,8 +124,7 @@ async function main(): Promise<number> {
       xenImage: xen.xenImage,
       nvdimms: nvdimms.slice(0, 2).map((nvdimm) => ({ id: nvdimm.id, imagePath: nvdimm.image, sizeBytes: SIZE })),
       scenario: 'demo',
-      // Xen prints its pmem lines at info level, which a release build shows only when asked.
-      xenArgs: ['loglvl=all', 'guest_loglvl=all', ...xen.bootArgs],
+      xenArgs: [...xen.bootArgs],
       env: { LAB_BOOT_DISKS: '2' },
       timeoutMs: LIMIT_MS,
       log: progress,

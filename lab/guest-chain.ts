@@ -89,7 +89,7 @@ export async function runGuestChain(options: {
         cpu: 'svm',
         nvdimms: [{ id: 'nv0', imagePath: image, sizeBytes: nvdimmBytes }],
         scenario: 'guest-pmem',
-        xenArgs: ['loglvl=all', 'guest_loglvl=all', ...xen.bootArgs],
+        xenArgs: [...xen.bootArgs],
         env: { LAB_GUEST_BOOT: boot, LAB_DOMU_KERNEL: domU.kernel, LAB_DOMU_RAMDISK: domU.ramdisk, LAB_GUEST_BYTES: String(guestBytes) },
         timeoutMs: 600_000,
         log,

@@ -102,7 +102,10 @@ export interface PatchedXen {
   base: XenBase;
   /** The configuration of the matrix it was built with (`debian`: Debian's own). */
   variant: ConfigVariant;
-  /** What this build needs on Xen's command line in the lab (`xsm=dummy` for Flask). */
+  /**
+   * Xen's command line in the lab: every log level (the series' pmem lines are info-level, which
+   * a release build shows only when asked), and what the build needs (`xsm=dummy` for Flask).
+   */
   bootArgs: readonly string[];
   /** `xen/xen`: the 32-bit multiboot ELF QEMU's -kernel takes. */
   xenImage: string;
@@ -294,10 +297,11 @@ async function cachedBuild(root: string, base: XenBase, version: string, hash: s
 }
 
 function resultIn(dir: string, record: BuildRecord, cached: boolean): PatchedXen {
+  const variant = variantOfKey(record.seriesHash);
   return {
     base: record.base,
-    variant: variantOfKey(record.seriesHash),
-    bootArgs: VARIANT_BOOT_ARGS[variantOfKey(record.seriesHash)],
+    variant,
+    bootArgs: ['loglvl=all', 'guest_loglvl=all', ...VARIANT_BOOT_ARGS[variant]],
     xenImage: join(dir, 'xen'),
     xenGz: join(dir, 'xen.gz'),
     xenSyms: join(dir, 'xen-syms'),

@@ -8,7 +8,7 @@
 // from a copy of it in a directory of its own, named to the lab by XEN_PMEM_XEN_SERIES.
 //
 // Usage: npm run -s mutants [-- --only NAME[,NAME…]] [--minutes N]
-//        (about 3 minutes a mutant under TCG; builds are cached like the series' own)
+//        (about 2 minutes a mutant under TCG; builds are cached like the series' own)
 
 import { spawn } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
@@ -22,10 +22,10 @@ import { hypervisorSeriesDir, preparePatchedXen, XEN_SERIES_ENV, XEN_SOURCE_ENV,
 import { repositoryDir } from './prepare.js';
 import { stderrProgress } from './progress.js';
 
-/** The lab tests a mutant can be held against: the compiled test file and the test's name. */
+/** The lab tests a mutant can be held against: the compiled test file and the test's name on a base. */
 const GUARDS = {
-  'patched-xen': { file: 'dist/test/lab/patched-xen.test.js', pattern: 'patched Xen 4.17' },
-  'xen-large': { file: 'dist/test/lab/xen-large.test.js', pattern: 'region added to the patched Xen' },
+  'patched-xen': { file: 'dist/test/lab/patched-xen.test.js', pattern: (base: XenBase) => `patched Xen ${base}` },
+  'xen-large': { file: 'dist/test/lab/xen-large.test.js', pattern: () => 'region added to the patched Xen' },
 } as const;
 type Guard = keyof typeof GUARDS;
 
@@ -106,7 +106,7 @@ function summaryCount(output: string, kind: string): number {
 async function mutantSeries(mutant: Mutant, into: string): Promise<string> {
   const source = hypervisorSeriesDir(mutant.base);
   const dir = join(into, mutant.name);
-  await cp(source, dir, { recursive: true, filter: (path) => !path.includes('/mutants') });
+  await cp(join(source, 'patches'), join(dir, 'patches'), { recursive: true });
   const name = `patches/9999-mutant-${mutant.name}.patch`;
   await copyFile(join(repositoryDir(), 'hypervisor', 'mutants', mutant.base, `${mutant.name}.patch`), join(dir, name));
   await writeFile(join(dir, 'series'), `${await readFile(join(source, 'series'), 'utf8')}${name}\n`);
@@ -120,7 +120,7 @@ function runGuard(guard: Guard, base: XenBase, seriesDir: string, logPath: strin
   // The other base would run the unchanged series beside the mutant.
   delete env[XEN_SOURCE_ENV];
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, ['--test', '--test-reporter=spec', `--test-name-pattern=${pattern}`, file], {
+    const child = spawn(process.execPath, ['--test', '--test-reporter=spec', `--test-name-pattern=${pattern(base)}`, file], {
       cwd: repositoryDir(), env, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
     });
     const log = createWriteStream(logPath);

@@ -90,7 +90,7 @@ test('lab scenarios on the patched Xen: coldplug, file system, hotplug, two plan
       hotplugSlots: 4,
       hotplugBytes: 10n * GiB,
       scenario: 'daemon-patched-xen',
-      xenArgs: ['loglvl=all', 'guest_loglvl=all', ...xen.bootArgs],
+      xenArgs: [...xen.bootArgs],
       env: { LAB_BOOT_DISKS: '2', LAB_FS_FILES: Object.keys(FILES).join(',') },
       timeoutMs: 900_000,
       log,

@@ -105,7 +105,7 @@ for (const base of XEN_BASES) {
         ],
         scenario: 'xen-abi',
         memoryMiB: 2000,
-        xenArgs: ['loglvl=all', 'guest_loglvl=all', ...xen.bootArgs],
+        xenArgs: [...xen.bootArgs],
         env: {
           LAB_STAND_IN: buildTestHypervisor(), LAB_DOMU_KERNEL: domU.kernel, LAB_DOMU_RAMDISK: domU.ramdisk,
           LAB_HOSTILE_SEED: String(TEST_SEED), LAB_HOSTILE_COUNT: String(HOSTILE_COUNT),

@@ -53,7 +53,7 @@ test(`a ${LARGE_GIB} GiB region added to the patched Xen, preemptibly, beside Li
         { id: 'nv1', imagePath: join(images, 'nv1.img'), sizeBytes: LINUX, labelSizeBytes: 128n * KiB },
       ],
       scenario: 'xen-large',
-      xenArgs: ['loglvl=all', 'guest_loglvl=all', ...xen.bootArgs],
+      xenArgs: [...xen.bootArgs],
       env: { LAB_LARGE_BYTES: String(LARGE) },
       timeoutMs: 600_000,
       log,
